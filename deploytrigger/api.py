@@ -1,0 +1,56 @@
+"""Module-level functions: open a :class:`Client`, delegate, close it."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, Iterable, Mapping, Optional, Union
+
+from .client import Client
+from .models import FlowRun
+
+__all__ = ["run_deployment"]
+
+
+def run_deployment(
+    name: Union[str, uuid.UUID],
+    client: Optional[Client] = None,
+    parameters: Optional[Mapping[str, Any]] = None,
+    scheduled_time: Optional[datetime] = None,
+    flow_run_name: Optional[str] = None,
+    timeout: Optional[float] = None,
+    poll_interval: float = 5,
+    tags: Optional[Iterable[str]] = None,
+    idempotency_key: Optional[str] = None,
+    work_queue_name: Optional[str] = None,
+    as_subflow: bool = True,
+    job_variables: Optional[Mapping[str, Any]] = None,
+) -> FlowRun:
+    """Create a flow run of a deployment and return it once final or when time runs out.
+
+    With ``client=None`` a :class:`Client` is configured from the environment
+    (``PREFECT_API_URL`` ...) for this call and closed afterwards; pass a client
+    to reuse its connections. The other arguments are those of
+    :meth:`Client.run_deployment`, with Prefect's semantics: ``timeout=0``
+    returns the new run at once, ``timeout=None`` waits for a final state, a
+    positive timeout returns the run in whatever state it has when time runs out.
+
+    Raises:
+        DeployTriggerError: see :meth:`Client.run_deployment`.
+    """
+    options = dict(
+        parameters=parameters,
+        scheduled_time=scheduled_time,
+        flow_run_name=flow_run_name,
+        timeout=timeout,
+        poll_interval=poll_interval,
+        tags=tags,
+        idempotency_key=idempotency_key,
+        work_queue_name=work_queue_name,
+        as_subflow=as_subflow,
+        job_variables=job_variables,
+    )
+    if client is not None:
+        return client.run_deployment(name, **options)  # type: ignore[arg-type]
+    with Client() as own_client:
+        return own_client.run_deployment(name, **options)  # type: ignore[arg-type]

@@ -1,0 +1,205 @@
+"""Exceptions raised by deploytrigger.
+
+Every error the public API raises is a :class:`DeployTriggerError`; no
+``requests``, ``tenacity`` or ``json`` exception escapes it (the original is
+kept as ``__cause__``)::
+
+    DeployTriggerError
+    ├── ConfigurationError          (also ValueError) no or bad API URL, profile, TLS file
+    ├── InvalidArgumentError        (also ValueError) bad input, found before any request
+    │   └── InvalidArgumentTypeError (also TypeError)
+    ├── TransportError              the server could not be reached or did not answer
+    │   ├── ConnectionFailedError   (also ConnectionError)
+    │   ├── RequestTimeoutError     (also TimeoutError)
+    │   └── TLSError                certificate verification or handshake failed
+    ├── APIError                    the server answered with an error status
+    │   ├── AuthenticationError     401: missing or wrong credentials
+    │   ├── PermissionDeniedError   403: credentials lack the permission
+    │   ├── NotFoundError           (also LookupError) 404
+    │   │   ├── DeploymentNotFoundError
+    │   │   └── FlowRunNotFoundError
+    │   ├── BadRequestError         (also ValueError) 400, 409, 422: the request was refused
+    │   │   └── ParameterRejectedError  the deployment's parameter schema refused a parameter
+    │   ├── RateLimitedError        429, still after every retry
+    │   └── ServerError             5xx, still after every retry
+    └── InvalidResponseError        the answer was not the JSON expected
+
+Messages never contain an API key, an auth string or URL credentials.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+__all__ = [
+    "APIError",
+    "AuthenticationError",
+    "BadRequestError",
+    "ConfigurationError",
+    "ConnectionFailedError",
+    "DeployTriggerError",
+    "DeploymentNotFoundError",
+    "FlowRunNotFoundError",
+    "InvalidArgumentError",
+    "InvalidArgumentTypeError",
+    "InvalidResponseError",
+    "NotFoundError",
+    "ParameterRejectedError",
+    "PermissionDeniedError",
+    "RateLimitedError",
+    "RequestTimeoutError",
+    "ServerError",
+    "TLSError",
+    "TransportError",
+]
+
+
+class DeployTriggerError(Exception):
+    """Root of every error deploytrigger raises."""
+
+
+class ConfigurationError(DeployTriggerError, ValueError):
+    """The client cannot be configured: no API URL, a malformed one, a bad profile."""
+
+
+class InvalidArgumentError(DeployTriggerError, ValueError):
+    """An argument has a bad value; raised before any request is sent."""
+
+
+class InvalidArgumentTypeError(InvalidArgumentError, TypeError):
+    """An argument has the wrong type; raised before any request is sent."""
+
+
+class TransportError(DeployTriggerError):
+    """The request did not get an HTTP answer.
+
+    Attributes:
+        method: HTTP method of the request.
+        url: URL of the request (credentials removed).
+        attempts: how many times the request was sent.
+    """
+
+    def __init__(self, message: str, *, method: str, url: str, attempts: int = 1) -> None:
+        super().__init__(message)
+        self.method = method
+        self.url = url
+        self.attempts = attempts
+
+
+class ConnectionFailedError(TransportError, ConnectionError):
+    """The connection was refused, reset or could not be opened."""
+
+
+class RequestTimeoutError(TransportError, TimeoutError):
+    """The server did not answer one request within the request timeout."""
+
+
+class TLSError(TransportError):
+    """TLS failed: an untrusted or invalid certificate, or a failed handshake."""
+
+
+class APIError(DeployTriggerError):
+    """The server answered with an error status.
+
+    Attributes:
+        status_code: the HTTP status.
+        detail: the server's explanation (its ``detail`` field, or the body).
+        method: HTTP method of the request.
+        url: URL of the request (credentials removed).
+        attempts: how many times the request was sent.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int,
+        detail: Any,
+        method: str,
+        url: str,
+        attempts: int = 1,
+    ) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.detail = detail
+        self.method = method
+        self.url = url
+        self.attempts = attempts
+
+
+class AuthenticationError(APIError):
+    """401: the server did not accept the credentials (or none were sent)."""
+
+
+class PermissionDeniedError(APIError):
+    """403: the credentials are valid but not allowed to do this."""
+
+
+class NotFoundError(APIError, LookupError):
+    """404: the object asked for does not exist."""
+
+
+class DeploymentNotFoundError(NotFoundError):
+    """The deployment asked for does not exist.
+
+    Attributes:
+        deployment: the id or ``"flow/deployment"`` name that was asked for.
+    """
+
+    deployment: str = ""
+
+
+class FlowRunNotFoundError(NotFoundError):
+    """The flow run asked for does not exist.
+
+    Attributes:
+        flow_run_id: the id that was asked for.
+    """
+
+    flow_run_id: str = ""
+
+
+class BadRequestError(APIError, ValueError):
+    """400, 409 or 422: the server refused the request as it was sent."""
+
+
+class ParameterRejectedError(BadRequestError):
+    """The deployment's parameter schema refused a parameter.
+
+    Attributes:
+        parameter: the name of the offending parameter, when known.
+    """
+
+    parameter: Optional[str] = None
+
+
+class RateLimitedError(APIError):
+    """429: still rate limited after every retry.
+
+    Attributes:
+        retry_after: seconds the server last asked to wait, when it said.
+    """
+
+    retry_after: Optional[float] = None
+
+
+class ServerError(APIError):
+    """5xx: the server failed, still after every retry allowed for the request."""
+
+
+class InvalidResponseError(DeployTriggerError):
+    """The server's answer was not the JSON deploytrigger expected.
+
+    Attributes:
+        method: HTTP method of the request.
+        url: URL of the request (credentials removed).
+        status_code: the HTTP status of the answer.
+    """
+
+    def __init__(
+        self, message: str, *, method: str = "", url: str = "", status_code: int = 0
+    ) -> None:
+        super().__init__(message)
+        self.method = method
+        self.url = url
+        self.status_code = status_code

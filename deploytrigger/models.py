@@ -1,0 +1,273 @@
+"""Plain, frozen records of what the Prefect API returns: runs, states, deployments.
+
+Each ``from_json`` parses one API object. Datetimes are timezone-aware
+(parsed with dateutil); ids are :class:`uuid.UUID`. The object as the server
+sent it stays available as ``raw`` (left out of ``repr`` and comparisons).
+A server answer missing a required field raises
+:class:`~deploytrigger.exceptions.InvalidResponseError`.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple, TypeVar
+
+from dateutil import parser as date_parser
+
+from .exceptions import InvalidResponseError
+
+__all__ = ["FINAL_STATES", "Deployment", "Flow", "FlowRun", "State", "StateType"]
+
+T = TypeVar("T")
+
+
+class StateType(str, enum.Enum):
+    """The type of a run's state; compares equal to its name as a string."""
+
+    SCHEDULED = "SCHEDULED"
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    PAUSED = "PAUSED"
+    CANCELLING = "CANCELLING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+    CRASHED = "CRASHED"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+FINAL_STATES = frozenset(
+    {StateType.COMPLETED, StateType.FAILED, StateType.CANCELLED, StateType.CRASHED}
+)
+"""State types after which a run never changes again."""
+
+
+def parse_datetime(value: Any) -> Optional[datetime]:
+    """Parse an ISO 8601 string into an aware datetime (naive input is taken as UTC)."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        parsed = value
+    elif isinstance(value, str):
+        try:
+            parsed = date_parser.isoparse(value)
+        except (ValueError, OverflowError) as exc:
+            raise InvalidResponseError(f"the server sent an invalid datetime {value!r}") from exc
+    else:
+        raise InvalidResponseError(f"the server sent {value!r} where a datetime was expected")
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed
+
+
+def parse_uuid(value: Any) -> uuid.UUID:
+    """Parse a UUID the server sent."""
+    try:
+        return uuid.UUID(str(value))
+    except (TypeError, ValueError) as exc:
+        raise InvalidResponseError(f"the server sent {value!r} where an id was expected") from exc
+
+
+def _optional(parse: Callable[[Any], T], value: Any) -> Optional[T]:
+    return None if value is None else parse(value)
+
+
+def _require(data: Mapping[str, Any], key: str, what: str) -> Any:
+    if not isinstance(data, Mapping):
+        raise InvalidResponseError(
+            f"the server sent {type(data).__name__} where a {what} was expected"
+        )
+    try:
+        return data[key]
+    except KeyError:
+        raise InvalidResponseError(f"the server sent a {what} without {key!r}") from None
+
+
+def _mapping(value: Any, key: str, what: str) -> Dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise InvalidResponseError(f"the server sent a {what} whose {key!r} is not an object")
+    return dict(value)
+
+
+def _strings(value: Any) -> Tuple[str, ...]:
+    return tuple(str(v) for v in value or ())
+
+
+@dataclass(frozen=True)
+class State:
+    """A run's state: its type, display name, message and when it was entered."""
+
+    type: StateType
+    name: str
+    message: Optional[str] = None
+    timestamp: Optional[datetime] = None
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> State:
+        """Parse a state object from the API."""
+        raw_type = _require(data, "type", "state")
+        try:
+            state_type = StateType(raw_type)
+        except ValueError:
+            raise InvalidResponseError(
+                f"the server sent an unknown state type {raw_type!r}"
+            ) from None
+        return cls(
+            type=state_type,
+            name=str(data.get("name") or state_type.value.title()),
+            message=data.get("message"),
+            timestamp=parse_datetime(data.get("timestamp")),
+            raw=dict(data),
+        )
+
+    def is_final(self) -> bool:
+        """True for COMPLETED, FAILED, CANCELLED and CRASHED: the run will not change again."""
+        return self.type in FINAL_STATES
+
+    def is_completed(self) -> bool:
+        """True when the run finished successfully."""
+        return self.type is StateType.COMPLETED
+
+    def is_failed(self) -> bool:
+        """True when the run failed (its code raised, or a retry budget ran out)."""
+        return self.type is StateType.FAILED
+
+    def is_crashed(self) -> bool:
+        """True when the run's infrastructure failed before the run could finish."""
+        return self.type is StateType.CRASHED
+
+    def is_cancelled(self) -> bool:
+        """True when the run was cancelled."""
+        return self.type is StateType.CANCELLED
+
+    def is_cancelling(self) -> bool:
+        """True while a cancellation is under way."""
+        return self.type is StateType.CANCELLING
+
+    def is_scheduled(self) -> bool:
+        """True while the run waits for its scheduled time."""
+        return self.type is StateType.SCHEDULED
+
+    def is_pending(self) -> bool:
+        """True while the run's infrastructure is being prepared."""
+        return self.type is StateType.PENDING
+
+    def is_running(self) -> bool:
+        """True while the run executes."""
+        return self.type is StateType.RUNNING
+
+    def is_paused(self) -> bool:
+        """True while the run is paused."""
+        return self.type is StateType.PAUSED
+
+    def __str__(self) -> str:
+        return self.name if not self.message else f"{self.name}: {self.message}"
+
+
+@dataclass(frozen=True)
+class FlowRun:
+    """A flow run as the API last described it."""
+
+    id: uuid.UUID
+    name: str
+    flow_id: uuid.UUID
+    deployment_id: Optional[uuid.UUID]
+    state: Optional[State]
+    parameters: Dict[str, Any] = field(default_factory=dict)
+    tags: Tuple[str, ...] = ()
+    idempotency_key: Optional[str] = None
+    parent_task_run_id: Optional[uuid.UUID] = None
+    work_queue_name: Optional[str] = None
+    job_variables: Dict[str, Any] = field(default_factory=dict)
+    expected_start_time: Optional[datetime] = None
+    start_time: Optional[datetime] = None
+    end_time: Optional[datetime] = None
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> FlowRun:
+        """Parse a flow run object from the API."""
+        state_data = data.get("state") if isinstance(data, Mapping) else None
+        return cls(
+            id=parse_uuid(_require(data, "id", "flow run")),
+            name=str(data.get("name") or ""),
+            flow_id=parse_uuid(_require(data, "flow_id", "flow run")),
+            deployment_id=_optional(parse_uuid, data.get("deployment_id")),
+            state=None if state_data is None else State.from_json(state_data),
+            parameters=_mapping(data.get("parameters"), "parameters", "flow run"),
+            tags=_strings(data.get("tags")),
+            idempotency_key=data.get("idempotency_key"),
+            parent_task_run_id=_optional(parse_uuid, data.get("parent_task_run_id")),
+            work_queue_name=data.get("work_queue_name"),
+            job_variables=_mapping(data.get("job_variables"), "job_variables", "flow run"),
+            expected_start_time=parse_datetime(data.get("expected_start_time")),
+            start_time=parse_datetime(data.get("start_time")),
+            end_time=parse_datetime(data.get("end_time")),
+            raw=dict(data),
+        )
+
+    def is_final(self) -> bool:
+        """True when the run has a final state."""
+        return self.state is not None and self.state.is_final()
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """A deployment: what a flow run is created from."""
+
+    id: uuid.UUID
+    name: str
+    flow_id: uuid.UUID
+    version: Optional[str] = None
+    parameters: Dict[str, Any] = field(default_factory=dict)
+    tags: Tuple[str, ...] = ()
+    work_pool_name: Optional[str] = None
+    work_queue_name: Optional[str] = None
+    enforce_parameter_schema: bool = False
+    parameter_openapi_schema: Dict[str, Any] = field(default_factory=dict, repr=False)
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Deployment:
+        """Parse a deployment object from the API."""
+        return cls(
+            id=parse_uuid(_require(data, "id", "deployment")),
+            name=str(_require(data, "name", "deployment")),
+            flow_id=parse_uuid(_require(data, "flow_id", "deployment")),
+            version=data.get("version"),
+            parameters=_mapping(data.get("parameters"), "parameters", "deployment"),
+            tags=_strings(data.get("tags")),
+            work_pool_name=data.get("work_pool_name"),
+            work_queue_name=data.get("work_queue_name"),
+            enforce_parameter_schema=bool(data.get("enforce_parameter_schema")),
+            parameter_openapi_schema=_mapping(
+                data.get("parameter_openapi_schema"), "parameter_openapi_schema", "deployment"
+            ),
+            raw=dict(data),
+        )
+
+
+@dataclass(frozen=True)
+class Flow:
+    """A flow: the code that deployments run."""
+
+    id: uuid.UUID
+    name: str
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Flow:
+        """Parse a flow object from the API."""
+        return cls(
+            id=parse_uuid(_require(data, "id", "flow")),
+            name=str(_require(data, "name", "flow")),
+            raw=dict(data),
+        )

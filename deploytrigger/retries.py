@@ -1,0 +1,141 @@
+"""When and how long to retry one HTTP request; separate from polling a run.
+
+Retried: connection failures, 429, 502 and 503. A request that could have
+taken effect on the server (a read timeout, a reset after sending, a 502/503
+from a proxy) is retried only when it is idempotent, so a retry can never
+duplicate what it creates. Waits grow exponentially with jitter and are never
+shorter than what a ``Retry-After`` header asks.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import math
+import time
+from datetime import datetime, timezone
+from typing import Callable, Optional
+
+import requests
+import tenacity
+
+from .waiting import Deadline
+
+__all__ = ["RETRY_STATUSES", "RetryableStatus", "parse_retry_after", "retrying"]
+
+RETRY_STATUSES = frozenset({429, 502, 503})
+"""Statuses retried: rate limited, bad gateway, unavailable."""
+
+MAX_RETRY_AFTER = 300.0
+"""A ``Retry-After`` longer than this (seconds) is not waited for: the error is raised."""
+
+
+class RetryableStatus(Exception):
+    """Internal: an answer with a retryable status, raised so tenacity can retry it."""
+
+    def __init__(self, response: requests.Response, retry_after: Optional[float]) -> None:
+        super().__init__(response.status_code)
+        self.response = response
+        self.retry_after = retry_after
+
+
+def parse_retry_after(value: Optional[str], now: Optional[datetime] = None) -> Optional[float]:
+    """Seconds a ``Retry-After`` header asks to wait (delta-seconds or an HTTP date).
+
+    Returns None when the header is absent or unreadable; never negative.
+    """
+    if not value:
+        return None
+    text = value.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when is None:
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=timezone.utc)
+        seconds = (when - (now or datetime.now(timezone.utc))).total_seconds()
+    if not math.isfinite(seconds):
+        return None
+    return max(0.0, seconds)
+
+
+def _sent_nothing(exc: BaseException) -> bool:
+    """True when the request surely never reached the server (connect phase)."""
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return True
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        text = repr(exc.args[0]) if exc.args else ""
+        return "NewConnectionError" in text or "NameResolutionError" in text
+    return False
+
+
+def is_retryable(exc: BaseException, idempotent: bool) -> bool:
+    """Whether a failed attempt may be sent again."""
+    if isinstance(exc, RetryableStatus):
+        if exc.retry_after is not None and exc.retry_after > MAX_RETRY_AFTER:
+            return False
+        return idempotent or exc.response.status_code == 429
+    if isinstance(exc, requests.exceptions.SSLError):
+        return False
+    if isinstance(exc, (requests.exceptions.ConnectionError, requests.exceptions.Timeout)):
+        return idempotent or _sent_nothing(exc)
+    return False
+
+
+def _retry_after(state: tenacity.RetryCallState) -> float:
+    exc = state.outcome.exception() if state.outcome else None
+    if isinstance(exc, RetryableStatus) and exc.retry_after is not None:
+        return exc.retry_after
+    return 0.0
+
+
+def retrying(
+    *,
+    max_retries: int,
+    idempotent: bool,
+    deadline: Optional[Deadline] = None,
+    sleep: Callable[[float], None] = time.sleep,
+    backoff: Optional[Callable[[tenacity.RetryCallState], float]] = None,
+    before_sleep: Optional[Callable[[tenacity.RetryCallState], None]] = None,
+) -> tenacity.Retrying:
+    """The tenacity configuration for one request.
+
+    Args:
+        max_retries: retries after the first attempt.
+        idempotent: whether sending the request twice has the effect of sending it once.
+        deadline: no retry starts after it, nor one whose ``Retry-After`` outlasts it.
+        sleep: how to wait; injected by tests.
+        backoff: the wait before each retry when the server asks none;
+            exponential from 0.5 s to 10 s with up to 1 s of jitter by default.
+        before_sleep: called before each wait (for logging).
+    """
+    base_wait = backoff or tenacity.wait_exponential_jitter(initial=0.5, max=10.0, jitter=1.0)
+
+    def wait(state: tenacity.RetryCallState) -> float:
+        return max(base_wait(state), _retry_after(state))
+
+    def stop(state: tenacity.RetryCallState) -> bool:
+        if state.attempt_number > max_retries:
+            return True
+        if deadline is None or deadline.at is None:
+            return False
+        remaining = deadline.remaining() or 0.0
+        return remaining <= 0.0 or _retry_after(state) >= remaining
+
+    def wait_within_deadline(state: tenacity.RetryCallState) -> float:
+        seconds = wait(state)
+        remaining = None if deadline is None else deadline.remaining()
+        return seconds if remaining is None else max(min(seconds, remaining), _retry_after(state))
+
+    return tenacity.Retrying(
+        retry=tenacity.retry_if_exception(lambda exc: is_retryable(exc, idempotent)),
+        stop=stop,
+        wait=wait_within_deadline,
+        sleep=sleep,
+        reraise=True,
+        before_sleep=before_sleep,
+    )

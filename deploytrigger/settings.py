@@ -1,0 +1,347 @@
+"""Where the client's settings come from, resolved in one place.
+
+Precedence, highest first: explicit arguments, then the environment
+(``PREFECT_API_URL``, ``PREFECT_API_KEY``, ``PREFECT_API_AUTH_STRING``,
+``PREFECT_API_SSL_CERT_FILE``, ``PREFECT_API_TLS_INSECURE_SKIP_VERIFY``,
+``PREFECT_API_REQUEST_TIMEOUT``), then the active profile in
+``$PREFECT_HOME/profiles.toml`` (home ``~/.prefect`` by default; the file can be
+moved with ``PREFECT_PROFILES_PATH`` and the profile chosen with
+``PREFECT_PROFILE``), then built-in defaults.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Mapping, Optional, Tuple, Union
+from urllib.parse import urlsplit, urlunsplit
+
+from .exceptions import ConfigurationError
+
+__all__ = ["DEFAULT_MAX_RETRIES", "DEFAULT_REQUEST_TIMEOUT", "Settings", "resolve_settings"]
+
+DEFAULT_REQUEST_TIMEOUT = 30.0
+"""Seconds one HTTP request may take (connecting and reading) unless configured."""
+
+DEFAULT_MAX_RETRIES = 5
+"""Retries after the first attempt of a request that failed transiently."""
+
+_SETTING_NAMES = (
+    "PREFECT_API_URL",
+    "PREFECT_API_KEY",
+    "PREFECT_API_AUTH_STRING",
+    "PREFECT_API_SSL_CERT_FILE",
+    "PREFECT_API_TLS_INSECURE_SKIP_VERIFY",
+    "PREFECT_API_REQUEST_TIMEOUT",
+)
+
+_HOW_TO_SET_URL = (
+    "pass api_url=..., set PREFECT_API_URL (for example http://127.0.0.1:4200/api), "
+    "or run `prefect config set PREFECT_API_URL=...` to store it in your Prefect profile"
+)
+
+Verify = Union[bool, str]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved client settings. Secrets are kept out of ``repr``.
+
+    Attributes:
+        api_url: base URL of the API, ending in ``/api``, without a trailing slash.
+        api_key: Prefect Cloud API key, sent as a Bearer token.
+        auth_string: ``user:password`` for a self-hosted server's basic auth; preferred
+            over ``api_key`` when both are set.
+        verify: True to verify TLS with the system CAs, a path to a CA bundle, or False.
+        request_timeout: seconds one HTTP request may take.
+        max_retries: retries after the first attempt of a transiently failed request.
+    """
+
+    api_url: str
+    api_key: Optional[str] = field(default=None, repr=False)
+    auth_string: Optional[str] = field(default=None, repr=False)
+    verify: Verify = True
+    request_timeout: float = DEFAULT_REQUEST_TIMEOUT
+    max_retries: int = DEFAULT_MAX_RETRIES
+
+    @property
+    def authorization(self) -> Optional[str]:
+        """The ``Authorization`` header value, or None without credentials."""
+        import base64
+
+        if self.auth_string:
+            token = base64.b64encode(self.auth_string.encode("utf-8")).decode("ascii")
+            return f"Basic {token}"
+        if self.api_key:
+            return f"Bearer {self.api_key}"
+        return None
+
+
+def resolve_settings(
+    api_url: Optional[str] = None,
+    *,
+    api_key: Optional[str] = None,
+    auth_string: Optional[str] = None,
+    verify: Optional[Verify] = None,
+    request_timeout: Optional[float] = None,
+    max_retries: Optional[int] = None,
+    environ: Optional[Mapping[str, str]] = None,
+) -> Settings:
+    """Merge explicit arguments, the environment and the active Prefect profile.
+
+    Args:
+        api_url: overrides ``PREFECT_API_URL``.
+        api_key: overrides ``PREFECT_API_KEY``.
+        auth_string: overrides ``PREFECT_API_AUTH_STRING``.
+        verify: overrides ``PREFECT_API_SSL_CERT_FILE`` and
+            ``PREFECT_API_TLS_INSECURE_SKIP_VERIFY``; True, False or a CA bundle path.
+        request_timeout: seconds per HTTP request; overrides ``PREFECT_API_REQUEST_TIMEOUT``.
+        max_retries: retries per request after the first attempt (0 disables retrying).
+        environ: the environment to read; ``os.environ`` by default.
+
+    Returns:
+        The resolved settings.
+
+    Raises:
+        ConfigurationError: no API URL anywhere, or a setting that cannot be used.
+    """
+    env = os.environ if environ is None else environ
+    layers = [
+        (
+            "argument",
+            {
+                k: v
+                for k, v in (
+                    ("PREFECT_API_URL", api_url),
+                    ("PREFECT_API_KEY", api_key),
+                    ("PREFECT_API_AUTH_STRING", auth_string),
+                )
+                if v is not None
+            },
+        ),
+        ("environment variable", {k: env[k] for k in _SETTING_NAMES if env.get(k, "") != ""}),
+        ("profile", _read_profile(env)),
+    ]
+
+    def lookup(name: str) -> Tuple[Optional[Any], str]:
+        for source, values in layers:
+            if name in values:
+                return values[name], f"{source} {name}" if source != "argument" else source
+        return None, ""
+
+    raw_url, url_source = lookup("PREFECT_API_URL")
+    if raw_url is None:
+        raise ConfigurationError(f"no Prefect API URL is configured: {_HOW_TO_SET_URL}")
+    url = normalize_api_url(str(raw_url), url_source)
+
+    key, _ = lookup("PREFECT_API_KEY")
+    auth, _ = lookup("PREFECT_API_AUTH_STRING")
+    if verify is None:
+        verify = _resolve_verify(lookup)
+    elif not isinstance(verify, (bool, str)):
+        raise ConfigurationError("verify must be True, False or the path of a CA bundle file")
+    elif isinstance(verify, str):
+        verify = _check_ca_file(verify, "argument verify")
+
+    if request_timeout is None:
+        raw_timeout, timeout_source = lookup("PREFECT_API_REQUEST_TIMEOUT")
+        timeout = (
+            DEFAULT_REQUEST_TIMEOUT
+            if raw_timeout is None
+            else _seconds(raw_timeout, timeout_source)
+        )
+    else:
+        timeout = _seconds(request_timeout, "argument request_timeout")
+    if max_retries is None:
+        max_retries = DEFAULT_MAX_RETRIES
+    if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+        raise ConfigurationError(f"max_retries must be a whole number >= 0, not {max_retries!r}")
+
+    return Settings(
+        api_url=url,
+        api_key=str(key) if key else None,
+        auth_string=str(auth) if auth else None,
+        verify=verify,
+        request_timeout=timeout,
+        max_retries=max_retries,
+    )
+
+
+def normalize_api_url(value: str, source: str = "argument") -> str:
+    """Check an API URL and strip trailing slashes; any credentials in it are kept."""
+    text = value.strip()
+    parts = urlsplit(text)
+    shown = redact_url(text)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigurationError(
+            f"the Prefect API URL {shown!r} (from {source}) must start with http:// or "
+            "https:// and name a host, for example http://127.0.0.1:4200/api"
+        )
+    try:
+        parts.port  # noqa: B018 - validates the port
+    except ValueError:
+        raise ConfigurationError(
+            f"the Prefect API URL {shown!r} (from {source}) has an invalid port"
+        ) from None
+    if parts.query or parts.fragment:
+        raise ConfigurationError(
+            f"the Prefect API URL {shown!r} (from {source}) must not have a query or fragment"
+        )
+    return urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
+
+
+def redact_url(url: str) -> str:
+    """Return ``url`` with any ``user:password@`` replaced by ``***@``."""
+    return re.sub(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@]*@", r"\1***@", url)
+
+
+def _resolve_verify(lookup: Any) -> Verify:
+    skip, skip_source = lookup("PREFECT_API_TLS_INSECURE_SKIP_VERIFY")
+    if skip is not None and _truthy(skip, skip_source):
+        return False
+    cert_file, cert_source = lookup("PREFECT_API_SSL_CERT_FILE")
+    if cert_file:
+        return _check_ca_file(str(cert_file), cert_source)
+    return True
+
+
+def _check_ca_file(path: str, source: str) -> str:
+    expanded = os.path.expanduser(path)
+    if not os.path.isfile(expanded):
+        raise ConfigurationError(f"the CA bundle {path!r} (from {source}) is not a readable file")
+    return expanded
+
+
+def _truthy(value: Any, source: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ConfigurationError(f"{source} must be true or false, not {value!r}")
+
+
+def _seconds(value: Any, source: str) -> float:
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise ConfigurationError(f"{source} must be a number of seconds, not {value!r}") from None
+    if isinstance(value, bool) or not math.isfinite(seconds) or seconds <= 0:
+        raise ConfigurationError(
+            f"{source} must be a positive, finite number of seconds, not {value!r}"
+        )
+    return seconds
+
+
+def _profiles_path(env: Mapping[str, str]) -> Path:
+    if env.get("PREFECT_PROFILES_PATH"):
+        return Path(env["PREFECT_PROFILES_PATH"]).expanduser()
+    home = env.get("PREFECT_HOME") or os.path.join("~", ".prefect")
+    return Path(home).expanduser() / "profiles.toml"
+
+
+def _read_profile(env: Mapping[str, str]) -> Dict[str, Any]:
+    """The settings of the active profile, or an empty dict when there is none."""
+    path = _profiles_path(env)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read the Prefect profiles file {path}: {exc}") from exc
+    try:
+        document = _parse_toml(text)
+    except ValueError as exc:
+        raise ConfigurationError(
+            f"the Prefect profiles file {path} is not valid TOML: {exc}"
+        ) from exc
+    active = env.get("PREFECT_PROFILE") or document.get("active") or "ephemeral"
+    profiles = document.get("profiles")
+    profile = profiles.get(active) if isinstance(profiles, dict) else None
+    if profile is None:
+        if env.get("PREFECT_PROFILE"):
+            raise ConfigurationError(
+                f"PREFECT_PROFILE names {active!r}, which {path} does not define"
+            )
+        return {}
+    if not isinstance(profile, dict):
+        raise ConfigurationError(f"the profile {active!r} in {path} is not a table")
+    return {k: v for k, v in profile.items() if k in _SETTING_NAMES}
+
+
+def _parse_toml(text: str) -> Dict[str, Any]:
+    try:
+        import tomllib
+    except ImportError:  # Python < 3.11
+        return _parse_simple_toml(text)
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(str(exc)) from None
+
+
+_TABLE = re.compile(r"^\[\s*([^\[\]]+?)\s*\]$")
+_PAIR = re.compile(r"^([A-Za-z0-9_.\"'-]+)\s*=\s*(.+)$")
+
+
+def _parse_simple_toml(text: str) -> Dict[str, Any]:
+    """Parse the subset of TOML that Prefect writes to profiles.toml (tables, scalars)."""
+    root: Dict[str, Any] = {}
+    table = root
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        match = _TABLE.match(line)
+        if match:
+            table = root
+            for part in _split_key(match.group(1)):
+                table = table.setdefault(part, {})
+            continue
+        match = _PAIR.match(line)
+        if not match:
+            raise ValueError(f"line {number} is not understood: {line!r}")
+        table[_split_key(match.group(1))[-1]] = _toml_value(match.group(2).strip(), number)
+    return root
+
+
+def _split_key(key: str) -> list:  # type: ignore[type-arg]
+    return [part.strip().strip("\"'") for part in re.findall(r'"[^"]*"|\'[^\']*\'|[^.]+', key)]
+
+
+def _toml_value(text: str, number: int) -> Any:
+    if text[:1] in ('"', "'"):
+        quote = text[0]
+        end = text.find(quote, 1)
+        if end < 0:
+            raise ValueError(f"line {number} has an unterminated string")
+        raw = text[1:end]
+        return raw.encode("utf-8").decode("unicode_escape") if quote == '"' else raw
+    value = text.split("#", 1)[0].strip()
+    if value in ("true", "false"):
+        return value == "true"
+    try:
+        return float(value) if "." in value else int(value)
+    except ValueError:
+        raise ValueError(f"line {number} has an unsupported value {value!r}") from None
+
+
+_warned_insecure = False
+
+
+def warn_insecure_once() -> None:
+    """Warn, once per process, that TLS verification is off."""
+    global _warned_insecure
+    if not _warned_insecure:
+        _warned_insecure = True
+        warnings.warn(
+            "TLS certificate verification is disabled (PREFECT_API_TLS_INSECURE_SKIP_VERIFY "
+            "or verify=False): the connection to the Prefect API can be intercepted",
+            stacklevel=3,
+        )
