@@ -113,7 +113,9 @@ def retrying(
             exponential from 0.5 s to 10 s with up to 1 s of jitter by default.
         before_sleep: called before each wait (for logging).
     """
-    base_wait = backoff or tenacity.wait_exponential_jitter(initial=0.5, max=10.0, jitter=1.0)
+    base_wait = backoff or (
+        tenacity.wait_exponential(multiplier=0.5, max=10.0) + tenacity.wait_random(0, 1.0)
+    )
 
     def wait(state: tenacity.RetryCallState) -> float:
         return max(base_wait(state), _retry_after(state))
