@@ -1,0 +1,69 @@
+"""Shared fixtures: a real Prefect server for the integration tests.
+
+The server starts once per session, and only when a test asks for it, so the
+unit tests run without one. ``examples/`` is put on ``sys.path`` for
+``local_prefect`` (the harness the demo uses too).
+"""
+
+import sys
+from pathlib import Path
+from typing import Any, Dict, Iterator
+
+import pytest
+import requests
+
+EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
+sys.path.insert(0, str(EXAMPLES_DIR))
+
+from local_prefect import LocalPrefect  # noqa: E402
+
+POOL_NAME = "test-pool"
+POOL_QUEUE_NAME = "wq"
+POOLED_DEPLOYMENT = "pooled/pooled-dep"
+
+
+@pytest.fixture(scope="session")
+def prefect() -> Iterator[LocalPrefect]:
+    """A started local Prefect server serving ``examples/flows.py``."""
+    with LocalPrefect() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def api_url(prefect: LocalPrefect) -> str:
+    """The local server's API URL, ending in ``/api``."""
+    return prefect.api_url
+
+
+@pytest.fixture(scope="session")
+def pooled_deployment(prefect: LocalPrefect) -> str:
+    """The name of a deployment in process work pool ``test-pool``, which has a queue ``wq``.
+
+    Nothing executes its runs; it exists so that a test can see
+    ``work_queue_name`` reach the run record (a served deployment has no work
+    pool and answers 400 to ``work_queue_name``).
+    """
+    flow_name, deployment_name = POOLED_DEPLOYMENT.split("/")
+    with requests.Session() as http:
+        http.auth = prefect.auth
+
+        def post(path: str, body: Dict[str, Any]) -> Dict[str, Any]:
+            response = http.post(f"{prefect.api_url}{path}", json=body, timeout=30)
+            assert response.status_code in (200, 201), (path, response.status_code, response.text)
+            result: Dict[str, Any] = response.json()
+            return result
+
+        post("/work_pools/", {"name": POOL_NAME, "type": "process"})
+        post(f"/work_pools/{POOL_NAME}/queues", {"name": POOL_QUEUE_NAME})
+        flow = post("/flows/", {"name": flow_name})
+        post(
+            "/deployments/",
+            {
+                "name": deployment_name,
+                "flow_id": flow["id"],
+                "work_pool_name": POOL_NAME,
+                "parameters": {},
+                "tags": ["pooled"],
+            },
+        )
+    return POOLED_DEPLOYMENT
