@@ -11,13 +11,14 @@ moved with ``PREFECT_PROFILES_PATH`` and the profile chosen with
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 from urllib.parse import urlsplit, urlunsplit
 
 from .exceptions import ConfigurationError
@@ -287,6 +288,7 @@ def _parse_toml(text: str) -> Dict[str, Any]:
 
 
 _TABLE = re.compile(r"^\[\s*([^\[\]]+?)\s*\]$")
+_BASIC_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
 _PAIR = re.compile(r"^([A-Za-z0-9_.\"'-]+)\s*=\s*(.+)$")
 
 
@@ -311,18 +313,24 @@ def _parse_simple_toml(text: str) -> Dict[str, Any]:
     return root
 
 
-def _split_key(key: str) -> list:  # type: ignore[type-arg]
+def _split_key(key: str) -> List[str]:
     return [part.strip().strip("\"'") for part in re.findall(r'"[^"]*"|\'[^\']*\'|[^.]+', key)]
 
 
 def _toml_value(text: str, number: int) -> Any:
     if text[:1] in ('"', "'"):
-        quote = text[0]
-        end = text.find(quote, 1)
-        if end < 0:
+        if text[0] == "'":  # literal string: no escapes
+            end = text.find("'", 1)
+            if end < 0:
+                raise ValueError(f"line {number} has an unterminated string")
+            return text[1:end]
+        match = _BASIC_STRING.match(text)
+        if not match:
             raise ValueError(f"line {number} has an unterminated string")
-        raw = text[1:end]
-        return raw.encode("utf-8").decode("unicode_escape") if quote == '"' else raw
+        try:  # TOML basic strings use JSON's escapes (plus \uXXXX / \UXXXXXXXX)
+            return json.loads(match.group(0))
+        except ValueError:
+            raise ValueError(f"line {number} has an invalid string") from None
     value = text.split("#", 1)[0].strip()
     if value in ("true", "false"):
         return value == "true"
