@@ -255,6 +255,8 @@ def check_wait_arguments(timeout: Any, poll_interval: Any) -> Optional[float]:
             raise InvalidArgumentError(f"`{argument}` must be a number of seconds, not NaN")
         if value < 0:
             raise InvalidArgumentError(f"`{argument}` cannot be negative (got {value!r})")
+        if argument == "poll_interval" and math.isinf(value):
+            raise InvalidArgumentError("`poll_interval` must be a finite number of seconds")
     if timeout is None or math.isinf(timeout):
         return None
     return float(timeout)

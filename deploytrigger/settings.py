@@ -62,12 +62,18 @@ class Settings:
         max_retries: retries after the first attempt of a transiently failed request.
     """
 
-    api_url: str
+    api_url: str = field(repr=False)
     api_key: Optional[str] = field(default=None, repr=False)
     auth_string: Optional[str] = field(default=None, repr=False)
     verify: Verify = True
     request_timeout: float = DEFAULT_REQUEST_TIMEOUT
     max_retries: int = DEFAULT_MAX_RETRIES
+
+    def __repr__(self) -> str:
+        return (
+            f"Settings(api_url={redact_url(self.api_url)!r}, verify={self.verify!r}, "
+            f"request_timeout={self.request_timeout!r}, max_retries={self.max_retries!r})"
+        )
 
     @property
     def authorization(self) -> Optional[str]:
@@ -139,8 +145,8 @@ def resolve_settings(
         raise ConfigurationError(f"no Prefect API URL is configured: {_HOW_TO_SET_URL}")
     url = normalize_api_url(str(raw_url), url_source)
 
-    key, _ = lookup("PREFECT_API_KEY")
-    auth, _ = lookup("PREFECT_API_AUTH_STRING")
+    key = _credential(*lookup("PREFECT_API_KEY"))
+    auth = _credential(*lookup("PREFECT_API_AUTH_STRING"))
     if verify is None:
         verify = _resolve_verify(lookup)
     elif not isinstance(verify, (bool, str)):
@@ -164,8 +170,8 @@ def resolve_settings(
 
     return Settings(
         api_url=url,
-        api_key=str(key) if key else None,
-        auth_string=str(auth) if auth else None,
+        api_key=key,
+        auth_string=auth,
         verify=verify,
         request_timeout=timeout,
         max_retries=max_retries,
@@ -197,7 +203,20 @@ def normalize_api_url(value: str, source: str = "argument") -> str:
 
 def redact_url(url: str) -> str:
     """Return ``url`` with any ``user:password@`` replaced by ``***@``."""
-    return re.sub(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@]*@", r"\1***@", url)
+    return re.sub(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)?[^/@]*@", r"\1***@", url)
+
+
+def _credential(value: Any, source: str) -> Optional[str]:
+    """A credential stripped of surrounding white space; never shown in an error."""
+    if value is None:
+        return None
+    text = str(value).strip()
+    if any(not (" " <= char <= "~") for char in text):
+        raise ConfigurationError(
+            f"the credential from {source} contains characters that cannot be sent in an "
+            "HTTP header (only printable ASCII is allowed)"
+        )
+    return text or None
 
 
 def _resolve_verify(lookup: Any) -> Verify:
