@@ -1,0 +1,349 @@
+"""deploytrigger side by side with Prefect's own client and a raw ``requests`` loop.
+
+One command (``make bench``): starts a throwaway Prefect server serving
+``examples/flows.py``, measures every figure for the three clients in the
+same run, prints a table and writes ``benchmarks/results.rst``::
+
+    .venv/bin/python benchmarks/run.py [--quick]
+
+Each measurement runs in a fresh subprocess (``worker.py``) so that no client
+pays for another's imports. Figures are min / median / max over repetitions;
+the machine is small and noisy, so read the ratios. The server's late-runs
+service is off: thousands of far-future runs would otherwise keep it busy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import contextlib
+import datetime
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "examples"))
+sys.path.insert(0, str(HERE))
+
+from local_prefect import LocalPrefect, free_port  # noqa: E402
+from proxy import CountingProxy  # noqa: E402
+
+LIBS = ("deploytrigger", "prefect", "raw")
+LABELS = {"deploytrigger": "deploytrigger", "prefect": "Prefect 3.8.8", "raw": "raw requests"}
+IMPORTS = {
+    "deploytrigger": "import deploytrigger",
+    "prefect": "from prefect.deployments import run_deployment",
+    "raw": "import requests",
+}
+IMPORT_SNIPPET = """
+import json, time
+started = time.perf_counter()
+{statement}
+elapsed = time.perf_counter() - started
+with open("/proc/self/status") as status:
+    rss_kib = next(int(line.split()[1]) for line in status if line.startswith("VmRSS"))
+print(json.dumps({{"seconds": elapsed, "rss_mib": rss_kib / 1024}}))
+"""
+WAITING_RUNS = 500
+FAR_FUTURE = datetime.datetime(2099, 1, 1, tzinfo=datetime.timezone.utc)
+POLL_INTERVAL = 2.0
+
+
+class Bench:
+    """The server, the environment for workers, and the collected samples."""
+
+    def __init__(self, quick: bool) -> None:
+        self.quick = quick
+        self.home = tempfile.mkdtemp(prefix="deploytrigger-bench-")
+        self.samples: Dict[Tuple[str, str], List[float]] = {}
+
+    def env(self, api_url: str) -> Dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+        env.update(
+            PREFECT_API_URL=api_url,
+            PREFECT_HOME=self.home,
+            PREFECT_LOGGING_LEVEL="WARNING",
+            PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        )
+        return env
+
+    def add(self, figure: str, lib: str, value: float) -> None:
+        self.samples.setdefault((figure, lib), []).append(value)
+
+    def worker(self, lib: str, task: str, api_url: str, *args: object) -> Dict[str, Any]:
+        command = [sys.executable, str(HERE / "worker.py"), lib, task, api_url]
+        done = subprocess.run(
+            command + [str(a) for a in args],
+            env=self.env(api_url),
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        return _result(done.stdout, done.stderr, command)
+
+
+def _result(stdout: str, stderr: str, command: Sequence[str]) -> Dict[str, Any]:
+    for line in stdout.splitlines():
+        if line.startswith("RESULT "):
+            result: Dict[str, Any] = json.loads(line[len("RESULT ") :])
+            return result
+    raise RuntimeError(f"{' '.join(command)} failed:\n{stdout[-2000:]}\n{stderr[-4000:]}")
+
+
+def rotated(rep: int) -> List[str]:
+    """The libraries in a different order each repetition, so no one always goes first."""
+    return [LIBS[(rep + i) % len(LIBS)] for i in range(len(LIBS))]
+
+
+def percentile(values: Sequence[float], fraction: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))
+    return ordered[index]
+
+
+@contextlib.contextmanager
+def postgres() -> Iterator[Optional[str]]:
+    """A throwaway PostgreSQL for the server (SQLite answers 16 writers with 503s), or None.
+
+    PostgreSQL refuses to run as root, so it runs as the ``postgres`` user.
+    """
+    if shutil.which("initdb") is None or shutil.which("pg_ctl") is None:
+        yield None
+        return
+    as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    data = Path(tempfile.mkdtemp(prefix="deploytrigger-bench-pg-"))
+    port = free_port()
+    if as_postgres:
+        shutil.chown(data, "postgres")
+    run = dict(check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        [*as_postgres, "initdb", "-D", str(data), "-A", "trust", "-U", "postgres"], **run
+    )
+    options = f"-p {port} -k {data} -c listen_addresses=127.0.0.1 -c max_connections=200"
+    log = data / "postgres.log"
+    subprocess.run(
+        [*as_postgres, "pg_ctl", "-D", str(data), "-o", options, "-l", str(log), "-w", "start"],
+        **run,
+    )
+    try:
+        yield f"postgresql+asyncpg://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run(
+            [*as_postgres, "pg_ctl", "-D", str(data), "-m", "fast", "-w", "stop"],
+            capture_output=True,
+            timeout=120,
+        )
+        shutil.rmtree(data, ignore_errors=True)
+
+
+# -- the measurements ------------------------------------------------------------------------
+
+
+def measure_imports(bench: Bench, reps: int) -> None:
+    for rep in range(reps):
+        for lib in rotated(rep):
+            code = IMPORT_SNIPPET.format(statement=IMPORTS[lib])
+            done = subprocess.run(
+                [sys.executable, "-c", code],
+                env=bench.env("http://127.0.0.1:9/api"),
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=True,
+            )
+            result = json.loads(done.stdout)
+            bench.add("import", lib, result["seconds"])
+            bench.add("rss", lib, result["rss_mib"])
+
+
+def measure_latency(bench: Bench, api_url: str, reps: int, count: int) -> None:
+    for rep in range(reps):
+        for lib in rotated(rep):
+            seconds = bench.worker(lib, "latency", api_url, count)["seconds"]
+            bench.add("p50", lib, percentile(seconds, 0.5) * 1000)
+            bench.add("p95", lib, percentile(seconds, 0.95) * 1000)
+
+
+def measure_fanout(bench: Bench, api_url: str, reps: int, count: int) -> None:
+    for rep in range(reps):
+        for lib in rotated(rep):
+            result = bench.worker(lib, "fanout", api_url, count, 16)
+            bench.add("fanout", lib, result["per_second"])
+
+
+def measure_polling(bench: Bench, api_url: str, server_url: str) -> None:
+    from deploytrigger import Client
+
+    with Client(api_url) as client:
+        deployment = client.read_deployment_by_name("echo/echo-dep")
+        runs = client.run_many(
+            [(deployment.id, {"scheduled_time": FAR_FUTURE})] * WAITING_RUNS,
+            max_workers=8,
+            timeout=0,
+        )
+    ids_file = Path(bench.home) / "waiting-ids.json"
+    ids_file.write_text(json.dumps([str(run.id) for run in runs]))
+    with CountingProxy(server_url) as proxy:
+        for lib in LIBS:
+            rounds = 3 if lib == "deploytrigger" else 2
+            command = [sys.executable, str(HERE / "worker.py"), lib, "poll", proxy.api_url]
+            args = [str(ids_file), str(POLL_INTERVAL), str(rounds)]
+            with subprocess.Popen(
+                command + args,
+                env=bench.env(proxy.api_url),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            ) as child:
+                assert child.stdin is not None and child.stdout is not None
+                ready = child.stdout.readline()
+                if ready.strip() != "READY":
+                    child.kill()
+                    raise RuntimeError(f"{lib} poll worker: {ready}{child.communicate()[1]}")
+                proxy.reset()
+                child.stdin.write("go\n")
+                child.stdin.flush()
+                stdout, stderr = child.communicate(timeout=600)
+            result = _result(stdout, stderr, command)
+            bench.add("requests_per_poll", lib, proxy.total() / result["polls"])
+            bench.add("seconds_per_poll", lib, result["seconds"] / result["polls"])
+
+
+def measure_completion(bench: Bench, api_url: str, reps: int) -> None:
+    for rep in range(reps):
+        for lib in rotated(rep):
+            for seconds in bench.worker(lib, "complete", api_url, 1, 1.0)["seconds"]:
+                bench.add("completion", lib, seconds)
+
+
+# -- the report --------------------------------------------------------------------------------
+
+Row = Tuple[str, str, str, Optional[Callable[[Dict[str, float]], str]]]
+
+ROWS: List[Row] = [
+    ("import", "cold import time (s)", "{:.3f}", lambda m: _ratio(m, "prefect", "≤ 0.10")),
+    ("rss", "RSS after import (MiB)", "{:.1f}", lambda m: _ratio(m, "prefect", "≤ 0.25")),
+    ("p50", "sequential trigger p50 (ms)", "{:.1f}", lambda m: _ratio(m, "prefect", "")),
+    ("p95", "sequential trigger p95 (ms)", "{:.1f}", lambda m: _ratio(m, "prefect", "")),
+    (
+        "fanout",
+        "fan-out, 16 threads (triggers/s)",
+        "{:.0f}",
+        lambda m: _ratio(m, "raw", "≥ 0.9") + "; " + _ratio(m, "prefect", "> 1"),
+    ),
+    (
+        "requests_per_poll",
+        f"requests per poll interval, {WAITING_RUNS} runs waiting",
+        "{:.0f}",
+        lambda m: f"target ≤ 3: {'met' if m['deploytrigger'] <= 3 else 'MISSED'}",
+    ),
+    ("seconds_per_poll", "seconds per poll round (2 s interval)", "{:.2f}", None),
+    ("completion", "run end → waiter returns (s), 1 s polls", "{:.2f}", None),
+]
+
+
+def _ratio(medians: Dict[str, float], other: str, target: str) -> str:
+    ratio = medians["deploytrigger"] / medians[other]
+    text = f"{ratio:.2f}x {LABELS[other].split()[0]}"
+    if not target:
+        return text
+    bound = float(target.split()[-1])
+    met = (
+        ratio <= bound
+        if target.startswith("≤")
+        else ratio >= bound
+        if "≥" in target
+        else ratio > bound
+    )
+    return f"{text} (target {target}: {'met' if met else 'MISSED'})"
+
+
+def cell(values: List[float], fmt: str) -> str:
+    if not values:
+        return "-"
+    middle = fmt.format(statistics.median(values))
+    if len(values) == 1:
+        return middle
+    return f"{middle} ({fmt.format(min(values))}..{fmt.format(max(values))})"
+
+
+def table(bench: Bench) -> List[List[str]]:
+    rows = [["figure", *(LABELS[lib] for lib in LIBS), "deploytrigger vs"]]
+    for key, title, fmt, compare in ROWS:
+        values = {lib: bench.samples.get((key, lib), []) for lib in LIBS}
+        if not any(values.values()):
+            continue
+        medians = {lib: statistics.median(v) for lib, v in values.items() if v}
+        verdict = compare(medians) if compare and len(medians) == len(LIBS) else ""
+        rows.append([title, *(cell(values[lib], fmt) for lib in LIBS), verdict])
+    return rows
+
+
+def render_rst(rows: List[List[str]]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    border = "+" + "+".join("-" * (w + 2) for w in widths) + "+"
+    header = border.replace("-", "=")
+    out = [border]
+    for index, row in enumerate(rows):
+        out.append("| " + " | ".join(c.ljust(w) for c, w in zip(row, widths)) + " |")
+        out.append(header if index == 0 else border)
+    return "\n".join(out)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions (~3 minutes)")
+    parser.add_argument("--output", default=str(HERE / "results.rst"), help="the RST table")
+    parser.add_argument("--sqlite", action="store_true", help="SQLite even if PostgreSQL is here")
+    options = parser.parse_args()
+    quick = options.quick
+    bench = Bench(quick)
+    atexit.register(shutil.rmtree, bench.home, True)
+    started = time.monotonic()
+    print("measuring imports ...", flush=True)
+    measure_imports(bench, 3 if quick else 7)
+    print("starting a local Prefect server ...", flush=True)
+    env = {"PREFECT_SERVER_SERVICES_LATE_RUNS_ENABLED": "false"}
+    with contextlib.ExitStack() as stack:
+        database = None if options.sqlite else stack.enter_context(postgres())
+        if database:
+            env["PREFECT_API_DATABASE_CONNECTION_URL"] = database
+        server = stack.enter_context(LocalPrefect(env=env))
+        api_url = server.api_url
+        print("sequential triggers ...", flush=True)
+        measure_latency(bench, api_url, 1 if quick else 3, 30 if quick else 100)
+        print("fan-out ...", flush=True)
+        measure_fanout(bench, api_url, 1 if quick else 3, 96 if quick else 320)
+        print(f"polling {WAITING_RUNS} waiting runs through a counting proxy ...", flush=True)
+        measure_polling(bench, api_url, api_url[: -len("/api")])
+        print("completion to return ...", flush=True)
+        measure_completion(bench, api_url, 2 if quick else 5)
+    rows = table(bench)
+    rendered = render_rst(rows)
+    cpu = platform.processor() or platform.machine()
+    note = (
+        f"{'Quick run' if quick else 'Full run'} on {platform.system()} {platform.release()}, "
+        f"{os.cpu_count()} CPUs ({cpu}), Python {platform.python_version()}, "
+        f"{time.strftime('%Y-%m-%d')}, Prefect server on {'PostgreSQL' if database else 'SQLite'}; "
+        f"{time.monotonic() - started:.0f} s. "
+        "Cells: median (min..max) over repetitions."
+    )
+    print()
+    print(rendered)
+    print(note)
+    Path(options.output).write_text(rendered + "\n\n" + note + "\n")
+    print(f"written to {options.output}")
+
+
+if __name__ == "__main__":
+    main()
