@@ -9,7 +9,15 @@
 __version__ = "0.1.0"
 
 from .api import run_deployment
+from .batch import ALL_COMPLETED, FIRST_COMPLETED, DoneAndNotDone
 from .client import Client
+from .context import (
+    ParentAwareThreadPoolExecutor,
+    ParentRun,
+    current_parent,
+    parent_run,
+    propagate,
+)
 from .exceptions import (
     APIError,
     AuthenticationError,
@@ -18,7 +26,9 @@ from .exceptions import (
     ConnectionFailedError,
     DeploymentNotFoundError,
     DeployTriggerError,
+    FlowRunFailedError,
     FlowRunNotFoundError,
+    FlowRunTimeoutError,
     InvalidArgumentError,
     InvalidArgumentTypeError,
     InvalidResponseError,
@@ -31,10 +41,17 @@ from .exceptions import (
     TLSError,
     TransportError,
 )
+from .handles import FlowRunHandle
+from .logs import LogRecord
 from .models import FINAL_STATES, Deployment, Flow, FlowRun, State, StateType
 
+ThreadPoolExecutor = ParentAwareThreadPoolExecutor
+"""A drop-in ``concurrent.futures.ThreadPoolExecutor`` that hands the parent run to its tasks."""
+
 __all__ = [
+    "ALL_COMPLETED",
     "FINAL_STATES",
+    "FIRST_COMPLETED",
     "APIError",
     "AuthenticationError",
     "BadRequestError",
@@ -44,14 +61,21 @@ __all__ = [
     "DeployTriggerError",
     "Deployment",
     "DeploymentNotFoundError",
+    "DoneAndNotDone",
     "Flow",
     "FlowRun",
+    "FlowRunFailedError",
+    "FlowRunHandle",
     "FlowRunNotFoundError",
+    "FlowRunTimeoutError",
     "InvalidArgumentError",
     "InvalidArgumentTypeError",
     "InvalidResponseError",
+    "LogRecord",
     "NotFoundError",
     "ParameterRejectedError",
+    "ParentAwareThreadPoolExecutor",
+    "ParentRun",
     "PermissionDeniedError",
     "RateLimitedError",
     "RequestTimeoutError",
@@ -59,7 +83,11 @@ __all__ = [
     "State",
     "StateType",
     "TLSError",
+    "ThreadPoolExecutor",
     "TransportError",
     "__version__",
+    "current_parent",
+    "parent_run",
+    "propagate",
     "run_deployment",
 ]

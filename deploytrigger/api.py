@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any, Iterable, Mapping, Optional, Union
 
 from .client import Client
+from .exceptions import InvalidArgumentTypeError
 from .models import FlowRun
 
 __all__ = ["run_deployment"]
@@ -25,6 +26,9 @@ def run_deployment(
     work_queue_name: Optional[str] = None,
     as_subflow: bool = True,
     job_variables: Optional[Mapping[str, Any]] = None,
+    *,
+    cancel_on_timeout: bool = False,
+    cancel_on_interrupt: bool = False,
 ) -> FlowRun:
     """Create a flow run of a deployment and return it once final or when time runs out.
 
@@ -33,7 +37,10 @@ def run_deployment(
     to reuse its connections. The other arguments are those of
     :meth:`Client.run_deployment`, with Prefect's semantics: ``timeout=0``
     returns the new run at once, ``timeout=None`` waits for a final state, a
-    positive timeout returns the run in whatever state it has when time runs out.
+    positive timeout returns the run in whatever state it has when time runs out,
+    unless ``cancel_on_timeout`` (then it is cancelled first); with
+    ``cancel_on_interrupt`` a ``KeyboardInterrupt`` while waiting cancels the run
+    before propagating.
 
     Raises:
         DeployTriggerError: see :meth:`Client.run_deployment`.
@@ -49,8 +56,14 @@ def run_deployment(
         work_queue_name=work_queue_name,
         as_subflow=as_subflow,
         job_variables=job_variables,
+        cancel_on_timeout=cancel_on_timeout,
+        cancel_on_interrupt=cancel_on_interrupt,
     )
     if client is not None:
+        if not isinstance(client, Client):
+            raise InvalidArgumentTypeError(
+                f"client must be a deploytrigger.Client or None, not {type(client).__name__}"
+            )
         return client.run_deployment(name, **options)  # type: ignore[arg-type]
     with Client() as own_client:
         return own_client.run_deployment(name, **options)  # type: ignore[arg-type]

@@ -7,11 +7,12 @@ every failure leaves as a :class:`~deploytrigger.exceptions.DeployTriggerError`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import uuid
-from datetime import datetime
-from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Type, Union
+from datetime import datetime, timezone
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Type, Union
 from urllib.parse import quote
 
 import requests
@@ -19,12 +20,15 @@ import tenacity
 from requests.adapters import HTTPAdapter
 
 from . import __version__
+from . import batch as _batch
+from .context import DYNAMIC_KEYS, ParentRun, current_parent, pushed
 from .exceptions import (
     APIError,
     AuthenticationError,
     BadRequestError,
     ConnectionFailedError,
     DeploymentNotFoundError,
+    DeployTriggerError,
     FlowRunNotFoundError,
     InvalidArgumentError,
     InvalidArgumentTypeError,
@@ -38,7 +42,16 @@ from .exceptions import (
     TLSError,
     TransportError,
 )
-from .models import Deployment, Flow, FlowRun
+from .handles import FlowRunHandle
+from .linking import (
+    TASK_RUNS_PAGE,
+    existing_keys,
+    placeholder_payload,
+    task_key,
+    task_runs_filter,
+)
+from .logs import LOGS_PAGE, LogRecord, follow, logs_filter_body
+from .models import Deployment, Flow, FlowRun, parse_uuid
 from .payloads import (
     check_parameter_names,
     check_wait_arguments,
@@ -216,7 +229,93 @@ class Client:
             str(flow_run_id),
             deadline,
         )
-        return FlowRun.from_json(data)
+        return FlowRun.from_json(data, api_url=self.settings.api_url)
+
+    def read_deployments(
+        self, flow_name: Optional[str] = None, limit: int = LOGS_PAGE
+    ) -> List[Deployment]:
+        """List deployments by name (``POST /deployments/filter``), at most ``limit`` (<= 200).
+
+        Args:
+            flow_name: only the deployments of this flow.
+            limit: the most to return; the server returns at most 200 per request.
+
+        Raises:
+            InvalidArgumentError: ``limit`` is not between 1 and 200.
+        """
+        body: Dict[str, Any] = {"sort": "NAME_ASC", "limit": _page_limit(limit)}
+        if flow_name is not None:
+            body["flows"] = {"name": {"any_": [str(flow_name)]}}
+        data = self._request("POST", "/deployments/filter", body=body)
+        return [Deployment.from_json(item) for item in _json_list(data, "deployments")]
+
+    def read_logs(
+        self,
+        flow_run_id: Union[uuid.UUID, str],
+        after: Optional[datetime] = None,
+        limit: int = LOGS_PAGE,
+        *,
+        offset: int = 0,
+    ) -> List[LogRecord]:
+        """Read one page of a run's log lines, oldest first (``POST /logs/filter``).
+
+        Args:
+            flow_run_id: the run.
+            after: only lines logged at or after this time (inclusive; a naive
+                datetime is taken as UTC).
+            limit: the most lines to return (1 to 200, the server's cap).
+            offset: lines to skip, for paging through more than ``limit``.
+
+        Returns:
+            :class:`~deploytrigger.logs.LogRecord` objects; ``.level_name`` gives
+            the level by name. To read everything use :meth:`follow_logs`.
+
+        Raises:
+            InvalidArgumentError: a malformed id, limit or offset.
+        """
+        run_id = _as_uuid(flow_run_id, "flow_run_id")
+        if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
+            raise InvalidArgumentError(f"offset must be a whole number >= 0, not {offset!r}")
+        if after is not None and after.tzinfo is None:
+            after = after.replace(tzinfo=timezone.utc)
+        body = logs_filter_body(run_id, after, _page_limit(limit), offset)
+        data = self._request("POST", "/logs/filter", body=body)
+        return [LogRecord.from_json(item) for item in _json_list(data, "logs")]
+
+    def follow_logs(
+        self,
+        flow_run_id: Union[uuid.UUID, str],
+        poll_interval: float = 1,
+        timeout: Optional[float] = None,
+    ) -> Iterator[LogRecord]:
+        """Yield a run's log lines as they arrive, until the run is final and its logs drained.
+
+        Every line once, in timestamp order, none skipped: reads page through
+        more than 200 new lines, and lines sharing a timestamp are told apart
+        by id. After the run is final, reading continues until no new line has
+        come for a few seconds (Prefect sends logs in batches). See
+        :func:`deploytrigger.logs.watch` to follow state changes too.
+
+        Args:
+            flow_run_id: the run.
+            poll_interval: seconds between reads.
+            timeout: seconds after which to stop even if the run is not final
+                (None: until it is final).
+
+        Raises:
+            InvalidArgumentError: a malformed id, or a negative timeout or interval.
+            FlowRunNotFoundError: no flow run has that id.
+        """
+        run_id = _as_uuid(flow_run_id, "flow_run_id")
+        check_wait_arguments(timeout, poll_interval)
+        return follow(
+            self,
+            run_id,
+            poll_interval=float(poll_interval),
+            timeout=timeout,
+            sleep=self._sleep,
+            clock=self._clock,
+        )
 
     # -- creating ----------------------------------------------------------------
 
@@ -266,9 +365,9 @@ class Client:
         try:
             data = self._request("POST", f"/deployments/{deployment_id}/create_flow_run", body=body)
         except NotFoundError as exc:
-            raise _renamed(
-                exc, DeploymentNotFoundError, f"deployment {ref!r} was not found"
-            ) from exc
+            missing = _renamed(exc, DeploymentNotFoundError, f"deployment {ref!r} was not found")
+            missing.deployment = ref
+            raise missing from exc
         except BadRequestError as exc:
             parameter = rejected_parameter(exc.detail)
             if parameter is None:
@@ -280,9 +379,66 @@ class Client:
             )
             rejected.parameter = parameter
             raise rejected from exc
-        run = FlowRun.from_json(data)
+        run = FlowRun.from_json(data, api_url=self.settings.api_url)
         logger.info("created flow run %s (%s) of deployment %s", run.id, run.name, ref)
         return run
+
+    def cancel_flow_run(
+        self, flow_run_id: Union[uuid.UUID, str], message: Optional[str] = None
+    ) -> bool:
+        """Ask the server to cancel a run: it goes CANCELLING, then CANCELLED.
+
+        A scheduled run becomes CANCELLED at once; a running one once its
+        runner or worker has stopped it (a few seconds). The request is not
+        forced, so the server refuses it for a run that is already final.
+
+        Args:
+            flow_run_id: the run.
+            message: the state's message; "Cancelled by deploytrigger" by default.
+
+        Returns:
+            True when the server accepted the cancellation, False when it
+            refused it (for example because the run is already final).
+
+        Raises:
+            FlowRunNotFoundError: no flow run has that id.
+        """
+        run_id = _as_uuid(flow_run_id, "flow_run_id")
+        body = {
+            "state": {
+                "type": "CANCELLING",
+                "name": "Cancelling",
+                "message": message or "Cancelled by deploytrigger",
+            },
+            "force": False,
+        }
+        try:
+            data = self._request("POST", f"/flow_runs/{run_id}/set_state", body=body)
+        except NotFoundError as exc:
+            error = _renamed(exc, FlowRunNotFoundError, f"flow run {str(run_id)!r} was not found")
+            error.flow_run_id = str(run_id)
+            raise error from exc
+        status = data.get("status") if isinstance(data, dict) else None
+        state = data.get("state") if isinstance(data, dict) else None
+        # A run that never started is REJECTed ("no infrastructure to terminate")
+        # yet moved straight to CANCELLED: that is a cancellation too.
+        now_cancelled = isinstance(state, dict) and state.get("type") in ("CANCELLING", "CANCELLED")
+        accepted = status == "ACCEPT" or now_cancelled
+        logger.info(
+            "cancellation of flow run %s %s",
+            run_id,
+            "accepted" if accepted else f"refused ({status})",
+        )
+        return accepted
+
+    def _cancel_unfinished(self, run: FlowRun, why: str) -> FlowRun:
+        """Cancel a run that was waited for in vain; the run re-read (as last seen on error)."""
+        try:
+            self.cancel_flow_run(run.id, f"Cancelled by deploytrigger: {why}")
+            return self._read_flow_run(run.id)
+        except DeployTriggerError as exc:
+            logger.warning("could not cancel flow run %s after %s: %s", run.id, why, exc)
+            return run
 
     # -- the main job ---------------------------------------------------------------
 
@@ -299,6 +455,9 @@ class Client:
         work_queue_name: Optional[str] = None,
         as_subflow: bool = True,
         job_variables: Optional[Mapping[str, Any]] = None,
+        *,
+        cancel_on_timeout: bool = False,
+        cancel_on_interrupt: bool = False,
     ) -> FlowRun:
         """Create a flow run of a deployment and return it once final or when time runs out.
 
@@ -317,6 +476,12 @@ class Client:
             work_queue_name: a work queue of the deployment's work pool.
             as_subflow: link the run to the current parent run, when there is one.
             job_variables: infrastructure overrides for this run.
+            cancel_on_timeout: when a positive ``timeout`` runs out before the run
+                is final, cancel it (see :meth:`cancel_flow_run`) and return it as
+                read after the request (usually CANCELLING or CANCELLED). Off by
+                default, as in Prefect: the run keeps going.
+            cancel_on_interrupt: on ``KeyboardInterrupt`` (Ctrl-C) while waiting,
+                cancel the run before the interrupt propagates.
 
         Returns:
             The flow run as last read.
@@ -353,16 +518,173 @@ class Client:
         run = self._create_flow_run(deployment.id, body, shown)
         if wait_timeout == 0:
             return run
-        return self._wait(run.id, wait_timeout, float(poll_interval), last_known=run)
+        try:
+            run = self._wait(run.id, wait_timeout, float(poll_interval), last_known=run)
+        except KeyboardInterrupt:
+            if cancel_on_interrupt:
+                self._cancel_unfinished(run, "interrupted")
+            raise
+        if cancel_on_timeout and wait_timeout is not None and not run.is_final():
+            return self._cancel_unfinished(run, f"not final after {wait_timeout:g}s")
+        return run
 
     def _link_to_parent(
         self, deployment: Deployment, ref: Any, body: Dict[str, Any]
     ) -> Optional[uuid.UUID]:
         """The placeholder task run linking a new run to the current parent run, if any.
 
-        Parent runs are not tracked yet: every run is created as a top-level run.
+        Creates it as Prefect's ``run_deployment`` does (see ``linking.py``) under
+        :func:`~deploytrigger.current_parent`. ``POST /task_runs/`` returns the
+        existing task run for a repeated (flow run, task_key, dynamic_key), so
+        retrying it is safe.
         """
-        return None
+        parent = current_parent()
+        if parent is None:
+            return None
+        if isinstance(ref, uuid.UUID):
+            deployment_name = f"{self.read_flow(deployment.flow_id).name}/{deployment.name}"
+        else:
+            deployment_name = describe_ref(ref)
+        dynamic_key = DYNAMIC_KEYS.next_key(
+            parent, task_key(deployment_name), lambda: self._task_run_keys(parent.flow_run_id)
+        )
+        payload = placeholder_payload(
+            deployment_name=deployment_name,
+            deployment_version=deployment.version,
+            parameter_names=body["parameters"],
+            parent=parent,
+            dynamic_key=dynamic_key,
+        )
+        try:
+            data = self._request("POST", "/task_runs/", body=payload)
+        except BadRequestError as exc:
+            if exc.status_code != 409:
+                raise
+            # The body's only reference is the parent flow run: a 409 means it is missing.
+            missing = _renamed(
+                exc,
+                FlowRunNotFoundError,
+                f"cannot link to parent flow run {parent.flow_run_id}: it was not found",
+            )
+            missing.flow_run_id = str(parent.flow_run_id)
+            raise missing from exc
+        task_run_id = parse_uuid(data.get("id") if isinstance(data, dict) else None)
+        logger.debug(
+            "placeholder task run %s (dynamic key %s) in flow run %s for %s",
+            task_run_id,
+            dynamic_key,
+            parent.flow_run_id,
+            deployment_name,
+        )
+        return task_run_id
+
+    def _task_run_keys(self, flow_run_id: uuid.UUID) -> List[Any]:
+        """``(task_key, dynamic_key)`` of every task run of a flow run, page by page."""
+        keys: List[Any] = []
+        offset = 0
+        while True:
+            page = self._request(
+                "POST", "/task_runs/filter", body=task_runs_filter(str(flow_run_id), offset)
+            )
+            found = existing_keys(page)
+            keys.extend(found)
+            if len(found) < TASK_RUNS_PAGE:
+                return keys
+            offset += len(found)
+
+    # -- tracked parent runs -------------------------------------------------------
+
+    @contextlib.contextmanager
+    def flow_run(
+        self,
+        flow_name: str,
+        *,
+        name: Optional[str] = None,
+        parameters: Optional[Mapping[str, Any]] = None,
+        tags: Optional[Iterable[str]] = None,
+    ) -> Iterator[FlowRun]:
+        """Track a block of code as a Running flow run, the parent of the runs it triggers.
+
+        Gets or creates the flow ``flow_name``, creates a run of it in the Running
+        state and makes it this thread's parent for the block (see
+        :func:`~deploytrigger.parent_run`). When the block ends the run becomes
+        Completed; Failed with the exception's message when the block raises
+        (the exception propagates); Cancelled on ``KeyboardInterrupt``.
+
+        Args:
+            flow_name: the flow the run belongs to (created when missing).
+            name: the run's name (the server invents one otherwise).
+            parameters: parameters to record on the run.
+            tags: tags for the run.
+
+        Yields:
+            The new flow run, as created.
+
+        Raises:
+            InvalidArgumentError: a malformed argument (nothing was sent).
+            DeployTriggerError: the run could not be created, or (after a block
+                that succeeded) its final state could not be set.
+        """
+        if not isinstance(flow_name, str) or not flow_name.strip():
+            raise InvalidArgumentError(f"flow_name must be a non-empty string, not {flow_name!r}")
+        checked = flow_run_payload(parameters=parameters, flow_run_name=name, tags=tags)
+        flow = Flow.from_json(self._request("POST", "/flows/", body={"name": flow_name}))
+        body: Dict[str, Any] = {
+            "flow_id": str(flow.id),
+            "state": {"type": "RUNNING", "name": "Running"},
+            "parameters": checked["parameters"],
+            "tags": checked.get("tags", []),
+            "idempotency_key": str(uuid.uuid4()),
+        }
+        if "name" in checked:
+            body["name"] = checked["name"]
+        run = FlowRun.from_json(self._request("POST", "/flow_runs/", body=body))
+        logger.info("tracking flow run %s (%s) of flow %s", run.id, run.name, flow_name)
+        DYNAMIC_KEYS.mark_new(run.id)
+        try:
+            with pushed(ParentRun(run.id)):
+                yield run
+        except KeyboardInterrupt:
+            self._finish_tracked(run, "CANCELLED", "Interrupted (KeyboardInterrupt)", quiet=True)
+            raise
+        except BaseException as exc:
+            self._finish_tracked(run, "FAILED", f"{type(exc).__name__}: {exc}", quiet=True)
+            raise
+        else:
+            self._finish_tracked(run, "COMPLETED", None, quiet=False)
+        finally:
+            DYNAMIC_KEYS.forget(run.id)
+
+    def _finish_tracked(
+        self, run: FlowRun, state_type: str, message: Optional[str], *, quiet: bool
+    ) -> None:
+        """Give a tracked run its final state; ``quiet``: log a failure instead of raising.
+
+        ``quiet`` is for a block that already raised: its exception matters more.
+        """
+        state: Dict[str, Any] = {"type": state_type, "name": state_type.title()}
+        if message is not None:
+            state["message"] = message
+        try:
+            result = self._request(
+                "POST", f"/flow_runs/{run.id}/set_state", body={"state": state, "force": False}
+            )
+        except DeployTriggerError:
+            if not quiet:
+                raise
+            logger.warning("could not mark flow run %s %s", run.id, state_type, exc_info=True)
+            return
+        status = result.get("status") if isinstance(result, dict) else None
+        if status != "ACCEPT":
+            logger.warning(
+                "the server answered %s to marking flow run %s %s: %s",
+                status,
+                run.id,
+                state_type,
+                result.get("details") if isinstance(result, dict) else result,
+            )
+        else:
+            logger.info("flow run %s (%s) is %s", run.id, run.name, state["name"])
 
     # -- waiting -----------------------------------------------------------------
 
@@ -397,11 +719,17 @@ class Client:
         def fetch() -> FlowRun:
             try:
                 run = self._read_flow_run(flow_run_id, deadline)
-            except (TransportError, ServerError, RateLimitedError):
-                # Out of time while the server is unreachable: report what we last saw.
-                if deadline.passed() and latest[0] is not None:
-                    return latest[0]
-                raise
+            except (TransportError, ServerError, RateLimitedError) as exc:
+                # Out of time while the server cannot answer: report what we last saw.
+                remaining = deadline.remaining()
+                if remaining is None or latest[0] is None:
+                    raise
+                retry_after = getattr(exc, "retry_after", None)
+                if remaining > 0 and (retry_after is None or retry_after < remaining):
+                    raise
+                if remaining > 0:
+                    self._sleep(remaining)  # the server asked for longer than is left
+                return latest[0]
             previous = latest[0]
             if previous is None or previous.state != run.state:
                 logger.info("flow run %s (%s) is %s", run.id, run.name, run.state)
@@ -410,6 +738,161 @@ class Client:
 
         return poll(
             fetch, FlowRun.is_final, deadline=deadline, interval=poll_interval, sleep=self._sleep
+        )
+
+    # -- many runs (the logic lives in handles.py and batch.py) -----------------------
+
+    def read_flow_runs(self, flow_run_ids: Iterable[Union[uuid.UUID, str]]) -> List[FlowRun]:
+        """Read many flow runs: one ``POST /flow_runs/filter`` per 200 ids.
+
+        Returns:
+            The runs in the order of ``flow_run_ids``, each once; ids the server
+            does not know are left out.
+
+        Raises:
+            InvalidArgumentError: an id is not a UUID (nothing sent).
+        """
+        ids = [_as_uuid(value, "flow_run_ids") for value in flow_run_ids]
+        return self._read_flow_runs(ids)
+
+    def _read_flow_runs(
+        self, flow_run_ids: List[uuid.UUID], deadline: Optional[Deadline] = None
+    ) -> List[FlowRun]:
+        unique = list(dict.fromkeys(flow_run_ids))
+        found: Dict[uuid.UUID, FlowRun] = {}
+        for chunk in _batch.chunked(unique, _batch.FILTER_LIMIT):
+            body = {
+                "flow_runs": {"id": {"any_": [str(run_id) for run_id in chunk]}},
+                "limit": _batch.FILTER_LIMIT,
+            }
+            data = self._request("POST", "/flow_runs/filter", body=body, deadline=deadline)
+            if not isinstance(data, list):
+                raise InvalidResponseError(
+                    f"POST /flow_runs/filter answered {type(data).__name__}, not a list"
+                )
+            for item in data:
+                run = FlowRun.from_json(item, api_url=self.settings.api_url)
+                found[run.id] = run
+        return [found[run_id] for run_id in unique if run_id in found]
+
+    def submit(
+        self, name: Union[str, uuid.UUID], *, poll_interval: float = 5, **options: Any
+    ) -> FlowRunHandle:
+        """Create a flow run and return a handle to it at once, like ``Executor.submit``.
+
+        Args:
+            name: the deployment's id, or ``"flow name/deployment name"``.
+            poll_interval: the handle's default seconds between polls.
+            **options: any keyword of :meth:`run_deployment` except ``timeout``
+                (``parameters``, ``scheduled_time``, ``tags``, ``idempotency_key``,
+                ``as_subflow`` ...); the run is created by the same code path,
+                parent linking and idempotency included.
+
+        Returns:
+            A :class:`~deploytrigger.FlowRunHandle` for the new run.
+
+        Raises:
+            DeployTriggerError: as :meth:`run_deployment`.
+        """
+        if "timeout" in options:
+            raise InvalidArgumentError("submit returns at once: wait on the handle instead")
+        check_wait_arguments(None, poll_interval)
+        run = self.run_deployment(name, timeout=0, **options)
+        return FlowRunHandle(self, run, poll_interval=poll_interval)
+
+    def wait_all(
+        self,
+        runs: Iterable[Union[FlowRunHandle, uuid.UUID, str]],
+        timeout: Optional[float] = None,
+        poll_interval: float = 5,
+        return_when: str = _batch.ALL_COMPLETED,
+    ) -> _batch.DoneAndNotDone:
+        """Wait for many runs, like ``concurrent.futures.wait``, batching the polls.
+
+        One poll is one ``POST /flow_runs/filter`` per 200 pending runs. Done
+        callbacks of the handles fire from this loop, in this thread.
+
+        Args:
+            runs: handles or flow run ids (ids get handles from the first poll).
+            timeout: seconds to wait; None waits as long as ``return_when`` needs.
+            poll_interval: seconds between polls.
+            return_when: ``ALL_COMPLETED`` or ``FIRST_COMPLETED``.
+
+        Returns:
+            ``(done, not_done)`` lists of handles, in the order given, duplicates
+            removed. A timeout is not an error: look at ``not_done``.
+
+        Raises:
+            InvalidArgumentError: a bad argument (nothing sent).
+            FlowRunNotFoundError: a run does not exist.
+        """
+        return _batch.wait_all(
+            self,
+            runs,
+            timeout=timeout,
+            poll_interval=poll_interval,
+            return_when=return_when,
+            sleep=self._sleep,
+            clock=self._clock,
+        )
+
+    def as_completed(
+        self,
+        runs: Iterable[Union[FlowRunHandle, uuid.UUID, str]],
+        timeout: Optional[float] = None,
+        poll_interval: float = 5,
+    ) -> Iterator[FlowRun]:
+        """Yield each run once it is final, as ``concurrent.futures.as_completed`` does.
+
+        Runs already final come first; runs seen final by the same poll come
+        in the order they ended. Polls are batched as in :meth:`wait_all`.
+
+        Raises:
+            FlowRunTimeoutError: ``timeout`` seconds passed with runs still not
+                final (``.not_done``), after yielding those that were.
+            FlowRunNotFoundError: a run does not exist.
+        """
+        return _batch.as_completed(
+            self,
+            runs,
+            timeout=timeout,
+            poll_interval=poll_interval,
+            sleep=self._sleep,
+            clock=self._clock,
+        )
+
+    def run_many(
+        self,
+        calls: Iterable[_batch.Call],
+        max_workers: int = 16,
+        timeout: Optional[float] = None,
+        poll_interval: float = 5,
+    ) -> List[FlowRun]:
+        """Trigger many deployments from a thread pool, then wait for all of them.
+
+        Each call is a deployment name, ``{"name": ..., **options}`` or
+        ``(name, options)``, where options are :meth:`run_deployment`'s keywords
+        except ``timeout``. Workers run under the caller's parent run, so runs
+        link as if triggered from this thread. Keep ``max_workers`` at most the
+        client's ``pool_size`` (32 by default) so every worker has a connection.
+
+        Returns:
+            The runs in the order of ``calls``: final, or as last seen when
+            ``timeout`` ran out (0 returns them as created).
+
+        Raises:
+            InvalidArgumentError: a malformed call or argument (nothing sent).
+            DeployTriggerError: the first failed call, in call order, once every
+                call has been tried; runs the other calls created keep going.
+        """
+        return _batch.run_many(
+            self,
+            calls,
+            max_workers=max_workers,
+            timeout=timeout,
+            poll_interval=poll_interval,
+            sleep=self._sleep,
+            clock=self._clock,
         )
 
     # -- HTTP ----------------------------------------------------------------------
@@ -592,6 +1075,22 @@ def _as_uuid(value: Any, argument: str) -> uuid.UUID:
         return uuid.UUID(value)
     except ValueError:
         raise InvalidArgumentError(f"{argument} must be a UUID, not {value!r}") from None
+
+
+def _page_limit(limit: Any) -> int:
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= LOGS_PAGE:
+        raise InvalidArgumentError(
+            f"limit must be a whole number from 1 to {LOGS_PAGE}, not {limit!r}"
+        )
+    return limit
+
+
+def _json_list(data: Any, what: str) -> List[Any]:
+    if not isinstance(data, list):
+        raise InvalidResponseError(
+            f"the server sent {type(data).__name__} where a list of {what} was expected"
+        )
+    return data
 
 
 def _attempts(count: int) -> str:

@@ -22,14 +22,22 @@ kept as ``__cause__``)::
     │   │   └── ParameterRejectedError  the deployment's parameter schema refused a parameter
     │   ├── RateLimitedError        429, still after every retry
     │   └── ServerError             5xx, still after every retry
-    └── InvalidResponseError        the answer was not the JSON expected
+    ├── InvalidResponseError        the answer was not the JSON expected
+    ├── FlowRunTimeoutError         (also TimeoutError) a run was not final in time:
+    │                               .flow_run_id .state .flow_run .not_done
+    └── FlowRunFailedError          a run ended FAILED, CRASHED or CANCELLED: .flow_run .state
 
 Messages never contain an API key, an auth string or URL credentials.
 """
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional, Sequence
+
+if TYPE_CHECKING:
+    import uuid
+
+    from .models import FlowRun, State
 
 __all__ = [
     "APIError",
@@ -39,7 +47,9 @@ __all__ = [
     "ConnectionFailedError",
     "DeployTriggerError",
     "DeploymentNotFoundError",
+    "FlowRunFailedError",
     "FlowRunNotFoundError",
+    "FlowRunTimeoutError",
     "InvalidArgumentError",
     "InvalidArgumentTypeError",
     "InvalidResponseError",
@@ -203,3 +213,46 @@ class InvalidResponseError(DeployTriggerError):
         self.method = method
         self.url = url
         self.status_code = status_code
+
+
+class FlowRunTimeoutError(DeployTriggerError, TimeoutError):
+    """A run (or some of a batch of runs) was not final when the wait's timeout ran out.
+
+    Raised by :meth:`FlowRunHandle.result` and :meth:`Client.as_completed`;
+    the runs keep going on the server.
+
+    Attributes:
+        flow_run_id: the id of the (first) run still not final.
+        state: that run's last seen state (None if the server sent none).
+        flow_run: that run as last seen.
+        not_done: every run still not final, as last seen, in the order given.
+        timeout: the timeout that ran out, in seconds.
+    """
+
+    def __init__(
+        self, message: str, *, not_done: Sequence[FlowRun], timeout: Optional[float]
+    ) -> None:
+        super().__init__(message)
+        self.not_done = tuple(not_done)
+        self.flow_run = self.not_done[0]
+        self.flow_run_id: uuid.UUID = self.flow_run.id
+        self.state: Optional[State] = self.flow_run.state
+        self.timeout = timeout
+
+
+class FlowRunFailedError(DeployTriggerError):
+    """A run ended FAILED, CRASHED or CANCELLED.
+
+    Raised by :meth:`FlowRunHandle.result` and :meth:`FlowRun.raise_for_state`.
+
+    Attributes:
+        flow_run: the run in its final state.
+        flow_run_id: its id.
+        state: its final state, with the server's message.
+    """
+
+    def __init__(self, message: str, *, flow_run: FlowRun) -> None:
+        super().__init__(message)
+        self.flow_run = flow_run
+        self.flow_run_id: uuid.UUID = flow_run.id
+        self.state: Optional[State] = flow_run.state

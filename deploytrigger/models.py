@@ -14,10 +14,12 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 from dateutil import parser as date_parser
 
-from .exceptions import InvalidResponseError
+from . import display
+from .exceptions import FlowRunFailedError, InvalidResponseError
 
 __all__ = ["FINAL_STATES", "Deployment", "Flow", "FlowRun", "State", "StateType"]
 
@@ -96,8 +98,22 @@ def _mapping(value: Any, key: str, what: str) -> Dict[str, Any]:
     return dict(value)
 
 
-def _strings(value: Any) -> Tuple[str, ...]:
-    return tuple(str(v) for v in value or ())
+def _without_credentials(url: Optional[str]) -> Optional[str]:
+    """``url`` without a ``user:password@`` part, so it can be kept and shown."""
+    if not url:
+        return url
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+
+
+def _strings(value: Any, key: str, what: str) -> Tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, (list, tuple)):
+        raise InvalidResponseError(f"the server sent a {what} whose {key!r} is not a list")
+    return tuple(str(v) for v in value)
 
 
 @dataclass(frozen=True)
@@ -191,10 +207,17 @@ class FlowRun:
     start_time: Optional[datetime] = None
     end_time: Optional[datetime] = None
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    api_url: Optional[str] = field(default=None, repr=False, compare=False)
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> FlowRun:
-        """Parse a flow run object from the API."""
+    def from_json(cls, data: Mapping[str, Any], api_url: Optional[str] = None) -> FlowRun:
+        """Parse a flow run object from the API.
+
+        Args:
+            data: the run as the server sent it.
+            api_url: the API it came from (credentials are dropped); it gives
+                :attr:`ui_url`. The client passes its own.
+        """
         state_data = data.get("state") if isinstance(data, Mapping) else None
         return cls(
             id=parse_uuid(_require(data, "id", "flow run")),
@@ -203,7 +226,7 @@ class FlowRun:
             deployment_id=_optional(parse_uuid, data.get("deployment_id")),
             state=None if state_data is None else State.from_json(state_data),
             parameters=_mapping(data.get("parameters"), "parameters", "flow run"),
-            tags=_strings(data.get("tags")),
+            tags=_strings(data.get("tags"), "tags", "flow run"),
             idempotency_key=data.get("idempotency_key"),
             parent_task_run_id=_optional(parse_uuid, data.get("parent_task_run_id")),
             work_queue_name=data.get("work_queue_name"),
@@ -212,11 +235,51 @@ class FlowRun:
             start_time=parse_datetime(data.get("start_time")),
             end_time=parse_datetime(data.get("end_time")),
             raw=dict(data),
+            api_url=_without_credentials(api_url),
         )
 
     def is_final(self) -> bool:
         """True when the run has a final state."""
         return self.state is not None and self.state.is_final()
+
+    def raise_for_state(self) -> FlowRun:
+        """Raise if the run ended badly, like ``requests.Response.raise_for_status()``.
+
+        Returns:
+            The run itself when it is COMPLETED or not final yet (a run still
+            going after a timeout is not a failure: check :meth:`is_final`), so
+            calls chain: ``run = client.run_deployment(...).raise_for_state()``.
+
+        Raises:
+            FlowRunFailedError: the run is FAILED, CRASHED or CANCELLED; it
+                carries the run (``.flow_run``) and its state with the server's message.
+        """
+        state = self.state
+        if state is not None and state.is_final() and not state.is_completed():
+            raise FlowRunFailedError(
+                f"flow run {self.name!r} ({self.id}) ended {state.type.value}"
+                + (f": {state.message}" if state.message else ""),
+                flow_run=self,
+            )
+        return self
+
+    @property
+    def ui_url(self) -> Optional[str]:
+        """The run's page in the Prefect UI, when known from the API URL it was read from.
+
+        ``http://host:port/api`` gives ``http://host:port/runs/flow-run/<id>``;
+        Prefect Cloud's ``https://api.prefect.cloud/api/accounts/A/workspaces/W``
+        gives ``https://app.prefect.cloud/account/A/workspace/W/runs/flow-run/<id>``.
+        None for a run parsed without an API URL or one the UI cannot be derived from.
+        """
+        return display.ui_url(self.api_url, self.id)
+
+    def __repr__(self) -> str:
+        return display.flow_run_repr(self)
+
+    def _repr_html_(self) -> str:
+        """A small HTML table for Jupyter: state in colour, times, parameters, UI link."""
+        return display.flow_run_html(self)
 
 
 @dataclass(frozen=True)
@@ -244,7 +307,7 @@ class Deployment:
             flow_id=parse_uuid(_require(data, "flow_id", "deployment")),
             version=data.get("version"),
             parameters=_mapping(data.get("parameters"), "parameters", "deployment"),
-            tags=_strings(data.get("tags")),
+            tags=_strings(data.get("tags"), "tags", "deployment"),
             work_pool_name=data.get("work_pool_name"),
             work_queue_name=data.get("work_queue_name"),
             enforce_parameter_schema=bool(data.get("enforce_parameter_schema")),

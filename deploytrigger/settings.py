@@ -363,8 +363,15 @@ _warned_insecure = False
 
 
 def warn_insecure_once() -> None:
-    """Warn, once per process, that TLS verification is off."""
+    """Warn, once per process, that TLS verification is off.
+
+    urllib3's own ``InsecureRequestWarning`` (one per request under an "always"
+    warnings filter, as in pytest or Jupyter) is silenced: the user chose this.
+    """
     global _warned_insecure
+    from urllib3.exceptions import InsecureRequestWarning
+
+    warnings.filterwarnings("ignore", category=InsecureRequestWarning)
     if not _warned_insecure:
         _warned_insecure = True
         warnings.warn(

@@ -8,9 +8,12 @@ shows that the server merges run parameters over deployment defaults.
 """
 
 import time
-from typing import Optional
+from typing import Dict, List, Optional
 
 from prefect import flow, serve
+from prefect.deployments import run_deployment as prefect_run_deployment
+
+import deploytrigger
 
 
 @flow(name="add", log_prints=True)
@@ -50,6 +53,35 @@ DEPLOYMENTS = {
     "sleepy": sleepy.to_deployment(name="sleepy-dep"),
     "echo": echo.to_deployment(name="echo-dep", enforce_parameter_schema=True),
 }
+
+
+@flow(name="parent", log_prints=True)
+def parent(children: int = 4, with_prefect: bool = True) -> Dict[str, List[str]]:
+    """Trigger ``add/add-dep`` ``children`` times from a deploytrigger thread pool.
+
+    Every child is linked under this run as a subflow; with ``with_prefect``,
+    Prefect's own ``run_deployment`` triggers one more child before and one
+    after, and the placeholders of all of them still get distinct dynamic keys.
+    """
+    before = prefect_run_deployment("add/add-dep", timeout=0) if with_prefect else None
+    with deploytrigger.ThreadPoolExecutor(max_workers=8) as pool:
+        ours = list(
+            pool.map(
+                lambda i: (
+                    deploytrigger.run_deployment("add/add-dep", parameters={"x": i}, timeout=0).id
+                ),
+                range(children),
+            )
+        )
+    after = prefect_run_deployment("add/add-dep", timeout=0) if with_prefect else None
+    print(f"triggered {len(ours)} children")
+    return {
+        "deploytrigger": [str(run_id) for run_id in ours],
+        "prefect": [str(run.id) for run in (before, after) if run is not None],
+    }
+
+
+DEPLOYMENTS["parent"] = parent.to_deployment(name="parent-dep")
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ unit tests run without one. ``examples/`` is put on ``sys.path`` for
 """
 
 import sys
+import time
 from pathlib import Path
 from typing import Any, Dict, Iterator
 
@@ -67,3 +68,39 @@ def pooled_deployment(prefect: LocalPrefect) -> str:
             },
         )
     return POOLED_DEPLOYMENT
+
+
+AUTH_USER = "trigger-user"
+AUTH_PASSWORD = "auth-s3cret-Pa55word"
+AUTH_FLOW, AUTH_DEPLOYMENT = "authflow", "auth-dep"
+
+
+@pytest.fixture(scope="session")
+def auth_prefect() -> Iterator[LocalPrefect]:
+    """A second server that requires basic auth ``AUTH_USER:AUTH_PASSWORD``.
+
+    It serves no flows (cheaper to start); it has one deployment,
+    ``authflow/auth-dep``, whose runs nothing executes. Started only when a
+    test asks for it, shared by the auth and secrets tests.
+    """
+    env = {"PREFECT_SERVER_API_AUTH_STRING": f"{AUTH_USER}:{AUTH_PASSWORD}"}
+    with LocalPrefect(serve_flows=False, env=env) as server:
+        with requests.Session() as http:
+            http.auth = server.auth
+
+            def post(path: str, body: Dict[str, Any]) -> Dict[str, Any]:
+                # A fresh SQLite server may answer 503 ("database is busy") for a while.
+                for _ in range(30):
+                    response = http.post(f"{server.api_url}{path}", json=body, timeout=30)
+                    if response.status_code != 503:
+                        break
+                    time.sleep(1)
+                response.raise_for_status()
+                result: Dict[str, Any] = response.json()
+                return result
+
+            flow = post("/flows/", {"name": AUTH_FLOW})
+            post(
+                "/deployments/", {"name": AUTH_DEPLOYMENT, "flow_id": flow["id"], "parameters": {}}
+            )
+        yield server

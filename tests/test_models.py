@@ -1,0 +1,415 @@
+"""Parsing the server's JSON into frozen records, with the shapes Prefect 3.8 sends."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import datetime as dt
+import uuid
+from typing import Any, Dict
+
+import pytest
+
+from deploytrigger import (
+    FINAL_STATES,
+    Deployment,
+    Flow,
+    FlowRun,
+    InvalidResponseError,
+    State,
+    StateType,
+)
+
+RUN_ID = "5f2b8c1e-7d4a-4b3e-9a6f-1c2d3e4f5a6b"
+FLOW_ID = "9b2d3c4e-5f60-4172-8394-a5b6c7d8e9f0"
+DEPLOYMENT_ID = "3c9a7f3e-5b1d-4e2a-9f6c-0d8e7b6a5c41"
+UTC = dt.timezone.utc
+
+
+def state_json(state_type: str = "COMPLETED", **overrides: Any) -> Dict[str, Any]:
+    data: Dict[str, Any] = {
+        "id": "0d9a1b2c-3d4e-4f50-8162-738495a6b7c8",
+        "type": state_type,
+        "name": state_type.title(),
+        "timestamp": "2026-11-23T20:00:05.123456Z",
+        "message": None,
+        "data": None,
+        "state_details": {
+            "flow_run_id": RUN_ID,
+            "task_run_id": None,
+            "child_flow_run_id": None,
+            "scheduled_time": None,
+            "cache_key": None,
+            "cache_expiration": None,
+            "deferred": False,
+            "untrackable_result": False,
+            "pause_timeout": None,
+            "pause_reschedule": False,
+            "pause_key": None,
+            "run_input_keyset": None,
+            "refresh_cache": None,
+            "retriable": None,
+            "transition_id": "8a7b6c5d-4e3f-4a1b-9c8d-7e6f5a4b3c2d",
+            "task_parameters_id": None,
+            "traceparent": None,
+        },
+    }
+    data.update(overrides)
+    return data
+
+
+def flow_run_json(state_type: str = "COMPLETED", **overrides: Any) -> Dict[str, Any]:
+    data: Dict[str, Any] = {
+        "id": RUN_ID,
+        "created": "2026-11-23T20:00:00.100000Z",
+        "updated": "2026-11-23T20:00:05.200000Z",
+        "name": "mottled-crab",
+        "flow_id": FLOW_ID,
+        "state_id": "0d9a1b2c-3d4e-4f50-8162-738495a6b7c8",
+        "deployment_id": DEPLOYMENT_ID,
+        "deployment_version": "1a2b3c4d",
+        "work_queue_id": None,
+        "work_queue_name": "default",
+        "flow_version": "f00d",
+        "parameters": {"x": 5, "y": [1, 2]},
+        "idempotency_key": "key-1",
+        "context": {},
+        "empirical_policy": {
+            "max_retries": 0,
+            "retry_delay_seconds": 0.0,
+            "retries": 0,
+            "retry_delay": 0,
+            "pause_keys": [],
+            "resuming": False,
+            "retry_type": None,
+        },
+        "tags": ["from-test", "nightly"],
+        "labels": {"prefect.flow.id": FLOW_ID, "prefect.deployment.id": DEPLOYMENT_ID},
+        "parent_task_run_id": None,
+        "state_type": state_type,
+        "state_name": state_type.title(),
+        "run_count": 1,
+        "expected_start_time": "2026-11-23T20:00:00.100000Z",
+        "next_scheduled_start_time": None,
+        "start_time": "2026-11-23T21:00:01.5+01:00",
+        "end_time": "2026-11-23T20:00:05.123456Z",
+        "total_run_time": 3.623456,
+        "estimated_run_time": 3.623456,
+        "estimated_start_time_delta": 1.4,
+        "auto_scheduled": False,
+        "infrastructure_document_id": None,
+        "infrastructure_pid": "1234",
+        "created_by": None,
+        "work_pool_id": None,
+        "work_pool_name": None,
+        "state": state_json(state_type),
+        "job_variables": {"env": {"A": "1"}},
+    }
+    data.update(overrides)
+    return data
+
+
+def deployment_json(**overrides: Any) -> Dict[str, Any]:
+    data: Dict[str, Any] = {
+        "id": DEPLOYMENT_ID,
+        "created": "2026-11-23T19:00:00.000000Z",
+        "updated": "2026-11-23T19:00:00.000000Z",
+        "name": "add-dep",
+        "version": "1a2b3c4d",
+        "description": "Adds two numbers.",
+        "flow_id": FLOW_ID,
+        "concurrency_limit": None,
+        "global_concurrency_limit": None,
+        "concurrency_options": None,
+        "paused": False,
+        "schedules": [],
+        "job_variables": {},
+        "parameters": {"y": 1},
+        "pull_steps": None,
+        "tags": ["demo"],
+        "labels": {"prefect.flow.id": FLOW_ID},
+        "work_queue_name": "default",
+        "last_polled": None,
+        "parameter_openapi_schema": {
+            "title": "Parameters",
+            "type": "object",
+            "properties": {
+                "x": {"title": "x", "position": 0, "type": "integer"},
+                "y": {"title": "y", "position": 1, "type": "integer", "default": 1},
+            },
+            "required": ["x"],
+            "definitions": {},
+        },
+        "path": ".",
+        "entrypoint": "flows.py:add",
+        "storage_document_id": None,
+        "infrastructure_document_id": None,
+        "created_by": None,
+        "updated_by": None,
+        "work_queue_id": None,
+        "enforce_parameter_schema": True,
+        "work_pool_name": "test-pool",
+        "status": "READY",
+    }
+    data.update(overrides)
+    return data
+
+
+# -- FlowRun ---------------------------------------------------------------------------
+
+
+def test_flow_run_from_server_json_has_uuid_ids_and_aware_datetimes() -> None:
+    run = FlowRun.from_json(flow_run_json())
+
+    assert run.id == uuid.UUID(RUN_ID)
+    assert run.flow_id == uuid.UUID(FLOW_ID)
+    assert run.deployment_id == uuid.UUID(DEPLOYMENT_ID)
+    assert run.name == "mottled-crab"
+    assert run.parameters == {"x": 5, "y": [1, 2]}
+    assert run.tags == ("from-test", "nightly")
+    assert run.idempotency_key == "key-1"
+    assert run.work_queue_name == "default"
+    assert run.job_variables == {"env": {"A": "1"}}
+    assert run.parent_task_run_id is None
+    assert run.expected_start_time == dt.datetime(2026, 11, 23, 20, 0, 0, 100000, tzinfo=UTC)
+    assert run.start_time is not None and run.start_time.utcoffset() == dt.timedelta(hours=1)
+    assert run.start_time == dt.datetime(2026, 11, 23, 20, 0, 1, 500000, tzinfo=UTC)
+    assert run.end_time == dt.datetime(2026, 11, 23, 20, 0, 5, 123456, tzinfo=UTC)
+
+
+def test_flow_run_state_type_compares_equal_to_its_name() -> None:
+    run = FlowRun.from_json(flow_run_json("COMPLETED"))
+
+    assert run.state is not None
+    assert run.state.type == "COMPLETED"
+    assert run.state.type is StateType.COMPLETED
+    assert isinstance(run.state.type, str)
+    assert str(run.state.type) == "COMPLETED"
+    assert f"{run.state.type}" == "COMPLETED"
+
+
+def test_flow_run_keeps_the_raw_json_but_not_in_repr_or_equality() -> None:
+    data = flow_run_json()
+    data["context"] = {"marker": "RAW-ONLY-VALUE"}
+
+    run = FlowRun.from_json(data)
+    other = FlowRun.from_json(flow_run_json())
+
+    assert run.raw == data
+    assert "RAW-ONLY-VALUE" not in repr(run)
+    assert run == other
+
+
+def test_flow_run_raw_is_a_copy_of_what_the_server_sent() -> None:
+    data = flow_run_json()
+    run = FlowRun.from_json(data)
+
+    data["name"] = "changed-later"
+
+    assert run.raw["name"] == "mottled-crab"
+
+
+def test_flow_run_is_frozen() -> None:
+    run = FlowRun.from_json(flow_run_json())
+
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        run.name = "other"  # type: ignore[misc]
+
+
+def test_flow_run_without_state_is_not_final() -> None:
+    run = FlowRun.from_json(flow_run_json(state=None))
+
+    assert run.state is None
+    assert run.is_final() is False
+
+
+@pytest.mark.parametrize("missing", ["id", "flow_id"])
+def test_flow_run_without_required_field_is_an_invalid_response(missing: str) -> None:
+    data = flow_run_json()
+    del data[missing]
+
+    with pytest.raises(InvalidResponseError, match=missing):
+        FlowRun.from_json(data)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"id": "not-a-uuid"},
+        {"expected_start_time": "yesterday-ish"},
+        {"start_time": 12},
+        {"parameters": ["x"]},
+        {"state": "COMPLETED"},
+        {"state": state_json("EXPLODED")},
+        {"tags": 5},
+    ],
+    ids=[
+        "bad-id",
+        "bad-datetime",
+        "number-datetime",
+        "list-params",
+        "string-state",
+        "unknown-state",
+        "tags-not-a-list",
+    ],
+)
+def test_malformed_flow_run_field_is_an_invalid_response(overrides: Dict[str, Any]) -> None:
+    with pytest.raises(InvalidResponseError):
+        FlowRun.from_json(flow_run_json(**overrides))
+
+
+@pytest.mark.parametrize("data", [None, [], "flow run", 42])
+def test_flow_run_that_is_not_an_object_is_an_invalid_response(data: Any) -> None:
+    with pytest.raises(InvalidResponseError):
+        FlowRun.from_json(data)
+
+
+# -- State -----------------------------------------------------------------------------
+
+
+def test_state_from_json_reads_type_name_message_and_aware_timestamp() -> None:
+    state = State.from_json(
+        state_json("FAILED", name="Failed", message="Flow run encountered an exception")
+    )
+
+    assert state.type is StateType.FAILED
+    assert state.name == "Failed"
+    assert state.message == "Flow run encountered an exception"
+    assert state.timestamp == dt.datetime(2026, 11, 23, 20, 0, 5, 123456, tzinfo=UTC)
+    assert str(state) == "Failed: Flow run encountered an exception"
+
+
+def test_state_timestamp_with_offset_is_aware_and_naive_is_utc() -> None:
+    with_offset = State.from_json(state_json(timestamp="2026-11-23T15:00:00-05:00"))
+    naive = State.from_json(state_json(timestamp="2026-11-23T20:00:00"))
+
+    assert with_offset.timestamp == dt.datetime(2026, 11, 23, 20, tzinfo=UTC)
+    assert naive.timestamp is not None and naive.timestamp.tzinfo is not None
+    assert naive.timestamp == dt.datetime(2026, 11, 23, 20, tzinfo=UTC)
+
+
+def test_late_scheduled_state_keeps_its_display_name() -> None:
+    state = State.from_json(state_json("SCHEDULED", name="Late"))
+
+    assert state.type == "SCHEDULED"
+    assert state.name == "Late"
+
+
+def test_state_without_name_is_named_after_its_type() -> None:
+    assert State.from_json(state_json("RUNNING", name=None)).name == "Running"
+
+
+def test_unknown_state_type_is_an_invalid_response_naming_it() -> None:
+    with pytest.raises(InvalidResponseError, match="EXPLODED"):
+        State.from_json(state_json("EXPLODED"))
+
+
+def test_state_without_type_is_an_invalid_response() -> None:
+    data = state_json()
+    del data["type"]
+
+    with pytest.raises(InvalidResponseError, match="type"):
+        State.from_json(data)
+
+
+def test_state_raw_is_kept_but_not_in_repr() -> None:
+    state = State.from_json(state_json(state_details={"marker": "RAW-ONLY-VALUE"}))
+
+    assert state.raw["state_details"] == {"marker": "RAW-ONLY-VALUE"}
+    assert "RAW-ONLY-VALUE" not in repr(state)
+
+
+FINAL = {"COMPLETED", "FAILED", "CANCELLED", "CRASHED"}
+PREDICATES = {
+    "SCHEDULED": "is_scheduled",
+    "PENDING": "is_pending",
+    "RUNNING": "is_running",
+    "PAUSED": "is_paused",
+    "CANCELLING": "is_cancelling",
+    "COMPLETED": "is_completed",
+    "FAILED": "is_failed",
+    "CANCELLED": "is_cancelled",
+    "CRASHED": "is_crashed",
+}
+
+
+@pytest.mark.parametrize("state_type", sorted(PREDICATES))
+def test_each_state_type_is_final_only_when_prefect_says_so_and_matches_one_predicate(
+    state_type: str,
+) -> None:
+    state = State.from_json(state_json(state_type))
+    run = FlowRun.from_json(flow_run_json(state_type))
+
+    assert state.is_final() is (state_type in FINAL)
+    assert run.is_final() is (state_type in FINAL)
+    true_predicates = [name for name in PREDICATES.values() if getattr(state, name)()]
+    assert true_predicates == [PREDICATES[state_type]]
+
+
+def test_final_states_constant_is_exactly_the_four_final_types() -> None:
+    assert frozenset(StateType(name) for name in FINAL) == FINAL_STATES
+
+
+# -- Deployment and Flow ----------------------------------------------------------------
+
+
+def test_deployment_from_server_json() -> None:
+    data = deployment_json()
+    deployment = Deployment.from_json(data)
+
+    assert deployment.id == uuid.UUID(DEPLOYMENT_ID)
+    assert deployment.flow_id == uuid.UUID(FLOW_ID)
+    assert deployment.name == "add-dep"
+    assert deployment.version == "1a2b3c4d"
+    assert deployment.parameters == {"y": 1}
+    assert deployment.tags == ("demo",)
+    assert deployment.work_pool_name == "test-pool"
+    assert deployment.work_queue_name == "default"
+    assert deployment.enforce_parameter_schema is True
+    assert set(deployment.parameter_openapi_schema["properties"]) == {"x", "y"}
+    assert deployment.raw == data
+    assert "Adds two numbers" not in repr(deployment)
+
+
+@pytest.mark.parametrize("missing", ["id", "name", "flow_id"])
+def test_deployment_without_required_field_is_an_invalid_response(missing: str) -> None:
+    data = deployment_json()
+    del data[missing]
+
+    with pytest.raises(InvalidResponseError, match=missing):
+        Deployment.from_json(data)
+
+
+def test_deployment_with_null_optional_fields_gets_empty_defaults() -> None:
+    data = deployment_json(
+        parameters=None, tags=None, parameter_openapi_schema=None, enforce_parameter_schema=None
+    )
+
+    deployment = Deployment.from_json(data)
+
+    assert deployment.parameters == {}
+    assert deployment.tags == ()
+    assert deployment.parameter_openapi_schema == {}
+    assert deployment.enforce_parameter_schema is False
+
+
+def test_flow_from_server_json() -> None:
+    data = {
+        "id": FLOW_ID,
+        "created": "2026-11-23T19:00:00Z",
+        "updated": "2026-11-23T19:00:00Z",
+        "name": "add",
+        "tags": [],
+        "labels": {},
+    }
+
+    flow = Flow.from_json(copy.deepcopy(data))
+
+    assert flow.id == uuid.UUID(FLOW_ID)
+    assert flow.name == "add"
+    assert flow.raw == data
+
+
+def test_flow_without_name_is_an_invalid_response() -> None:
+    with pytest.raises(InvalidResponseError, match="name"):
+        Flow.from_json({"id": FLOW_ID})
