@@ -9,10 +9,23 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
 import uuid
 from datetime import datetime, timezone
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Type, Union
+from typing import (
+    Any,
+    Callable,
+    Dict,
+    Iterable,
+    Iterator,
+    List,
+    Mapping,
+    Optional,
+    Tuple,
+    Type,
+    Union,
+)
 from urllib.parse import quote
 
 import requests
@@ -53,6 +66,7 @@ from .linking import (
 from .logs import LOGS_PAGE, LogRecord, follow, logs_filter_body
 from .models import Deployment, Flow, FlowRun, parse_uuid
 from .payloads import (
+    DeploymentRef,
     check_parameter_names,
     check_wait_arguments,
     describe_ref,
@@ -68,6 +82,12 @@ from .waiting import Deadline, poll
 __all__ = ["Client"]
 
 logger = logging.getLogger("deploytrigger")
+
+DEFAULT_DEPLOYMENT_CACHE_TTL = 300.0
+"""Seconds a resolved deployment is reused by ``run_deployment``."""
+
+DEFAULT_OUTAGE_TOLERANCE = 300.0
+"""Seconds a wait polls on through a server that cannot answer before raising."""
 
 DEFAULT_POOL_SIZE = 32
 """Connections kept per host; enough for a thread pool of that many workers."""
@@ -101,6 +121,15 @@ class Client:
         sleep: how to wait between retries and polls (tests inject a fake).
         clock: a monotonic clock in seconds (tests inject a fake).
         backoff: the wait before a retry when the server asks none (tests inject one).
+        deployment_cache_ttl: seconds a deployment resolved by ``run_deployment``
+            is reused, so that steady-state triggering costs one request; 0 turns
+            the cache off. A cached deployment is read again when the server
+            answers 404 to a create (deleted and re-created under the same name)
+            or when it does not know a parameter (the flow gained one).
+        outage_tolerance: seconds a wait keeps polling through a server that cannot
+            answer (connection failures, 5xx, 429 after every retry of one poll),
+            so a wait outlives a server restart; then the error is raised. A wait
+            with a timeout returns the run as last seen when its deadline passes.
 
     Raises:
         ConfigurationError: no API URL is configured, or a setting is unusable.
@@ -119,6 +148,8 @@ class Client:
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
         backoff: Optional[Callable[[tenacity.RetryCallState], float]] = None,
+        deployment_cache_ttl: float = DEFAULT_DEPLOYMENT_CACHE_TTL,
+        outage_tolerance: float = DEFAULT_OUTAGE_TOLERANCE,
     ) -> None:
         self.settings: Settings = resolve_settings(
             api_url,
@@ -131,6 +162,10 @@ class Client:
         self._sleep = sleep
         self._clock = clock
         self._backoff = backoff
+        self._deployment_cache_ttl = deployment_cache_ttl
+        self._outage_tolerance = outage_tolerance
+        self._deployments: Dict[Any, Tuple[float, Deployment]] = {}
+        self._deployments_lock = threading.Lock()
         if self.settings.verify is False:
             warn_insecure_once()
         self._session = requests.Session()
@@ -506,16 +541,25 @@ class Client:
         if not isinstance(as_subflow, bool):
             raise InvalidArgumentTypeError(f"as_subflow must be True or False, not {as_subflow!r}")
         shown = describe_ref(ref)
-        deployment = (
-            self.read_deployment(ref)
-            if isinstance(ref, uuid.UUID)
-            else self.read_deployment_by_name(shown)
-        )
-        check_parameter_names(deployment, body["parameters"], shown)
+        deployment, cached = self._resolve_deployment(ref)
+        try:
+            check_parameter_names(deployment, body["parameters"], shown)
+        except ParameterRejectedError:
+            if not cached:
+                raise
+            deployment, cached = self._resolve_deployment(ref, refresh=True)
+            check_parameter_names(deployment, body["parameters"], shown)
         parent_task_run_id = self._link_to_parent(deployment, ref, body) if as_subflow else None
         if parent_task_run_id is not None:
             body["parent_task_run_id"] = str(parent_task_run_id)
-        run = self._create_flow_run(deployment.id, body, shown)
+        try:
+            run = self._create_flow_run(deployment.id, body, shown)
+        except DeploymentNotFoundError:
+            if not cached:
+                raise
+            # Deleted since it was cached; maybe re-created under the same name.
+            deployment, _ = self._resolve_deployment(ref, refresh=True)
+            run = self._create_flow_run(deployment.id, body, shown)
         if wait_timeout == 0:
             return run
         try:
@@ -527,6 +571,32 @@ class Client:
         if cancel_on_timeout and wait_timeout is not None and not run.is_final():
             return self._cancel_unfinished(run, f"not final after {wait_timeout:g}s")
         return run
+
+    def _resolve_deployment(
+        self, ref: DeploymentRef, refresh: bool = False
+    ) -> Tuple[Deployment, bool]:
+        """The deployment ``ref`` names and whether it came from the cache."""
+        now = self._clock()
+        with self._deployments_lock:
+            entry = self._deployments.get(ref)
+            if refresh:
+                self._deployments.pop(ref, None)
+        if not refresh and entry is not None and now - entry[0] < self._deployment_cache_ttl:
+            return entry[1], True
+        try:
+            deployment = (
+                self.read_deployment(ref)
+                if isinstance(ref, uuid.UUID)
+                else self.read_deployment_by_name(describe_ref(ref))
+            )
+        except DeploymentNotFoundError:
+            with self._deployments_lock:
+                self._deployments.pop(ref, None)
+            raise
+        if self._deployment_cache_ttl > 0:
+            with self._deployments_lock:
+                self._deployments[ref] = (now, deployment)
+        return deployment, False
 
     def _link_to_parent(
         self, deployment: Deployment, ref: Any, body: Dict[str, Any]
@@ -715,21 +785,29 @@ class Client:
     ) -> FlowRun:
         deadline = Deadline(timeout, self._clock)
         latest = [last_known]
+        outage_since: List[Optional[float]] = [None]
 
         def fetch() -> FlowRun:
             try:
                 run = self._read_flow_run(flow_run_id, deadline)
             except (TransportError, ServerError, RateLimitedError) as exc:
-                # Out of time while the server cannot answer: report what we last saw.
+                known = latest[0]
+                if known is None:
+                    raise
                 remaining = deadline.remaining()
-                if remaining is None or latest[0] is None:
-                    raise
                 retry_after = getattr(exc, "retry_after", None)
-                if remaining > 0 and (retry_after is None or retry_after < remaining):
-                    raise
-                if remaining > 0:
+                if remaining is not None and retry_after is not None and retry_after >= remaining:
                     self._sleep(remaining)  # the server asked for longer than is left
-                return latest[0]
+                    return known
+                if remaining is not None and remaining <= 0:
+                    return known  # out of time: report what we last saw
+                now = self._clock()
+                since = outage_since[0] = now if outage_since[0] is None else outage_since[0]
+                if now - since >= self._outage_tolerance:
+                    raise
+                logger.warning("cannot read flow run %s (%s); polling on", flow_run_id, exc)
+                return known
+            outage_since[0] = None
             previous = latest[0]
             if previous is None or previous.state != run.state:
                 logger.info("flow run %s (%s) is %s", run.id, run.name, run.state)

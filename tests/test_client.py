@@ -920,3 +920,134 @@ def test_client_repr_hides_the_key_and_url_credentials(fake_time: FakeTime) -> N
     assert KEY not in shown
     assert "URLPASSWORD" not in shown
     assert "prefect.test" in shown
+
+
+# -- the deployment cache: one request per trigger in steady state ---------------------------
+
+OTHER_DEPLOYMENT_ID = uuid.UUID("7e1f0a2b-3c4d-4e5f-8a6b-9c0d1e2f3a4b")
+OTHER_CREATE = f"{API}/deployments/{OTHER_DEPLOYMENT_ID}/create_flow_run"
+
+
+def test_steady_state_trigger_costs_one_request(
+    client: Client, http: responses.RequestsMock
+) -> None:
+    stub_deployment_and_create(http)
+
+    for _ in range(3):
+        client.run_deployment("add/add-dep", parameters={"x": 1}, timeout=0)
+
+    assert [c.request.method for c in http.calls] == ["GET", "POST", "POST", "POST"]
+
+
+def test_cache_off_reads_the_deployment_for_every_trigger(
+    fake_time: FakeTime, http: responses.RequestsMock
+) -> None:
+    stub_deployment_and_create(http)
+    with make_client(fake_time, deployment_cache_ttl=0) as uncached:
+        uncached.run_deployment("add/add-dep", timeout=0)
+        uncached.run_deployment("add/add-dep", timeout=0)
+    assert [c.request.method for c in http.calls] == ["GET", "POST", "GET", "POST"]
+
+
+def test_cached_deployment_expires_after_its_ttl(
+    fake_time: FakeTime, http: responses.RequestsMock
+) -> None:
+    stub_deployment_and_create(http)
+    with make_client(fake_time, deployment_cache_ttl=60) as client:
+        client.run_deployment("add/add-dep", timeout=0)
+        fake_time.now += 61
+        client.run_deployment("add/add-dep", timeout=0)
+    assert len(calls_to(http, "GET", BY_NAME)) == 2
+
+
+def test_deployment_recreated_under_the_same_name_is_resolved_again_on_404(
+    client: Client, http: responses.RequestsMock
+) -> None:
+    http.get(BY_NAME, json=deployment_json())
+    http.post(CREATE, json=flow_run_json(), status=201)
+    client.run_deployment("add/add-dep", timeout=0)
+
+    # Deleted and re-created: the old id answers 404, the name now has a new id.
+    http.replace(responses.POST, CREATE, json={"detail": "Deployment not found"}, status=404)
+    http.replace(responses.GET, BY_NAME, json=deployment_json(id=str(OTHER_DEPLOYMENT_ID)))
+    http.post(OTHER_CREATE, json=flow_run_json(deployment_id=str(OTHER_DEPLOYMENT_ID)), status=201)
+
+    run = client.run_deployment("add/add-dep", idempotency_key="same-key", timeout=0)
+
+    assert run.deployment_id == OTHER_DEPLOYMENT_ID
+    assert [(c.request.method, c.request.url) for c in http.calls[2:]] == [
+        ("POST", CREATE),
+        ("GET", BY_NAME),
+        ("POST", OTHER_CREATE),
+    ]
+    assert sent_json(http.calls[2])["idempotency_key"] == "same-key"
+    assert sent_json(http.calls[4])["idempotency_key"] == "same-key"
+
+
+def test_deployment_deleted_for_good_raises_not_found_after_one_fresh_lookup(
+    client: Client, http: responses.RequestsMock
+) -> None:
+    stub_deployment_and_create(http)
+    client.run_deployment("add/add-dep", timeout=0)
+    http.replace(responses.POST, CREATE, json={"detail": "Deployment not found"}, status=404)
+    http.replace(responses.GET, BY_NAME, json={"detail": "Deployment not found"}, status=404)
+
+    with pytest.raises(DeploymentNotFoundError, match="'add/add-dep'"):
+        client.run_deployment("add/add-dep", timeout=0)
+    assert [c.request.method for c in http.calls[2:]] == ["POST", "GET"]
+
+
+def test_parameter_new_to_a_cached_deployment_is_checked_against_a_fresh_read(
+    client: Client, http: responses.RequestsMock
+) -> None:
+    stub_deployment_and_create(http)
+    client.run_deployment("add/add-dep", parameters={"x": 1}, timeout=0)
+    schema = deployment_json()["parameter_openapi_schema"]
+    schema["properties"]["z"] = {"title": "z", "position": 2, "type": "integer"}
+    http.replace(responses.GET, BY_NAME, json=deployment_json(parameter_openapi_schema=schema))
+
+    client.run_deployment("add/add-dep", parameters={"z": 3}, timeout=0)
+
+    assert [c.request.method for c in http.calls] == ["GET", "POST", "GET", "POST"]
+    assert sent_json(http.calls[3])["parameters"] == {"z": 3}
+
+
+# -- waits outlive a server outage -----------------------------------------------------------
+
+
+def flaky_run_endpoint(http: responses.RequestsMock, failures: int, final: str) -> List[int]:
+    """GET /flow_runs/{id}: a refused connection ``failures`` times, then ``final`` state."""
+    seen = [0]
+
+    def answer(request: Any) -> Any:
+        seen[0] += 1
+        if seen[0] <= failures:
+            raise requests.ConnectionError("Connection refused")
+        return (200, {}, json.dumps(flow_run_json(final)))
+
+    http.add_callback(responses.GET, RUN, callback=answer)
+    return seen
+
+
+def test_wait_without_timeout_polls_on_through_an_outage_shorter_than_the_tolerance(
+    fake_time: FakeTime, http: responses.RequestsMock
+) -> None:
+    stub_deployment_and_create(http)
+    # Two whole polls fail (each is 1 + MAX_RETRIES attempts), the third answers.
+    flaky_run_endpoint(http, failures=2 * (MAX_RETRIES + 1), final="COMPLETED")
+    with make_client(fake_time, outage_tolerance=60) as client:
+        run = client.run_deployment("add/add-dep", poll_interval=5)
+    assert run.state is not None and run.state.type is StateType.COMPLETED
+
+
+def test_wait_raises_once_an_outage_outlasts_the_tolerance(
+    fake_time: FakeTime, http: responses.RequestsMock
+) -> None:
+    stub_deployment_and_create(http)
+    flaky_run_endpoint(http, failures=10_000, final="COMPLETED")
+    with make_client(fake_time, outage_tolerance=30) as client:
+        started = fake_time.now
+        with pytest.raises(ConnectionFailedError):
+            client.run_deployment("add/add-dep", poll_interval=5)
+    # Polls go on for the tolerance (30 s), not forever, not less.
+    assert 30 <= fake_time.now - started < 30 + 5 + (MAX_RETRIES + 1) * 1.0 + 1

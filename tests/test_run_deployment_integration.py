@@ -9,6 +9,8 @@ from typing import Any, Dict, Iterator
 
 import pytest
 import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
 
 import deploytrigger
 from deploytrigger import Client, StateType
@@ -16,6 +18,17 @@ from deploytrigger import Client, StateType
 pytestmark = pytest.mark.integration
 
 REQUEST_TIMEOUT = 10.0
+
+# Direct server access for the checks, retrying SQLite's "database is busy" 503s.
+raw = requests.Session()
+raw.mount(
+    "http://",
+    HTTPAdapter(
+        max_retries=Retry(
+            total=10, backoff_factor=0.5, status_forcelist=[503], allowed_methods=None
+        )
+    ),
+)
 FAR_FUTURE = dt.datetime(2099, 1, 1, 12, 0, tzinfo=dt.timezone.utc)
 
 
@@ -27,7 +40,7 @@ def client(api_url: str) -> Iterator[Client]:
 
 def server_record(api_url: str, flow_run_id: Any) -> Dict[str, Any]:
     """The run as the server stores it, read without deploytrigger."""
-    response = requests.get(f"{api_url}/flow_runs/{flow_run_id}", timeout=30)
+    response = raw.get(f"{api_url}/flow_runs/{flow_run_id}", timeout=30)
     response.raise_for_status()
     record: Dict[str, Any] = response.json()
     return record
@@ -35,8 +48,8 @@ def server_record(api_url: str, flow_run_id: Any) -> Dict[str, Any]:
 
 def count_runs(api_url: str, deployment_name: str) -> int:
     flow, name = deployment_name.split("/")
-    deployment = requests.get(f"{api_url}/deployments/name/{flow}/{name}", timeout=30).json()
-    response = requests.post(
+    deployment = raw.get(f"{api_url}/deployments/name/{flow}/{name}", timeout=30).json()
+    response = raw.post(
         f"{api_url}/flow_runs/count",
         json={"deployments": {"id": {"any_": [deployment["id"]]}}},
         timeout=30,
@@ -46,7 +59,7 @@ def count_runs(api_url: str, deployment_name: str) -> int:
 
 
 def cancel(api_url: str, flow_run_id: Any) -> None:
-    requests.post(
+    raw.post(
         f"{api_url}/flow_runs/{flow_run_id}/set_state",
         json={"state": {"type": "CANCELLING", "name": "Cancelling"}, "force": True},
         timeout=30,
@@ -280,3 +293,30 @@ def test_client_is_shared_safely_by_threads(client: Client, api_url: str) -> Non
     assert sorted(run.parameters["x"] for run in runs) == list(range(40))
     assert len({run.id for run in runs}) == 40
     assert count_runs(api_url, "add/add-dep") == before + 40
+
+
+def test_deployment_deleted_and_recreated_under_the_same_name_still_triggers(
+    client: Client, api_url: str
+) -> None:
+    def create_deployment() -> str:
+        flow = raw.post(f"{api_url}/flows/", json={"name": "recreated"}, timeout=30).json()
+        response = raw.post(
+            f"{api_url}/deployments/",
+            json={"name": "again", "flow_id": flow["id"], "parameters": {}},
+            timeout=30,
+        )
+        response.raise_for_status()
+        return str(response.json()["id"])
+
+    first_id = create_deployment()
+    first = client.run_deployment("recreated/again", scheduled_time=FAR_FUTURE, timeout=0)
+    assert str(first.deployment_id) == first_id
+
+    raw.delete(f"{api_url}/deployments/{first_id}", timeout=30).raise_for_status()
+    second_id = create_deployment()
+    assert second_id != first_id
+
+    # The client cached the first id; the create answers 404 and it resolves the name again.
+    second = client.run_deployment("recreated/again", scheduled_time=FAR_FUTURE, timeout=0)
+    assert str(second.deployment_id) == second_id
+    assert server_record(api_url, second.id)["deployment_id"] == second_id

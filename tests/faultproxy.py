@@ -1,0 +1,337 @@
+"""A fault-injecting reverse proxy for tests: SDK -> FaultProxy -> real Prefect server.
+
+The proxy listens on a free loopback port (optionally with TLS) and forwards
+every request to ``upstream``. Rules pick requests to spoil, by method and path
+regex and by occurrence (``nth``, ``every``) or at a seeded ``rate``:
+
+========== ====================================================================
+action     what the client sees
+========== ====================================================================
+reset      the connection is reset (RST) before anything is forwarded
+drop       the request IS forwarded and the server acts; the answer is thrown
+           away and the connection closed (the client never hears)
+delay      nothing for ``delay`` seconds, then the request is forwarded and
+           answered (late: the client has usually given up by then)
+status     an answer made up by the proxy: ``status`` with ``headers`` and
+           ``body`` (429/503 with ``Retry-After``, 500, 403 ...), not forwarded
+garbage    ``200`` with a body that is not JSON, not forwarded
+========== ====================================================================
+
+Every request received is recorded (method, path, monotonic and wall-clock
+receive times, action) so tests can assert how retries were spaced::
+
+    with FaultProxy(api_url) as proxy:
+        proxy.add_rule(Rule(action="status", status=429, path=r"/create_flow_run$",
+                            nth={1}, headers={"Retry-After": "2"}))
+        Client(proxy.api_url).run_deployment(...)
+        times = proxy.times(path=r"/create_flow_run$")
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import re
+import socket
+import ssl
+import struct
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Dict, FrozenSet, List, Optional, Sequence, Tuple
+from urllib.parse import urlsplit
+
+import requests
+
+ACTIONS = ("reset", "drop", "delay", "status", "garbage")
+
+_HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailers",
+        "transfer-encoding",
+        "upgrade",
+        "content-length",
+        "content-encoding",
+    }
+)
+
+
+@dataclass
+class Rule:
+    """Which requests to spoil and how.
+
+    A rule matches a request when ``method`` and ``path`` (regexes, searched in
+    the method and in the path with its query) match. Of the matching requests
+    (counted from 1, by every rule that matches) it fires on those in ``nth``,
+    on every ``every``-th one, at random with probability ``rate`` (seeded), or
+    on all of them when none of the three is given; at most ``limit`` times.
+
+    For ``action="mixed"`` each firing picks one of ``mix`` at random (seeded).
+    """
+
+    action: str
+    method: str = ".*"
+    path: str = ".*"
+    nth: FrozenSet[int] = frozenset()
+    every: Optional[int] = None
+    rate: Optional[float] = None
+    limit: Optional[int] = None
+    status: int = 503
+    headers: Dict[str, str] = field(default_factory=dict)
+    body: bytes = b'{"detail":"injected by FaultProxy"}'
+    delay: float = 0.0
+    mix: Sequence[Rule] = ()
+    seen: int = 0
+    fired: int = 0
+
+    def __post_init__(self) -> None:
+        if self.action not in (*ACTIONS, "mixed"):
+            raise ValueError(f"unknown action {self.action!r}")
+        self.nth = frozenset(self.nth)
+
+
+@dataclass(frozen=True)
+class Received:
+    """One request as the proxy received it."""
+
+    method: str
+    path: str
+    monotonic: float
+    wall: float
+    action: str
+
+
+class FaultProxy:
+    """A threaded reverse proxy in front of ``upstream`` that injects faults.
+
+    Args:
+        upstream: the real server's API URL (``http://127.0.0.1:4200/api``).
+        seed: seeds every random choice, so a run is repeatable.
+        ssl_context: serve HTTPS with this server-side context.
+
+    Attributes:
+        api_url: the proxy's API URL (same path as ``upstream``).
+    """
+
+    def __init__(
+        self, upstream: str, *, seed: int = 0, ssl_context: Optional[ssl.SSLContext] = None
+    ) -> None:
+        parts = urlsplit(upstream)
+        self.upstream_origin = f"{parts.scheme}://{parts.netloc}"
+        self._rules: List[Rule] = []
+        self._lock = threading.Lock()
+        self._random = random.Random(seed)
+        self._stopping = threading.Event()
+        self.received: List[Received] = []
+        self._server = _Server(("127.0.0.1", 0), _Handler)
+        self._server.proxy = self
+        if ssl_context is not None:
+            self._server.socket = ssl_context.wrap_socket(self._server.socket, server_side=True)
+        port = self._server.server_address[1]
+        scheme = "https" if ssl_context is not None else "http"
+        self.api_url = f"{scheme}://127.0.0.1:{port}{parts.path}"
+        self._local = threading.local()
+        self._thread: Optional[threading.Thread] = None
+
+    # -- lifecycle --------------------------------------------------------------
+
+    def start(self) -> FaultProxy:
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop listening, end delayed requests, close every open connection."""
+        self._stopping.set()
+        if self._thread is not None:
+            self._server.shutdown()
+            self._thread.join(10)
+            self._thread = None
+        self._server.server_close()
+        self._server.close_all()
+
+    def __enter__(self) -> FaultProxy:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    # -- configuration and records ------------------------------------------------
+
+    def add_rule(self, rule: Rule) -> Rule:
+        with self._lock:
+            self._rules.append(rule)
+        return rule
+
+    def clear_rules(self) -> None:
+        with self._lock:
+            self._rules.clear()
+
+    def matching(self, method: str = ".*", path: str = ".*") -> List[Received]:
+        """The requests received so far whose method and path match the regexes."""
+        with self._lock:
+            return [
+                r for r in self.received if re.search(method, r.method) and re.search(path, r.path)
+            ]
+
+    def times(self, method: str = ".*", path: str = ".*") -> List[float]:
+        """Monotonic receive times of the matching requests."""
+        return [r.monotonic for r in self.matching(method, path)]
+
+    def actions(self) -> Dict[str, int]:
+        """How many requests each action was applied to ("forward" for untouched ones)."""
+        counts: Dict[str, int] = {}
+        with self._lock:
+            for r in self.received:
+                counts[r.action] = counts.get(r.action, 0) + 1
+        return counts
+
+    # -- decisions --------------------------------------------------------------
+
+    def _decide(self, method: str, path: str) -> Tuple[Optional[Rule], Received]:
+        with self._lock:
+            chosen: Optional[Rule] = None
+            matching = [
+                rule
+                for rule in self._rules
+                if re.search(rule.method, method) and re.search(rule.path, path)
+            ]
+            for rule in matching:  # every matching rule counts the request
+                rule.seen += 1
+            for rule in matching:
+                if rule.limit is not None and rule.fired >= rule.limit:
+                    continue
+                fires = (
+                    rule.seen in rule.nth
+                    or (rule.every is not None and rule.seen % rule.every == 0)
+                    or (rule.rate is not None and self._random.random() < rule.rate)
+                    or (not rule.nth and rule.every is None and rule.rate is None)
+                )
+                if fires:
+                    rule.fired += 1
+                    chosen = rule
+                    break
+            if chosen is not None and chosen.action == "mixed":
+                chosen = self._random.choice(list(chosen.mix))
+            record = Received(
+                method, path, time.monotonic(), time.time(), chosen.action if chosen else "forward"
+            )
+            self.received.append(record)
+            return chosen, record
+
+    def _upstream_session(self) -> requests.Session:
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = requests.Session()
+            self._local.session = session
+        return session
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    proxy: FaultProxy
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self._connections: List[socket.socket] = []
+        self._connections_lock = threading.Lock()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._connections_lock:
+            self._connections.append(request)
+        super().process_request(request, client_address)
+
+    def close_all(self) -> None:
+        with self._connections_lock:
+            connections, self._connections = self._connections, []
+        for connection in connections:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+            connection.close()
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        pass  # a client that went away is expected here
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def _proxy(self) -> None:
+        proxy = self.server.proxy
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        rule, _ = proxy._decide(self.command, self.path)
+        action = rule.action if rule else "forward"
+        if action == "reset":
+            self._reset()
+            return
+        if action == "status":
+            assert rule is not None
+            self._answer(rule.status, rule.headers, rule.body)
+            return
+        if action == "garbage":
+            self._answer(200, {"Content-Type": "text/html"}, b"<html>Bad Gateway-ish</html>")
+            return
+        if action == "delay":
+            assert rule is not None
+            if proxy._stopping.wait(rule.delay):
+                self._reset()
+                return
+        try:
+            response = self._forward(body)
+        except requests.RequestException:
+            self._reset()
+            return
+        if action == "drop":
+            self._reset()
+            return
+        headers = {k: v for k, v in response.headers.items() if k.lower() not in _HOP_BY_HOP}
+        self._answer(response.status_code, headers, response.content)
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _proxy
+
+    def _forward(self, body: bytes) -> requests.Response:
+        proxy = self.server.proxy
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
+        headers.pop("Host", None)
+        response: requests.Response = proxy._upstream_session().request(
+            self.command,
+            proxy.upstream_origin + self.path,
+            data=body or None,
+            headers=headers,
+            timeout=120,
+            allow_redirects=False,
+        )
+        return response
+
+    def _answer(self, status: int, headers: Dict[str, str], body: bytes) -> None:
+        try:
+            self.send_response(status)
+            for key, value in headers.items():
+                self.send_header(key, value)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            self.wfile.flush()
+        except OSError:
+            self.close_connection = True
+
+    def _reset(self) -> None:
+        """Close the connection with a TCP RST, answering nothing."""
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        with contextlib.suppress(OSError):
+            self.connection.close()

@@ -1,0 +1,173 @@
+"""TLS against an HTTPS proxy whose CA and certificate are made in the test.
+
+The :class:`~faultproxy.FaultProxy` serves HTTPS on 127.0.0.1 with a server
+certificate signed by a throwaway CA and forwards to the session's server.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import ssl
+import warnings
+from pathlib import Path
+from typing import Iterator, Tuple
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from faultproxy import FaultProxy
+
+from deploytrigger import Client, TLSError
+from deploytrigger import settings as settings_module
+
+pytestmark = pytest.mark.integration
+
+DEPLOYMENT = "add/add-dep"
+
+
+def make_ca_and_server_cert(directory: Path) -> Tuple[Path, Path, Path]:
+    """A CA and a certificate for 127.0.0.1 signed by it: (ca.pem, server.pem, server.key)."""
+    now = dt.datetime.now(dt.timezone.utc)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "deploytrigger test CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(
+            x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
+        )
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    ca_path, cert_path, key_path = (
+        directory / "ca.pem",
+        directory / "server.pem",
+        directory / "server.key",
+    )
+    ca_path.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return ca_path, cert_path, key_path
+
+
+@pytest.fixture(scope="module")
+def certificates(tmp_path_factory: pytest.TempPathFactory) -> Tuple[Path, Path, Path]:
+    return make_ca_and_server_cert(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture
+def https_proxy(api_url: str, certificates: Tuple[Path, Path, Path]) -> Iterator[FaultProxy]:
+    _, cert_path, key_path = certificates
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_path, key_path)
+    with FaultProxy(api_url, ssl_context=context) as proxy:
+        yield proxy
+
+
+@pytest.fixture(autouse=True)
+def clean_tls_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("PREFECT_API_SSL_CERT_FILE", "PREFECT_API_TLS_INSECURE_SKIP_VERIFY"):
+        monkeypatch.delenv(name, raising=False)
+    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_untrusted_certificate_fails_with_a_clear_tls_error(https_proxy: FaultProxy) -> None:
+    assert https_proxy.api_url.startswith("https://")
+    with Client(https_proxy.api_url) as client:
+        assert client.settings.verify is True  # on by default
+        with pytest.raises(TLSError) as caught:
+            client.read_deployment_by_name(DEPLOYMENT)
+    message = str(caught.value)
+    assert "certificate" in message.lower() and "PREFECT_API_SSL_CERT_FILE" in message
+    assert https_proxy.api_url in message
+    assert caught.value.attempts == 1  # a certificate problem is not retried
+    assert https_proxy.matching() == []  # nothing got past the handshake
+
+
+def test_ssl_cert_file_setting_trusts_the_local_ca(
+    https_proxy: FaultProxy,
+    certificates: Tuple[Path, Path, Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ca_path = certificates[0]
+    monkeypatch.setenv("PREFECT_API_SSL_CERT_FILE", str(ca_path))
+    with Client(https_proxy.api_url) as client:
+        assert client.settings.verify == str(ca_path)
+        run = client.run_deployment(DEPLOYMENT, timeout=0)
+        assert client.read_flow_run(run.id).id == run.id
+    with Client(https_proxy.api_url, verify=str(ca_path)) as client:
+        assert client.read_deployment_by_name(DEPLOYMENT).name == "add-dep"
+
+
+@pytest.mark.parametrize("how", ["argument", "environment"])
+def test_skip_verify_works_and_warns_once(
+    https_proxy: FaultProxy, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    monkeypatch.setattr(settings_module, "_warned_insecure", False)
+    if how == "environment":
+        monkeypatch.setenv("PREFECT_API_TLS_INSECURE_SKIP_VERIFY", "true")
+    verify = False if how == "argument" else None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(2):
+            with Client(https_proxy.api_url, verify=verify) as client:
+                assert client.settings.verify is False
+                for _ in range(2):
+                    assert client.read_deployment_by_name(DEPLOYMENT).name == "add-dep"
+    shown = [str(w.message) for w in caught]
+    assert len(shown) == 1, shown
+    assert "verification is disabled" in shown[0]
