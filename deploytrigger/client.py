@@ -67,6 +67,7 @@ from .logs import LOGS_PAGE, LogRecord, follow, logs_filter_body
 from .models import Deployment, Flow, FlowRun, parse_uuid
 from .payloads import (
     DeploymentRef,
+    as_uuid,
     check_parameter_names,
     check_wait_arguments,
     describe_ref,
@@ -241,7 +242,7 @@ class Client:
         Raises:
             NotFoundError: no flow has that id.
         """
-        flow_uuid = _as_uuid(flow_id, "flow_id")
+        flow_uuid = as_uuid(flow_id, "flow_id")
         return Flow.from_json(
             self._get_named(f"/flows/{flow_uuid}", NotFoundError, "flow", str(flow_uuid))
         )
@@ -252,7 +253,7 @@ class Client:
         Raises:
             FlowRunNotFoundError: no flow run has that id.
         """
-        return self._read_flow_run(_as_uuid(flow_run_id, "flow_run_id"))
+        return self._read_flow_run(as_uuid(flow_run_id, "flow_run_id"))
 
     def _read_flow_run(
         self, flow_run_id: uuid.UUID, deadline: Optional[Deadline] = None
@@ -308,7 +309,7 @@ class Client:
         Raises:
             InvalidArgumentError: a malformed id, limit or offset.
         """
-        run_id = _as_uuid(flow_run_id, "flow_run_id")
+        run_id = as_uuid(flow_run_id, "flow_run_id")
         if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
             raise InvalidArgumentError(f"offset must be a whole number >= 0, not {offset!r}")
         if after is not None and after.tzinfo is None:
@@ -341,7 +342,7 @@ class Client:
             InvalidArgumentError: a malformed id, or a negative timeout or interval.
             FlowRunNotFoundError: no flow run has that id.
         """
-        run_id = _as_uuid(flow_run_id, "flow_run_id")
+        run_id = as_uuid(flow_run_id, "flow_run_id")
         check_wait_arguments(timeout, poll_interval)
         return follow(
             self,
@@ -378,7 +379,7 @@ class Client:
             ParameterRejectedError: the deployment's parameter schema refused a parameter.
             DeploymentNotFoundError: the deployment does not exist.
         """
-        deployment_uuid = _as_uuid(deployment_id, "deployment_id")
+        deployment_uuid = as_uuid(deployment_id, "deployment_id")
         body = flow_run_payload(
             parameters=parameters,
             scheduled_time=scheduled_time,
@@ -390,7 +391,7 @@ class Client:
             parent_task_run_id=(
                 None
                 if parent_task_run_id is None
-                else _as_uuid(parent_task_run_id, "parent_task_run_id")
+                else as_uuid(parent_task_run_id, "parent_task_run_id")
             ),
         )
         return self._create_flow_run(deployment_uuid, body, str(deployment_uuid))
@@ -438,7 +439,7 @@ class Client:
         Raises:
             FlowRunNotFoundError: no flow run has that id.
         """
-        run_id = _as_uuid(flow_run_id, "flow_run_id")
+        run_id = as_uuid(flow_run_id, "flow_run_id")
         body = {
             "state": {
                 "type": "CANCELLING",
@@ -774,7 +775,7 @@ class Client:
             FlowRunNotFoundError: no flow run has that id.
         """
         wait_timeout = check_wait_arguments(timeout, poll_interval)
-        return self._wait(_as_uuid(flow_run_id, "flow_run_id"), wait_timeout, float(poll_interval))
+        return self._wait(as_uuid(flow_run_id, "flow_run_id"), wait_timeout, float(poll_interval))
 
     def _wait(
         self,
@@ -830,7 +831,7 @@ class Client:
         Raises:
             InvalidArgumentError: an id is not a UUID (nothing sent).
         """
-        ids = [_as_uuid(value, "flow_run_ids") for value in flow_run_ids]
+        ids = [as_uuid(value, "flow_run_ids") for value in flow_run_ids]
         return self._read_flow_runs(ids)
 
     def _read_flow_runs(
@@ -1140,19 +1141,6 @@ def _renamed(exc: APIError, error_type: Type[Any], message: str) -> Any:
         url=exc.url,
         attempts=exc.attempts,
     )
-
-
-def _as_uuid(value: Any, argument: str) -> uuid.UUID:
-    if isinstance(value, uuid.UUID):
-        return value
-    if not isinstance(value, str):
-        raise InvalidArgumentTypeError(
-            f"{argument} must be a UUID or a UUID string, not {type(value).__name__}"
-        )
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        raise InvalidArgumentError(f"{argument} must be a UUID, not {value!r}") from None
 
 
 def _page_limit(limit: Any) -> int:

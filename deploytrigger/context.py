@@ -48,7 +48,7 @@ from typing import (
     Union,
 )
 
-from .exceptions import InvalidArgumentError, InvalidArgumentTypeError
+from .payloads import as_uuid
 
 if TYPE_CHECKING:
     from typing_extensions import ParamSpec
@@ -150,8 +150,8 @@ def parent_run(
         InvalidArgumentError: an id is not a UUID.
     """
     parent = ParentRun(
-        flow_run_id=_uuid(flow_run_id, "flow_run_id"),
-        task_run_id=None if task_run_id is None else _uuid(task_run_id, "task_run_id"),
+        flow_run_id=as_uuid(flow_run_id, "flow_run_id"),
+        task_run_id=None if task_run_id is None else as_uuid(task_run_id, "task_run_id"),
     )
     with pushed(parent):
         yield parent
@@ -350,16 +350,3 @@ def _next_keys(used: Iterable[Any]) -> Dict[str, int]:
 
 DYNAMIC_KEYS = DynamicKeys()
 """The process's counters, shared by every :class:`~deploytrigger.Client`."""
-
-
-def _uuid(value: Any, argument: str) -> uuid.UUID:
-    if isinstance(value, uuid.UUID):
-        return value
-    if not isinstance(value, str):
-        raise InvalidArgumentTypeError(
-            f"{argument} must be a UUID or a UUID string, not {type(value).__name__}"
-        )
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        raise InvalidArgumentError(f"{argument} must be a UUID, not {value!r}") from None

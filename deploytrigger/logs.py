@@ -32,8 +32,8 @@ from typing import (
     Union,
 )
 
-from .exceptions import InvalidArgumentError
 from .models import FlowRun, _optional, _require, parse_datetime, parse_uuid
+from .payloads import as_uuid
 from .waiting import Deadline
 
 if TYPE_CHECKING:
@@ -233,7 +233,7 @@ def watch(
         FlowRunNotFoundError: no flow run has that id.
         DeployTriggerError: a read failed.
     """
-    run_id = _run_uuid(flow_run_id)
+    run_id = as_uuid(flow_run_id, "flow_run_id")
     deadline = Deadline(timeout, clock)
     cursor = LogCursor(lookback=lookback)
     last_state: Optional[Tuple[Any, ...]] = None
@@ -263,15 +263,6 @@ def watch(
         last_state = state_key
         remaining = deadline.remaining()
         sleep(poll_interval if remaining is None else min(poll_interval, remaining))
-
-
-def _run_uuid(value: Union[uuid.UUID, str]) -> uuid.UUID:
-    if isinstance(value, uuid.UUID):
-        return value
-    try:
-        return uuid.UUID(str(value))
-    except ValueError:
-        raise InvalidArgumentError(f"flow_run_id must be a UUID, not {value!r}") from None
 
 
 def _in_order(run: FlowRun, lines: List[LogRecord], changed: bool) -> Iterator[Event]:

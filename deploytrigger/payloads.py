@@ -23,6 +23,7 @@ from .models import Deployment
 
 __all__ = [
     "DeploymentRef",
+    "as_uuid",
     "check_parameter_names",
     "check_wait_arguments",
     "flow_run_payload",
@@ -60,6 +61,25 @@ def parse_deployment_ref(name: Any) -> DeploymentRef:
             f"name must be {NAME_FORM}, for example 'etl/nightly'; got {name!r}"
         )
     return parts[0], parts[1]
+
+
+def as_uuid(value: Any, argument: str) -> uuid.UUID:
+    """``value`` (a UUID or a UUID string) as a UUID.
+
+    Raises:
+        InvalidArgumentError: a string that is not a UUID.
+        InvalidArgumentTypeError: neither a UUID nor a string.
+    """
+    if isinstance(value, uuid.UUID):
+        return value
+    if not isinstance(value, str):
+        raise InvalidArgumentTypeError(
+            f"{argument} must be a UUID or a UUID string, not {type(value).__name__}"
+        )
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise InvalidArgumentError(f"{argument} must be a UUID, not {value!r}") from None
 
 
 def describe_ref(ref: DeploymentRef) -> str:

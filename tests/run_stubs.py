@@ -1,9 +1,10 @@
-"""Server JSON and fake time shared by the CLI, logs and display unit tests."""
+"""Server JSON, fake time and an isolated environment shared by the unit tests."""
 
 from __future__ import annotations
 
 import json
 import uuid
+from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 API = "http://prefect.test:4200/api"
@@ -28,6 +29,14 @@ PREFECT_ENV = (
     "PREFECT_PROFILES_PATH",
     "PREFECT__FLOW_RUN_ID",
 )
+
+
+def isolate_prefect_env(monkeypatch: Any, home: Path) -> None:
+    """Hide the machine's Prefect settings, profile and parent run; ``home`` becomes HOME."""
+    for name in PREFECT_ENV:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("PREFECT_HOME", str(home / ".prefect"))
 
 
 class FakeTime:

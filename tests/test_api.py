@@ -9,6 +9,7 @@ from typing import Any, Dict, Iterator, List, Tuple
 
 import pytest
 import responses
+from run_stubs import isolate_prefect_env
 
 import deploytrigger
 from deploytrigger import Client, ConfigurationError, DeploymentNotFoundError
@@ -24,20 +25,7 @@ CREATE = f"{API}/deployments/{DEPLOYMENT_ID}/create_flow_run"
 
 @pytest.fixture(autouse=True)
 def isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in (
-        "PREFECT_API_URL",
-        "PREFECT_API_KEY",
-        "PREFECT_API_AUTH_STRING",
-        "PREFECT_API_SSL_CERT_FILE",
-        "PREFECT_API_TLS_INSECURE_SKIP_VERIFY",
-        "PREFECT_API_REQUEST_TIMEOUT",
-        "PREFECT_PROFILE",
-        "PREFECT_PROFILES_PATH",
-        "PREFECT__FLOW_RUN_ID",
-    ):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("HOME", str(tmp_path))
-    monkeypatch.setenv("PREFECT_HOME", str(tmp_path / ".prefect"))
+    isolate_prefect_env(monkeypatch, tmp_path)
 
 
 @pytest.fixture

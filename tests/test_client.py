@@ -17,6 +17,7 @@ import pytest
 import requests
 import responses
 import tenacity
+from run_stubs import FakeTime, isolate_prefect_env
 
 from deploytrigger import (
     AuthenticationError,
@@ -55,38 +56,10 @@ VALIDATION_DETAIL = (
 )
 
 
-class FakeTime:
-    """A monotonic clock that only moves when something sleeps."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.sleeps: List[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-
 @pytest.fixture(autouse=True)
 def isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No Prefect setting, profile or parent run of the machine running the tests leaks in."""
-    for name in (
-        "PREFECT_API_URL",
-        "PREFECT_API_KEY",
-        "PREFECT_API_AUTH_STRING",
-        "PREFECT_API_SSL_CERT_FILE",
-        "PREFECT_API_TLS_INSECURE_SKIP_VERIFY",
-        "PREFECT_API_REQUEST_TIMEOUT",
-        "PREFECT_PROFILE",
-        "PREFECT_PROFILES_PATH",
-        "PREFECT__FLOW_RUN_ID",
-    ):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("HOME", str(tmp_path))
-    monkeypatch.setenv("PREFECT_HOME", str(tmp_path / ".prefect"))
+    isolate_prefect_env(monkeypatch, tmp_path)
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ from typing import Any, Callable, Iterable, List, Optional
 
 import pytest
 import requests
+from run_stubs import FakeTime
 from urllib3.exceptions import MaxRetryError, NameResolutionError, NewConnectionError
 
 from deploytrigger.retries import (
@@ -20,21 +21,6 @@ from deploytrigger.retries import (
 from deploytrigger.waiting import Deadline
 
 NOW = dt.datetime(2026, 11, 23, 20, 0, 0, tzinfo=dt.timezone.utc)
-
-
-class FakeTime:
-    """A monotonic clock that only moves when something sleeps."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.sleeps: List[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 def status(code: int, retry_after: Optional[float] = None) -> RetryableStatus:

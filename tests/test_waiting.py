@@ -5,23 +5,9 @@ from __future__ import annotations
 from typing import Any, Callable, List
 
 import pytest
+from run_stubs import FakeTime
 
 from deploytrigger.waiting import Deadline, poll
-
-
-class FakeTime:
-    """A monotonic clock that only moves when something sleeps."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.sleeps: List[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 def results(*values: Any) -> Callable[[], Any]:
