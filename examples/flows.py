@@ -13,8 +13,6 @@ from typing import Dict, List, Optional
 from prefect import flow, serve
 from prefect.deployments import run_deployment as prefect_run_deployment
 
-import deploytrigger
-
 
 @flow(name="add", log_prints=True)
 def add(x: int = 1, y: int = 2) -> int:
@@ -63,6 +61,8 @@ def parent(children: int = 4, with_prefect: bool = True) -> Dict[str, List[str]]
     Prefect's own ``run_deployment`` triggers one more child before and one
     after, and the placeholders of all of them still get distinct dynamic keys.
     """
+    import deploytrigger  # only this flow needs it: the others run in any Prefect install
+
     before = prefect_run_deployment("add/add-dep", timeout=0) if with_prefect else None
     with deploytrigger.ThreadPoolExecutor(max_workers=8) as pool:
         ours = list(
