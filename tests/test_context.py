@@ -204,6 +204,7 @@ def test_dynamic_keys_forget_reads_the_server_again() -> None:
 
 
 def test_dynamic_keys_share_prefect_counters_with_prefect_itself() -> None:
+    pytest.importorskip("prefect", reason="needs the server extra (Prefect, Python >= 3.9)")
     from prefect._internal.engine import dynamic_key_for_task_run
 
     counters: Dict[str, Any] = {}
@@ -398,12 +399,14 @@ SLUG_NAMES = [
 
 @pytest.mark.parametrize("name", SLUG_NAMES)
 def test_slugify_matches_prefects_slugify(name: str) -> None:
+    pytest.importorskip("prefect", reason="needs the server extra (Prefect, Python >= 3.9)")
     from prefect.utilities.slugify import slugify as prefect_slugify
 
     assert slugify(name) == prefect_slugify(name)
 
 
 def test_task_key_uses_prefects_slugify_for_other_scripts_when_loaded() -> None:
+    pytest.importorskip("prefect", reason="needs the server extra (Prefect, Python >= 3.9)")
     from prefect.utilities.slugify import slugify as prefect_slugify
 
     assert task_key("Привет/мир") == TASK_KEY_PREFIX + prefect_slugify("Привет/мир")
