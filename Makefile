@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench clean prod-up prod-down bench-scale
 
 $(STAMP): setup.cfg setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,19 @@ test: lint
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
+
+# A production-shaped stack (PostgreSQL, server, process pool, 2 workers) left running
+# until prod-down; state in .prod/state.json.
+prod-up: $(STAMP)
+	$(BIN)/python benchmarks/prod_stack.py up
+
+prod-down:
+	$(BIN)/python benchmarks/prod_stack.py down
+
+# Scaling on that stack, deploytrigger vs Prefect's run_deployment (needs the bench extra).
+bench-scale: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	$(BIN)/python benchmarks/scale.py $(SCALE_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

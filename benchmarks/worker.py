@@ -83,6 +83,36 @@ def raw_trigger(api_url: str, threads: int) -> Callable[[], Any]:
 TRIGGERS = {"deploytrigger": deploytrigger_trigger, "prefect": prefect_trigger, "raw": raw_trigger}
 
 
+def raw_steady_trigger(api_url: str, threads: int) -> Callable[[], Any]:
+    """The bare floor of steady-state triggering (issue 7): the deployment id is known,
+    so one ``POST create_flow_run`` with a prebuilt body and a fresh idempotency key."""
+    session = raw_session(threads)
+    flow, name = DEPLOYMENT.split("/")
+    deployment_id = session.get(f"{api_url}/deployments/name/{flow}/{name}", timeout=30).json()[
+        "id"
+    ]
+    url = f"{api_url}/deployments/{deployment_id}/create_flow_run"
+    body = {
+        "state": {
+            "type": "SCHEDULED",
+            "name": "Scheduled",
+            "state_details": {"scheduled_time": FAR_FUTURE.isoformat()},
+        }
+    }
+
+    def trigger() -> Any:
+        response = session.post(
+            url, json={**body, "idempotency_key": str(uuid.uuid4())}, timeout=30
+        )
+        response.raise_for_status()
+        return response.json()
+
+    return trigger
+
+
+CPU_TRIGGERS = {**TRIGGERS, "raw": raw_steady_trigger}
+
+
 # -- tasks ------------------------------------------------------------------------------------
 
 
@@ -108,6 +138,26 @@ def fanout(lib: str, api_url: str, count: str, threads: str) -> Dict[str, Any]:
         list(pool.map(lambda _: trigger(), range(int(count))))
         elapsed = time.perf_counter() - started
     return {"per_second": int(count) / elapsed, "seconds": elapsed}
+
+
+def cpu(lib: str, api_url: str, count: str) -> Dict[str, Any]:
+    """CPU seconds of this process per sequential trigger (timeout=0), in steady state.
+
+    Ten warm-up triggers first (imports, connection, deploytrigger's deployment
+    cache), then ``count`` triggers timed with ``time.process_time`` (user +
+    system CPU of this process, all threads), so the server's CPU is not counted.
+    """
+    trigger = CPU_TRIGGERS[lib](api_url, 1)
+    for _ in range(10):
+        trigger()
+    wall, started = time.perf_counter(), time.process_time()
+    for _ in range(int(count)):
+        trigger()
+    cpu_seconds = time.process_time() - started
+    return {
+        "cpu_per_trigger": cpu_seconds / int(count),
+        "wall_per_trigger": (time.perf_counter() - wall) / int(count),
+    }
 
 
 def poll(lib: str, api_url: str, ids_file: str, interval: str, rounds: str) -> Dict[str, Any]:
@@ -196,6 +246,7 @@ def complete(lib: str, api_url: str, reps: str, interval: str) -> Dict[str, Any]
 
 TASKS: Dict[str, Callable[..., Dict[str, Any]]] = {
     "latency": latency,
+    "cpu": cpu,
     "fanout": fanout,
     "poll": poll,
     "complete": complete,

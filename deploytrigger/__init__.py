@@ -4,20 +4,17 @@
 >>> run = deploytrigger.run_deployment("etl/nightly", parameters={"day": "2026-11-23"})
 >>> run.state.type
 <StateType.COMPLETED: 'COMPLETED'>
+
+``import deploytrigger`` is cheap: only the exceptions are loaded with the
+package. Every other public name is imported from its module the first time
+it is used (PEP 562), so a script pays for ``requests`` when it makes a
+:class:`Client`, and for ``tenacity`` only when a request has to be retried.
 """
+
+from typing import TYPE_CHECKING, Any, Dict, List
 
 __version__ = "0.1.0"
 
-from .api import run_deployment
-from .batch import ALL_COMPLETED, FIRST_COMPLETED, DoneAndNotDone
-from .client import Client
-from .context import (
-    ParentAwareThreadPoolExecutor,
-    ParentRun,
-    current_parent,
-    parent_run,
-    propagate,
-)
 from .exceptions import (
     APIError,
     AuthenticationError,
@@ -41,12 +38,70 @@ from .exceptions import (
     TLSError,
     TransportError,
 )
-from .handles import FlowRunHandle
-from .logs import LogRecord
-from .models import FINAL_STATES, Deployment, Flow, FlowRun, State, StateType
 
-ThreadPoolExecutor = ParentAwareThreadPoolExecutor
-"""A drop-in ``concurrent.futures.ThreadPoolExecutor`` that hands the parent run to its tasks."""
+if TYPE_CHECKING:
+    from .api import run_deployment
+    from .batch import DoneAndNotDone
+    from .client import Client
+    from .context import (
+        ParentAwareThreadPoolExecutor,
+        ParentRun,
+        current_parent,
+        parent_run,
+        propagate,
+    )
+    from .handles import FlowRunHandle
+    from .logs import LogRecord
+    from .models import FINAL_STATES, Deployment, Flow, FlowRun, State, StateType
+    from .waiting import ALL_COMPLETED, FIRST_COMPLETED
+
+    ThreadPoolExecutor = ParentAwareThreadPoolExecutor
+
+_LAZY: Dict[str, str] = {
+    "run_deployment": "api",
+    "ALL_COMPLETED": "waiting",
+    "FIRST_COMPLETED": "waiting",
+    "DoneAndNotDone": "batch",
+    "Client": "client",
+    "ParentAwareThreadPoolExecutor": "context",
+    "ParentRun": "context",
+    "current_parent": "context",
+    "parent_run": "context",
+    "propagate": "context",
+    "FlowRunHandle": "handles",
+    "LogRecord": "logs",
+    "FINAL_STATES": "models",
+    "Deployment": "models",
+    "Flow": "models",
+    "FlowRun": "models",
+    "State": "models",
+    "StateType": "models",
+}
+"""Public name -> the module (in this package) that defines it, imported on first use."""
+
+_ALIASES: Dict[str, str] = {
+    # A drop-in ``concurrent.futures.ThreadPoolExecutor`` that hands the parent run to its tasks.
+    "ThreadPoolExecutor": "ParentAwareThreadPoolExecutor",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name's module on first access and keep the name (PEP 562)."""
+    target = _ALIASES.get(name, name)
+    module_name = _LAZY.get(target)
+    if module_name is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f".{module_name}", __name__), target)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> List[str]:
+    """The public names (loaded or not) and the module's dunders; no helpers."""
+    return sorted(set(__all__) | {name for name in globals() if name.startswith("__")})
+
 
 __all__ = [
     "ALL_COMPLETED",

@@ -47,7 +47,7 @@ from .exceptions import (
 from .handles import FlowRunHandle
 from .models import FlowRun
 from .payloads import check_wait_arguments
-from .waiting import Deadline, poll
+from .waiting import ALL_COMPLETED, FIRST_COMPLETED, Deadline, poll
 
 if TYPE_CHECKING:
     from .client import Client
@@ -68,12 +68,6 @@ __all__ = [
 logger = logging.getLogger("deploytrigger")
 
 T = TypeVar("T")
-
-FIRST_COMPLETED = "FIRST_COMPLETED"
-"""``return_when``: return as soon as any run is final."""
-
-ALL_COMPLETED = "ALL_COMPLETED"
-"""``return_when``: return when every run is final (the default)."""
 
 FILTER_LIMIT = 200
 """Most runs one ``POST /flow_runs/filter`` may return: the server refuses a higher limit."""

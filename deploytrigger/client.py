@@ -3,6 +3,10 @@
 A :class:`Client` is safe to share between threads. Every request has a
 finite timeout; transient failures are retried as ``retries.py`` decides;
 every failure leaves as a :class:`~deploytrigger.exceptions.DeployTriggerError`.
+
+Modules that only some methods need (batch waiting, handles, logs, parent
+linking) are imported inside those methods, so that a script that only
+triggers runs does not load them.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import time
 import uuid
 from datetime import datetime, timezone
 from typing import (
+    TYPE_CHECKING,
     Any,
     Callable,
     Dict,
@@ -29,11 +34,9 @@ from typing import (
 from urllib.parse import quote
 
 import requests
-import tenacity
 from requests.adapters import HTTPAdapter
 
 from . import __version__
-from . import batch as _batch
 from .context import DYNAMIC_KEYS, ParentRun, current_parent, pushed
 from .exceptions import (
     APIError,
@@ -55,17 +58,9 @@ from .exceptions import (
     TLSError,
     TransportError,
 )
-from .handles import FlowRunHandle
-from .linking import (
-    TASK_RUNS_PAGE,
-    existing_keys,
-    placeholder_payload,
-    task_key,
-    task_runs_filter,
-)
-from .logs import LOGS_PAGE, LogRecord, follow, logs_filter_body
 from .models import Deployment, Flow, FlowRun, parse_uuid
 from .payloads import (
+    SERVER_PAGE_LIMIT,
     DeploymentRef,
     as_uuid,
     check_parameter_names,
@@ -78,7 +73,14 @@ from .payloads import (
 )
 from .retries import RETRY_STATUSES, RetryableStatus, parse_retry_after, retrying
 from .settings import Settings, redact_url, resolve_settings, warn_insecure_once
-from .waiting import Deadline, poll
+from .waiting import ALL_COMPLETED, Deadline, poll
+
+if TYPE_CHECKING:
+    import tenacity
+
+    from . import batch as _batch
+    from .handles import FlowRunHandle
+    from .logs import LogRecord
 
 __all__ = ["Client"]
 
@@ -268,7 +270,7 @@ class Client:
         return FlowRun.from_json(data, api_url=self.settings.api_url)
 
     def read_deployments(
-        self, flow_name: Optional[str] = None, limit: int = LOGS_PAGE
+        self, flow_name: Optional[str] = None, limit: int = SERVER_PAGE_LIMIT
     ) -> List[Deployment]:
         """List deployments by name (``POST /deployments/filter``), at most ``limit`` (<= 200).
 
@@ -289,7 +291,7 @@ class Client:
         self,
         flow_run_id: Union[uuid.UUID, str],
         after: Optional[datetime] = None,
-        limit: int = LOGS_PAGE,
+        limit: int = SERVER_PAGE_LIMIT,
         *,
         offset: int = 0,
     ) -> List[LogRecord]:
@@ -314,6 +316,8 @@ class Client:
             raise InvalidArgumentError(f"offset must be a whole number >= 0, not {offset!r}")
         if after is not None and after.tzinfo is None:
             after = after.replace(tzinfo=timezone.utc)
+        from .logs import LogRecord, logs_filter_body
+
         body = logs_filter_body(run_id, after, _page_limit(limit), offset)
         data = self._request("POST", "/logs/filter", body=body)
         return [LogRecord.from_json(item) for item in _json_list(data, "logs")]
@@ -344,6 +348,8 @@ class Client:
         """
         run_id = as_uuid(flow_run_id, "flow_run_id")
         check_wait_arguments(timeout, poll_interval)
+        from .logs import follow
+
         return follow(
             self,
             run_id,
@@ -612,6 +618,8 @@ class Client:
         parent = current_parent()
         if parent is None:
             return None
+        from .linking import placeholder_payload, task_key
+
         if isinstance(ref, uuid.UUID):
             deployment_name = f"{self.read_flow(deployment.flow_id).name}/{deployment.name}"
         else:
@@ -651,6 +659,8 @@ class Client:
 
     def _task_run_keys(self, flow_run_id: uuid.UUID) -> List[Any]:
         """``(task_key, dynamic_key)`` of every task run of a flow run, page by page."""
+        from .linking import TASK_RUNS_PAGE, existing_keys, task_runs_filter
+
         keys: List[Any] = []
         offset = 0
         while True:
@@ -837,6 +847,8 @@ class Client:
     def _read_flow_runs(
         self, flow_run_ids: List[uuid.UUID], deadline: Optional[Deadline] = None
     ) -> List[FlowRun]:
+        from . import batch as _batch
+
         unique = list(dict.fromkeys(flow_run_ids))
         found: Dict[uuid.UUID, FlowRun] = {}
         for chunk in _batch.chunked(unique, _batch.FILTER_LIMIT):
@@ -877,6 +889,8 @@ class Client:
             raise InvalidArgumentError("submit returns at once: wait on the handle instead")
         check_wait_arguments(None, poll_interval)
         run = self.run_deployment(name, timeout=0, **options)
+        from .handles import FlowRunHandle
+
         return FlowRunHandle(self, run, poll_interval=poll_interval)
 
     def wait_all(
@@ -884,7 +898,7 @@ class Client:
         runs: Iterable[Union[FlowRunHandle, uuid.UUID, str]],
         timeout: Optional[float] = None,
         poll_interval: float = 5,
-        return_when: str = _batch.ALL_COMPLETED,
+        return_when: str = ALL_COMPLETED,
     ) -> _batch.DoneAndNotDone:
         """Wait for many runs, like ``concurrent.futures.wait``, batching the polls.
 
@@ -905,6 +919,8 @@ class Client:
             InvalidArgumentError: a bad argument (nothing sent).
             FlowRunNotFoundError: a run does not exist.
         """
+        from . import batch as _batch
+
         return _batch.wait_all(
             self,
             runs,
@@ -931,6 +947,8 @@ class Client:
                 final (``.not_done``), after yielding those that were.
             FlowRunNotFoundError: a run does not exist.
         """
+        from . import batch as _batch
+
         return _batch.as_completed(
             self,
             runs,
@@ -964,6 +982,8 @@ class Client:
             DeployTriggerError: the first failed call, in call order, once every
                 call has been tried; runs the other calls created keep going.
         """
+        from . import batch as _batch
+
         return _batch.run_many(
             self,
             calls,
@@ -1042,16 +1062,21 @@ class Client:
             wait = state.next_action.sleep if state.next_action else 0.0
             logger.debug("%s %s failed (%s); retrying in %.2fs", method, shown, reason, wait)
 
-        policy = retrying(
-            max_retries=self.settings.max_retries,
-            idempotent=idempotent,
-            deadline=deadline,
-            sleep=self._sleep,
-            backoff=self._backoff,
-            before_sleep=log_retry,
-        )
         try:
-            response = policy(send)
+            try:
+                response = send()
+            except Exception as first_failure:
+                # Only now is tenacity (and asyncio with it) needed: it decides about
+                # the attempt that failed as if it had made it, then retries.
+                policy = retrying(
+                    max_retries=self.settings.max_retries,
+                    idempotent=idempotent,
+                    deadline=deadline,
+                    sleep=self._sleep,
+                    backoff=self._backoff,
+                    before_sleep=log_retry,
+                )
+                response = policy(_replay(first_failure, send))
         except RetryableStatus as exc:
             response = exc.response
         except requests.exceptions.SSLError as exc:
@@ -1086,6 +1111,20 @@ class Client:
                 attempts=attempts,
             ) from exc
         return _json_or_error(response, method, shown, attempts)
+
+
+def _replay(
+    failure: Exception, send: Callable[[], requests.Response]
+) -> Callable[[], requests.Response]:
+    """``send``, except that the first call raises ``failure`` (an attempt already made)."""
+    pending = [failure]
+
+    def attempt() -> requests.Response:
+        if pending:
+            raise pending.pop()
+        return send()
+
+    return attempt
 
 
 def _json_or_error(response: requests.Response, method: str, url: str, attempts: int) -> Any:
@@ -1144,9 +1183,9 @@ def _renamed(exc: APIError, error_type: Type[Any], message: str) -> Any:
 
 
 def _page_limit(limit: Any) -> int:
-    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= LOGS_PAGE:
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= SERVER_PAGE_LIMIT:
         raise InvalidArgumentError(
-            f"limit must be a whole number from 1 to {LOGS_PAGE}, not {limit!r}"
+            f"limit must be a whole number from 1 to {SERVER_PAGE_LIMIT}, not {limit!r}"
         )
     return limit
 

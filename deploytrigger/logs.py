@@ -33,7 +33,7 @@ from typing import (
 )
 
 from .models import FlowRun, _optional, _require, parse_datetime, parse_uuid
-from .payloads import as_uuid
+from .payloads import SERVER_PAGE_LIMIT, as_uuid
 from .waiting import Deadline
 
 if TYPE_CHECKING:
@@ -48,7 +48,7 @@ __all__ = [
     "watch",
 ]
 
-LOGS_PAGE = 200
+LOGS_PAGE = SERVER_PAGE_LIMIT
 """The most log lines the server returns per request (its default limit)."""
 
 DEFAULT_LOOKBACK = 5.0

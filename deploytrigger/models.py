@@ -1,7 +1,8 @@
 """Plain, frozen records of what the Prefect API returns: runs, states, deployments.
 
 Each ``from_json`` parses one API object. Datetimes are timezone-aware
-(parsed with dateutil); ids are :class:`uuid.UUID`. The object as the server
+(the server's own format is read with ``datetime.fromisoformat``, any other
+ISO 8601 form with dateutil); ids are :class:`uuid.UUID`. The object as the server
 sent it stays available as ``raw`` (left out of ``repr`` and comparisons).
 A server answer missing a required field raises
 :class:`~deploytrigger.exceptions.InvalidResponseError`.
@@ -10,15 +11,14 @@ A server answer missing a required field raises
 from __future__ import annotations
 
 import enum
+import functools
+import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
-from dateutil import parser as date_parser
-
-from . import display
 from .exceptions import FlowRunFailedError, InvalidResponseError
 
 __all__ = ["FINAL_STATES", "Deployment", "Flow", "FlowRun", "State", "StateType"]
@@ -49,6 +49,13 @@ FINAL_STATES = frozenset(
 """State types after which a run never changes again."""
 
 
+_SERVER_DATETIME = re.compile(
+    r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{6}|\.\d{3})?(?:[+-]\d\d:\d\d)?", re.ASCII
+)
+"""What the Prefect server sends (after a trailing ``Z`` became ``+00:00``): a form
+that ``datetime.fromisoformat`` reads the same on every Python from 3.8 on."""
+
+
 def parse_datetime(value: Any) -> Optional[datetime]:
     """Parse an ISO 8601 string into an aware datetime (naive input is taken as UTC)."""
     if value is None:
@@ -56,15 +63,32 @@ def parse_datetime(value: Any) -> Optional[datetime]:
     if isinstance(value, datetime):
         parsed = value
     elif isinstance(value, str):
-        try:
-            parsed = date_parser.isoparse(value)
-        except (ValueError, OverflowError) as exc:
-            raise InvalidResponseError(f"the server sent an invalid datetime {value!r}") from exc
+        parsed = _fromisoformat(value) or _isoparse(value)
     else:
         raise InvalidResponseError(f"the server sent {value!r} where a datetime was expected")
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=timezone.utc)
     return parsed
+
+
+def _fromisoformat(value: str) -> Optional[datetime]:
+    """``value`` read by the stdlib when it has the server's form, else None (~10x faster)."""
+    text = value[:-1] + "+00:00" if value.endswith("Z") else value
+    if not _SERVER_DATETIME.fullmatch(text):
+        return None
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        return None  # e.g. 24:00:00, which dateutil reads as the next midnight
+
+
+def _isoparse(value: str) -> datetime:
+    from dateutil import parser as date_parser  # only for forms the server does not send
+
+    try:
+        return date_parser.isoparse(value)
+    except (ValueError, OverflowError) as exc:
+        raise InvalidResponseError(f"the server sent an invalid datetime {value!r}") from exc
 
 
 def parse_uuid(value: Any) -> uuid.UUID:
@@ -98,6 +122,7 @@ def _mapping(value: Any, key: str, what: str) -> Dict[str, Any]:
     return dict(value)
 
 
+@functools.lru_cache(maxsize=16)  # one URL per client, parsed for every run it reads
 def _without_credentials(url: Optional[str]) -> Optional[str]:
     """``url`` without a ``user:password@`` part, so it can be kept and shown."""
     if not url:
@@ -272,13 +297,19 @@ class FlowRun:
         gives ``https://app.prefect.cloud/account/A/workspace/W/runs/flow-run/<id>``.
         None for a run parsed without an API URL or one the UI cannot be derived from.
         """
+        from . import display  # html and url helpers, for showing a run only
+
         return display.ui_url(self.api_url, self.id)
 
     def __repr__(self) -> str:
+        from . import display  # html and url helpers, for showing a run only
+
         return display.flow_run_repr(self)
 
     def _repr_html_(self) -> str:
         """A small HTML table for Jupyter: state in colour, times, parameters, UI link."""
+        from . import display  # html and url helpers, for showing a run only
+
         return display.flow_run_html(self)
 
 

@@ -21,6 +21,9 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple, Union
 from .exceptions import InvalidArgumentError, InvalidArgumentTypeError, ParameterRejectedError
 from .models import Deployment
 
+SERVER_PAGE_LIMIT = 200
+"""The most rows the server returns per filter request (and its default limit)."""
+
 __all__ = [
     "DeploymentRef",
     "as_uuid",

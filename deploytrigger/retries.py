@@ -13,12 +13,14 @@ import email.utils
 import math
 import time
 from datetime import datetime, timezone
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 import requests
-import tenacity
 
 from .waiting import Deadline
+
+if TYPE_CHECKING:
+    import tenacity
 
 __all__ = ["RETRY_STATUSES", "RetryableStatus", "parse_retry_after", "retrying"]
 
@@ -113,6 +115,8 @@ def retrying(
             exponential from 0.5 s to 10 s with up to 1 s of jitter by default.
         before_sleep: called before each wait (for logging).
     """
+    import tenacity  # only here: a request that succeeds at once never needs it (nor asyncio)
+
     base_wait = backoff or (
         tenacity.wait_exponential(multiplier=0.5, max=10.0) + tenacity.wait_random(0, 1.0)
     )

@@ -8,13 +8,20 @@ request that failed. Time is injected (``sleep``, ``clock``) so tests never slee
 from __future__ import annotations
 
 import time
-from typing import Callable, Optional, TypeVar
+from typing import TYPE_CHECKING, Callable, Optional, TypeVar
 
-import tenacity
+if TYPE_CHECKING:
+    import tenacity
 
-__all__ = ["Deadline", "poll"]
+__all__ = ["ALL_COMPLETED", "FIRST_COMPLETED", "Deadline", "poll"]
 
 T = TypeVar("T")
+
+FIRST_COMPLETED = "FIRST_COMPLETED"
+"""``return_when``: return as soon as any run is final."""
+
+ALL_COMPLETED = "ALL_COMPLETED"
+"""``return_when``: return when every run is final (the default)."""
 
 
 class Deadline:
@@ -60,6 +67,7 @@ def poll(
     Raises:
         Whatever ``fetch`` raises.
     """
+    import tenacity  # here, not at import: it brings asyncio, which a trigger never needs
 
     def pause(_: tenacity.RetryCallState) -> float:
         remaining = deadline.remaining()

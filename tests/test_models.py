@@ -413,3 +413,38 @@ def test_flow_from_server_json() -> None:
 def test_flow_without_name_is_an_invalid_response() -> None:
     with pytest.raises(InvalidResponseError, match="name"):
         Flow.from_json({"id": FLOW_ID})
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2026-11-23T21:04:05.123456Z",  # what the server sends
+        "2026-11-23T21:04:05Z",
+        "2026-11-23T21:04:05.123+02:00",
+        "2026-11-23T21:04:05.123456-05:30",
+        "2026-11-23T21:04:05",  # naive: taken as UTC
+        "2026-11-23T24:00:00Z",  # not for fromisoformat: dateutil reads the next midnight
+        "2026-11-23",
+        "20261123T210405Z",
+        "2026-11-23T21:04:05.1234567Z",
+    ],
+)
+def test_datetimes_parse_as_dateutil_parses_them_whichever_parser_reads_them(text: str) -> None:
+    from dateutil import parser as date_parser
+
+    from deploytrigger.models import parse_datetime
+
+    expected = date_parser.isoparse(text)
+    if expected.tzinfo is None:
+        expected = expected.replace(tzinfo=dt.timezone.utc)
+    parsed = parse_datetime(text)
+    assert parsed == expected
+    assert parsed is not None and parsed.utcoffset() == expected.utcoffset()
+
+
+@pytest.mark.parametrize("text", ["2026-13-01T00:00:00Z", "2026-11-23T21:04:05+25:00", "soon"])
+def test_an_invalid_datetime_from_the_server_is_an_invalid_response(text: str) -> None:
+    from deploytrigger.models import parse_datetime
+
+    with pytest.raises(InvalidResponseError):
+        parse_datetime(text)
