@@ -46,7 +46,7 @@ from .exceptions import (
 )
 from .handles import FlowRunHandle
 from .models import FlowRun
-from .payloads import check_wait_arguments
+from .payloads import check_wait_arguments, parse_deployment_ref
 from .waiting import ALL_COMPLETED, FIRST_COMPLETED, Deadline, poll
 
 if TYPE_CHECKING:
@@ -72,7 +72,7 @@ T = TypeVar("T")
 FILTER_LIMIT = 200
 """Most runs one ``POST /flow_runs/filter`` may return: the server refuses a higher limit."""
 
-RunRef = Union[FlowRunHandle, uuid.UUID, str]
+RunRef = Union[FlowRunHandle, FlowRun, uuid.UUID, str]
 """A run to wait for: a handle, or a flow run id (UUID or string)."""
 
 Call = Union[str, uuid.UUID, Mapping[str, Any], Tuple[Union[str, uuid.UUID], Mapping[str, Any]]]
@@ -159,6 +159,8 @@ class _Batch:
 
 
 def _run_id(ref: Any) -> uuid.UUID:
+    if isinstance(ref, FlowRun):
+        return ref.id
     if isinstance(ref, uuid.UUID):
         return ref
     if isinstance(ref, str):
@@ -167,7 +169,7 @@ def _run_id(ref: Any) -> uuid.UUID:
         except ValueError:
             raise InvalidArgumentError(f"not a flow run id: {ref!r}") from None
     raise InvalidArgumentTypeError(
-        f"expected a FlowRunHandle or a flow run id, not {type(ref).__name__}"
+        f"expected a FlowRunHandle, a FlowRun or a flow run id, not {type(ref).__name__}"
     )
 
 
@@ -326,6 +328,10 @@ def run_many(
     normalized = [_normalize_call(call, index) for index, call in enumerate(calls)]
     if not normalized:
         return []
+    # Resolve each deployment once here, not once per worker on a cold cache; an
+    # unknown deployment fails before any run is created.
+    for ref in dict.fromkeys(parse_deployment_ref(name) for name, _ in normalized):
+        client._resolve_deployment(ref)
     # Workers are new threads: hand them the caller's parent run (context.py).
     submit = propagate(client.submit)
     with ThreadPoolExecutor(

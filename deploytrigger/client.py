@@ -895,7 +895,7 @@ class Client:
 
     def wait_all(
         self,
-        runs: Iterable[Union[FlowRunHandle, uuid.UUID, str]],
+        runs: Iterable[Union[FlowRunHandle, FlowRun, uuid.UUID, str]],
         timeout: Optional[float] = None,
         poll_interval: float = 5,
         return_when: str = ALL_COMPLETED,
@@ -933,7 +933,7 @@ class Client:
 
     def as_completed(
         self,
-        runs: Iterable[Union[FlowRunHandle, uuid.UUID, str]],
+        runs: Iterable[Union[FlowRunHandle, FlowRun, uuid.UUID, str]],
         timeout: Optional[float] = None,
         poll_interval: float = 5,
     ) -> Iterator[FlowRun]:

@@ -280,15 +280,33 @@ def test_run_many_refuses_malformed_calls_before_any_request(
 def test_run_many_raises_the_first_failed_call_after_trying_them_all(
     client: Client, fake: FakePrefect
 ) -> None:
+    calls: List[Any] = [
+        "add/add-dep",
+        {"name": "add/add-dep", "parameters": {"x": object()}},
+        "add/add-dep",
+    ]
+    with pytest.raises(InvalidArgumentTypeError, match=r"parameters\['x'\]"):
+        client.run_many(calls, timeout=0)
+    assert len(fake.created) == 2
+
+
+def test_run_many_resolves_each_deployment_once_and_an_unknown_one_before_any_run(
+    client: Client, fake: FakePrefect
+) -> None:
+    client.run_many(["add/add-dep"] * 20, max_workers=8, timeout=0)
+    lookups = [c for c in fake.mock.calls if c.request.method == "GET"]
+    assert len(lookups) == 1
+
     fake.mock.add(
         responses.GET,
         f"{API}/deployments/name/nope/nope",
         status=404,
         json={"detail": "Deployment not found"},
     )
-    with pytest.raises(DeploymentNotFoundError):
+    created = len(fake.created)
+    with pytest.raises(DeploymentNotFoundError, match="nope/nope"):
         client.run_many(["add/add-dep", "nope/nope", "add/add-dep"], timeout=0)
-    assert len(fake.created) == 2
+    assert len(fake.created) == created
 
 
 def test_run_many_workers_run_under_the_callers_parent(
@@ -349,3 +367,13 @@ def test_64_threads_sharing_one_client_each_get_their_own_runs(fake: FakePrefect
     ids = [run_id for result in results for run_id in result]
     assert len(set(ids)) == 64 * 3
     assert states(many) == ["COMPLETED"] * 40
+
+
+def test_wait_all_takes_the_flow_runs_run_many_returns(
+    client: Client, fake: FakePrefect, time: FakeTime
+) -> None:
+    fake.script_for_new_runs("SCHEDULED", "COMPLETED")
+    runs = client.run_many(["add/add-dep"] * 3, timeout=0)
+    done, not_done = client.wait_all(runs, poll_interval=2)
+    assert [handle.id for handle in done] == [run.id for run in runs] and not_done == []
+    assert states([handle.flow_run for handle in done]) == ["COMPLETED"] * 3
