@@ -26,7 +26,7 @@ from deploytrigger.settings import resolve_settings
 
 pytestmark = pytest.mark.integration
 
-API_KEY = "pnu_S3CRETapiKEY0123456789abcdef"
+API_KEY = "pnu_FAKE-s3cret-key-0123456789abcdef"
 WRONG_PASSWORD = "wr0ng-S3CRET-guess"
 URL_PASSWORD = "url-embedded-S3CRET"
 REPO = Path(__file__).resolve().parent.parent
