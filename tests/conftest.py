@@ -6,17 +6,16 @@ unit tests run without one. ``examples/`` is put on ``sys.path`` for
 """
 
 import sys
-import time
 from pathlib import Path
 from typing import Any, Dict, Iterator
 
 import pytest
-import requests
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
 sys.path.insert(0, str(EXAMPLES_DIR))
 
 from local_prefect import LocalPrefect  # noqa: E402
+from server_http import server_session  # noqa: E402
 
 POOL_NAME = "test-pool"
 POOL_QUEUE_NAME = "wq"
@@ -45,8 +44,7 @@ def pooled_deployment(prefect: LocalPrefect) -> str:
     pool and answers 400 to ``work_queue_name``).
     """
     flow_name, deployment_name = POOLED_DEPLOYMENT.split("/")
-    with requests.Session() as http:
-        http.auth = prefect.auth
+    with server_session(prefect.auth) as http:
 
         def post(path: str, body: Dict[str, Any]) -> Dict[str, Any]:
             response = http.post(f"{prefect.api_url}{path}", json=body, timeout=30)
@@ -85,16 +83,10 @@ def auth_prefect() -> Iterator[LocalPrefect]:
     """
     env = {"PREFECT_SERVER_API_AUTH_STRING": f"{AUTH_USER}:{AUTH_PASSWORD}"}
     with LocalPrefect(serve_flows=False, env=env) as server:
-        with requests.Session() as http:
-            http.auth = server.auth
+        with server_session(server.auth) as http:
 
             def post(path: str, body: Dict[str, Any]) -> Dict[str, Any]:
-                # A fresh SQLite server may answer 503 ("database is busy") for a while.
-                for _ in range(30):
-                    response = http.post(f"{server.api_url}{path}", json=body, timeout=30)
-                    if response.status_code != 503:
-                        break
-                    time.sleep(1)
+                response = http.post(f"{server.api_url}{path}", json=body, timeout=30)
                 response.raise_for_status()
                 result: Dict[str, Any] = response.json()
                 return result

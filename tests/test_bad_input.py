@@ -19,6 +19,7 @@ import requests
 import tenacity
 from faultproxy import FaultProxy, Rule
 from local_prefect import free_port
+from server_http import raw
 
 import deploytrigger
 from deploytrigger import (
@@ -328,7 +329,7 @@ def test_naive_scheduled_time_is_taken_as_utc_and_aware_is_converted(
     utc = dt.timezone.utc
     assert naive.expected_start_time == dt.datetime(2099, 1, 1, 12, 0, tzinfo=utc)
     assert aware.expected_start_time == dt.datetime(2099, 1, 1, 10, 0, tzinfo=utc)
-    record = requests.get(f"{api_url}/flow_runs/{naive.id}", timeout=30).json()
+    record = raw.get(f"{api_url}/flow_runs/{naive.id}", timeout=30).json()
     assert record["expected_start_time"].startswith("2099-01-01T12:00:00")
 
 

@@ -9,7 +9,7 @@ import time
 from typing import Any, Dict, Iterator, List
 
 import pytest
-import requests
+from server_http import raw
 
 from deploytrigger import FIRST_COMPLETED, Client, FlowRunHandle, StateType
 
@@ -25,7 +25,7 @@ def client(api_url: str) -> Iterator[Client]:
 
 
 def server_record(api_url: str, flow_run_id: Any) -> Dict[str, Any]:
-    response = requests.get(f"{api_url}/flow_runs/{flow_run_id}", timeout=30)
+    response = raw.get(f"{api_url}/flow_runs/{flow_run_id}", timeout=30)
     response.raise_for_status()
     record: Dict[str, Any] = response.json()
     return record

@@ -1,19 +1,19 @@
 """The real-server harness itself: the server is up and has every deployment the tests use."""
 
 import pytest
-import requests
 from local_prefect import DEPLOYMENT_NAMES, LocalPrefect
+from server_http import raw
 
 
 @pytest.mark.integration
 def test_local_server_is_healthy_and_has_all_deployments(
     prefect: LocalPrefect, pooled_deployment: str
 ) -> None:
-    health = requests.get(f"{prefect.api_url}/health", auth=prefect.auth, timeout=10)
+    health = raw.get(f"{prefect.api_url}/health", auth=prefect.auth, timeout=10)
     assert health.json() is True
 
     for name in (*DEPLOYMENT_NAMES, pooled_deployment):
-        response = requests.get(
+        response = raw.get(
             f"{prefect.api_url}/deployments/name/{name}", auth=prefect.auth, timeout=10
         )
         assert response.status_code == 200, (name, response.text)

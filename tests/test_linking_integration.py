@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List
 
 import pytest
-import requests
+from server_http import raw
 
 import deploytrigger
 from deploytrigger import Client, StateType, parent_run
@@ -40,13 +40,13 @@ def client(api_url: str) -> Iterator[Client]:
 
 
 def post(api_url: str, path: str, body: Dict[str, Any]) -> Any:
-    response = requests.post(f"{api_url}{path}", json=body, timeout=30)
+    response = raw.post(f"{api_url}{path}", json=body, timeout=30)
     response.raise_for_status()
     return response.json()
 
 
 def get(api_url: str, path: str) -> Any:
-    response = requests.get(f"{api_url}{path}", timeout=30)
+    response = raw.get(f"{api_url}{path}", timeout=30)
     response.raise_for_status()
     return response.json()
 
@@ -341,7 +341,7 @@ def wait_for_deployment(api_url: str, name: str, timeout: float = 120) -> None:
     flow, deployment = name.split("/")
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        response = requests.get(f"{api_url}/deployments/name/{flow}/{deployment}", timeout=10)
+        response = raw.get(f"{api_url}/deployments/name/{flow}/{deployment}", timeout=10)
         if response.status_code == 200:
             return
         time.sleep(1)

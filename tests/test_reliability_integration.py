@@ -18,10 +18,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Dict, Iterator, List, Tuple
 
 import pytest
-import requests
 import tenacity
 from faultproxy import FaultProxy, Rule
 from local_prefect import LocalPrefect
+from server_http import raw
 
 from deploytrigger import Client, RateLimitedError, RequestTimeoutError, ServerError, StateType
 from deploytrigger.models import FlowRun
@@ -79,7 +79,7 @@ def runs_with_tag(api_url: str, tag: str) -> List[Dict[str, Any]]:
     """Every run on the server carrying ``tag``, read directly (not through the proxy)."""
     runs: List[Dict[str, Any]] = []
     while True:
-        response = requests.post(
+        response = raw.post(
             f"{api_url}/flow_runs/filter",
             json={"flow_runs": {"tags": {"all_": [tag]}}, "limit": 200, "offset": len(runs)},
             timeout=60,
@@ -154,7 +154,7 @@ def test_wait_completes_while_every_other_poll_is_dropped(proxy: FaultProxy, api
             "add/add-dep", parameters={"x": 20, "y": 22}, timeout=240, poll_interval=0.5
         )
     assert run.state is not None and run.state.type == StateType.COMPLETED
-    record = requests.get(f"{api_url}/flow_runs/{run.id}", timeout=30).json()
+    record = raw.get(f"{api_url}/flow_runs/{run.id}", timeout=30).json()
     assert record["state_type"] == "COMPLETED" and record["parameters"] == {"x": 20, "y": 22}
     assert sum(1 for r in proxy.matching("GET", POLL) if r.action == "drop") >= 2
 
@@ -304,5 +304,5 @@ def test_wait_survives_the_server_restarting_on_the_same_database(
     assert "error" not in outcome, f"the wait failed after a {outage:.0f}s outage: {outcome}"
     run = outcome["run"]
     assert run.id == created.id and run.state.type == StateType.COMPLETED, run.state
-    record = requests.get(f"{restartable.api_url}/flow_runs/{created.id}", timeout=30).json()
+    record = raw.get(f"{restartable.api_url}/flow_runs/{created.id}", timeout=30).json()
     assert record["state_type"] == "COMPLETED"

@@ -8,9 +8,7 @@ import uuid
 from typing import Any, Dict, Iterator
 
 import pytest
-import requests
-from requests.adapters import HTTPAdapter
-from urllib3.util.retry import Retry
+from server_http import raw
 
 import deploytrigger
 from deploytrigger import Client, StateType
@@ -19,16 +17,6 @@ pytestmark = pytest.mark.integration
 
 REQUEST_TIMEOUT = 10.0
 
-# Direct server access for the checks, retrying SQLite's "database is busy" 503s.
-raw = requests.Session()
-raw.mount(
-    "http://",
-    HTTPAdapter(
-        max_retries=Retry(
-            total=10, backoff_factor=0.5, status_forcelist=[503], allowed_methods=None
-        )
-    ),
-)
 FAR_FUTURE = dt.datetime(2099, 1, 1, 12, 0, tzinfo=dt.timezone.utc)
 
 

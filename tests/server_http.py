@@ -1,0 +1,30 @@
+"""Plain HTTP to the test servers, for setting them up and checking what deploytrigger did.
+
+A SQLite-backed Prefect server answers 503 ("database is busy") when it is
+loaded, most of all right after it starts. These sessions retry a 503 (every
+method: test set-up writes are upserts, the rest are reads and filters) so the
+integration tests are robust, not lucky.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+
+def server_session(auth: Optional[Tuple[str, str]] = None) -> requests.Session:
+    """A session that retries 503s with backoff (about 60 s in all) and sends ``auth``."""
+    session = requests.Session()
+    session.auth = auth
+    retry = Retry(
+        total=12, backoff_factor=0.5, backoff_max=8, status_forcelist=[503], allowed_methods=None
+    )
+    session.mount("http://", HTTPAdapter(max_retries=retry))
+    return session
+
+
+raw = server_session()
+"""A shared session for tests against a server without auth."""
