@@ -13,8 +13,9 @@ import re
 import threading
 import uuid
 from datetime import datetime, timedelta, timezone
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
+import pytest
 import responses
 
 from deploytrigger import Client
@@ -182,3 +183,26 @@ def make_client(time: FakeTime, **kwargs: Any) -> Client:
 
 def states(runs: Sequence[Any]) -> List[str]:
     return [run.state.type.value for run in runs]
+
+
+# -- fixtures: import them into a test module to use them ---------------------------------
+
+
+@pytest.fixture
+def fake() -> Iterator[FakePrefect]:
+    """The scripted server; nothing reaches a network."""
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        yield FakePrefect(mock)
+
+
+@pytest.fixture
+def time() -> FakeTime:
+    """The fake clock the client sleeps on."""
+    return FakeTime()
+
+
+@pytest.fixture
+def client(time: FakeTime) -> Iterator[Client]:
+    """A client on the fake clock."""
+    with make_client(time) as shared:
+        yield shared

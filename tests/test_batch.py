@@ -6,11 +6,21 @@ import random
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Iterator, List, Optional
+from typing import Any, List, Optional
 
 import pytest
 import responses
-from fake_prefect import API, DEPLOYMENT_ID, FakePrefect, FakeTime, make_client, states
+from fake_prefect import (  # noqa: F401 - the fixtures
+    API,
+    DEPLOYMENT_ID,
+    FakePrefect,
+    FakeTime,
+    client,
+    fake,
+    make_client,
+    states,
+    time,
+)
 
 import deploytrigger
 from deploytrigger import (
@@ -26,23 +36,6 @@ from deploytrigger import (
 )
 from deploytrigger.batch import chunked
 from deploytrigger.models import FlowRun
-
-
-@pytest.fixture
-def fake() -> Iterator[FakePrefect]:
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        yield FakePrefect(mock)
-
-
-@pytest.fixture
-def time() -> FakeTime:
-    return FakeTime()
-
-
-@pytest.fixture
-def client(time: FakeTime) -> Iterator[Client]:
-    with make_client(time) as shared:
-        yield shared
 
 
 def handles(client: Client, fake: FakePrefect, ids: List[str]) -> List[FlowRunHandle]:

@@ -18,12 +18,12 @@ from run_stubs import (
     API,
     BY_NAME,
     CREATE,
-    PREFECT_ENV,
     RUN,
     RUN_ID,
     SET_STATE,
     deployment_json,
     flow_run_json,
+    isolate_prefect_env,
     sent_json,
 )
 
@@ -38,9 +38,7 @@ from deploytrigger.exceptions import (
 
 @pytest.fixture(autouse=True)
 def isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in PREFECT_ENV:
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("PREFECT_HOME", str(tmp_path / ".prefect"))
+    isolate_prefect_env(monkeypatch, tmp_path)
     monkeypatch.setenv("PREFECT_API_URL", API)
 
 

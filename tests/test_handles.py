@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from typing import Iterator, List
+from typing import List
 
 import pytest
-import responses
-from fake_prefect import API, FakePrefect, FakeTime, make_client
+from fake_prefect import API, FakePrefect, FakeTime, client, fake, make_client, time  # noqa: F401 - the fixtures
 
 from deploytrigger import (
     Client,
@@ -21,23 +20,6 @@ from deploytrigger import (
     StateType,
 )
 from deploytrigger.models import FlowRun
-
-
-@pytest.fixture
-def fake() -> Iterator[FakePrefect]:
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        yield FakePrefect(mock)
-
-
-@pytest.fixture
-def time() -> FakeTime:
-    return FakeTime()
-
-
-@pytest.fixture
-def client(time: FakeTime) -> Iterator[Client]:
-    with make_client(time) as shared:
-        yield shared
 
 
 def handle_for(client: Client, fake: FakePrefect, *script: str, **kwargs: float) -> FlowRunHandle:

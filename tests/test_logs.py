@@ -21,13 +21,13 @@ from run_stubs import (
     BY_NAME,
     CREATE,
     LOGS,
-    PREFECT_ENV,
     RUN,
     RUN_ID,
     SET_STATE,
     FakeTime,
     deployment_json,
     flow_run_json,
+    isolate_prefect_env,
     log_json,
     sent_json,
 )
@@ -39,9 +39,7 @@ from deploytrigger.logs import LogCursor, LogRecord, watch
 
 @pytest.fixture(autouse=True)
 def isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in PREFECT_ENV:
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("PREFECT_HOME", str(tmp_path / ".prefect"))
+    isolate_prefect_env(monkeypatch, tmp_path)
 
 
 @pytest.fixture
