@@ -13,8 +13,7 @@ it is used (PEP 562), so a script pays for ``requests`` when it makes a
 
 from typing import TYPE_CHECKING, Any, Dict, List
 
-__version__ = "0.1.0"
-
+from ._version import __version__
 from .exceptions import (
     APIError,
     AuthenticationError,

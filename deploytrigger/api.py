@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from datetime import datetime
 from typing import Any, Iterable, Mapping, Optional, Union
@@ -45,25 +46,23 @@ def run_deployment(
     Raises:
         DeployTriggerError: see :meth:`Client.run_deployment`.
     """
-    options = dict(
-        parameters=parameters,
-        scheduled_time=scheduled_time,
-        flow_run_name=flow_run_name,
-        timeout=timeout,
-        poll_interval=poll_interval,
-        tags=tags,
-        idempotency_key=idempotency_key,
-        work_queue_name=work_queue_name,
-        as_subflow=as_subflow,
-        job_variables=job_variables,
-        cancel_on_timeout=cancel_on_timeout,
-        cancel_on_interrupt=cancel_on_interrupt,
-    )
-    if client is not None:
-        if not isinstance(client, Client):
-            raise InvalidArgumentTypeError(
-                f"client must be a deploytrigger.Client or None, not {type(client).__name__}"
-            )
-        return client.run_deployment(name, **options)  # type: ignore[arg-type]
-    with Client() as own_client:
-        return own_client.run_deployment(name, **options)  # type: ignore[arg-type]
+    if client is not None and not isinstance(client, Client):
+        raise InvalidArgumentTypeError(
+            f"client must be a deploytrigger.Client or None, not {type(client).__name__}"
+        )
+    with contextlib.nullcontext(client) if client is not None else Client() as active:
+        return active.run_deployment(
+            name,
+            parameters=parameters,
+            scheduled_time=scheduled_time,
+            flow_run_name=flow_run_name,
+            timeout=timeout,
+            poll_interval=poll_interval,
+            tags=tags,
+            idempotency_key=idempotency_key,
+            work_queue_name=work_queue_name,
+            as_subflow=as_subflow,
+            job_variables=job_variables,
+            cancel_on_timeout=cancel_on_timeout,
+            cancel_on_interrupt=cancel_on_interrupt,
+        )

@@ -1,9 +1,9 @@
 """Waiting for many runs at once, and starting many at once.
 
-One poll of a batch is one ``POST /flow_runs/filter`` per :data:`FILTER_LIMIT`
-(200, the server's cap) runs still pending, never one request per run: waiting
-on 500 runs costs 3 requests per poll interval. The loop itself is
-``waiting.poll`` with the client's injected ``sleep`` and ``clock``.
+One poll of a batch is one ``POST /flow_runs/filter`` per 200 runs still
+pending (:data:`~deploytrigger.payloads.PAGE_LIMIT`, the server's cap), never
+one request per run: waiting on 500 runs costs 3 requests per poll interval.
+The loop is the poll engine's (``waiting.Poller``), outage tolerance included.
 
 ``wait_all`` mirrors ``concurrent.futures.wait`` (``return_when``
 :data:`FIRST_COMPLETED` or :data:`ALL_COMPLETED`), ``as_completed`` mirrors
@@ -17,7 +17,6 @@ import logging
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import (
-    TYPE_CHECKING,
     Any,
     Callable,
     Dict,
@@ -27,58 +26,40 @@ from typing import (
     Mapping,
     NamedTuple,
     Optional,
-    Sequence,
     Set,
     Tuple,
-    TypeVar,
     Union,
 )
 
 from .context import propagate
-from .exceptions import (
-    FlowRunNotFoundError,
-    FlowRunTimeoutError,
-    InvalidArgumentError,
-    InvalidArgumentTypeError,
-    RateLimitedError,
-    ServerError,
-    TransportError,
-)
-from .handles import FlowRunHandle
+from .exceptions import FlowRunTimeoutError, InvalidArgumentError, InvalidArgumentTypeError
+from .handles import FlowRunHandle, read_existing
 from .models import FlowRun
 from .payloads import check_wait_arguments, parse_deployment_ref
-from .waiting import ALL_COMPLETED, FIRST_COMPLETED, Deadline, poll
-
-if TYPE_CHECKING:
-    from .client import Client
+from .reader import RunReader
+from .waiting import ALL_COMPLETED, FIRST_COMPLETED, NOTHING, Deadline
 
 __all__ = [
     "ALL_COMPLETED",
-    "FILTER_LIMIT",
     "FIRST_COMPLETED",
     "Call",
     "DoneAndNotDone",
     "RunRef",
     "as_completed",
-    "chunked",
     "run_many",
     "wait_all",
 ]
 
 logger = logging.getLogger("deploytrigger")
 
-T = TypeVar("T")
-
-FILTER_LIMIT = 200
-"""Most runs one ``POST /flow_runs/filter`` may return: the server refuses a higher limit."""
-
 RunRef = Union[FlowRunHandle, FlowRun, uuid.UUID, str]
-"""A run to wait for: a handle, or a flow run id (UUID or string)."""
+"""A run to wait for: a handle, a run, or a flow run id (UUID or string)."""
 
 Call = Union[str, uuid.UUID, Mapping[str, Any], Tuple[Union[str, uuid.UUID], Mapping[str, Any]]]
 """One ``run_many`` call: a deployment name, ``{"name": ..., **options}`` or ``(name, options)``."""
 
-_TRANSIENT = (TransportError, ServerError, RateLimitedError)
+Submit = Callable[..., FlowRunHandle]
+"""Creates one run and returns its handle: ``submit(name, poll_interval=..., **options)``."""
 
 
 class DoneAndNotDone(NamedTuple):
@@ -88,12 +69,6 @@ class DoneAndNotDone(NamedTuple):
     not_done: List[FlowRunHandle]
 
 
-def chunked(items: Sequence[T], size: int = FILTER_LIMIT) -> Iterator[List[T]]:
-    """``items`` in consecutive lists of at most ``size``."""
-    for start in range(0, len(items), size):
-        yield list(items[start : start + size])
-
-
 class _Batch:
     """The runs one wait is about, and one poll of the pending ones.
 
@@ -101,8 +76,8 @@ class _Batch:
     anyway), so that poll costs no extra request.
     """
 
-    def __init__(self, client: Client, refs: Iterable[RunRef], poll_interval: float) -> None:
-        self.client = client
+    def __init__(self, reader: RunReader, refs: Iterable[RunRef], poll_interval: float) -> None:
+        self.reader = reader
         self.poll_interval = poll_interval
         self.entries: List[Union[FlowRunHandle, uuid.UUID]] = []
         seen: Set[object] = set()
@@ -135,23 +110,11 @@ class _Batch:
                 wanted.setdefault(entry, [])
         if not wanted:
             return
-        runs = {run.id: run for run in self.client._read_flow_runs(list(wanted), deadline)}
-        missing = [run_id for run_id in wanted if run_id not in runs]
-        if missing:
-            error = FlowRunNotFoundError(
-                f"flow run {missing[0]} was not found"
-                + (f" (nor {len(missing) - 1} more)" if len(missing) > 1 else ""),
-                status_code=404,
-                detail="Flow run not found",
-                method="POST",
-                url=self.client.settings.api_url + "/flow_runs/filter",
-            )
-            error.flow_run_id = str(missing[0])
-            raise error
+        runs = read_existing(self.reader, list(wanted), deadline)
         for index, entry in enumerate(self.entries):
             if not isinstance(entry, FlowRunHandle):
                 self.entries[index] = FlowRunHandle(
-                    self.client, runs[entry], poll_interval=self.poll_interval
+                    self.reader, runs[entry], poll_interval=self.poll_interval
                 )
         for run_id, handles in wanted.items():
             for handle in handles:
@@ -174,45 +137,33 @@ def _run_id(ref: Any) -> uuid.UUID:
 
 
 def _poll_until(
-    batch: _Batch,
-    satisfied: Callable[[], bool],
-    deadline: Deadline,
-    interval: float,
-    sleep: Callable[[float], None],
-) -> bool:
-    """Poll the batch until ``satisfied()`` or the deadline passes.
+    batch: _Batch, satisfied: Callable[[], bool], deadline: Deadline, interval: float
+) -> Iterator[bool]:
+    """Poll the batch until ``satisfied()`` or the deadline passes; yield after each poll.
 
-    Polls at least once when some runs are known only by id. When the server
-    cannot be reached at the deadline, the runs stay as last seen.
-
-    Returns:
-        Whether any request was sent.
+    Sends nothing when the runs are all known and already satisfy the wait.
+    Through an outage the runs stay as last seen (once each is known).
     """
+    if batch.resolved() and satisfied():
+        return
 
-    def step() -> bool:
-        try:
-            batch.poll_once(deadline)
-        except _TRANSIENT:
-            if deadline.passed() and batch.resolved():
-                return satisfied()
-            raise
+    def fetch() -> bool:
+        batch.poll_once(deadline)
         return satisfied()
 
-    if batch.resolved() and satisfied():
-        return False
-    poll(step, bool, deadline=deadline, interval=interval, sleep=sleep)
-    return True
+    known = satisfied() if batch.resolved() else NOTHING
+    yield from batch.reader.poller.rounds(
+        fetch, bool, deadline=deadline, interval=interval, known=known
+    )
 
 
 def wait_all(
-    client: Client,
+    reader: RunReader,
     refs: Iterable[RunRef],
     *,
     timeout: Optional[float] = None,
     poll_interval: float = 5,
     return_when: str = ALL_COMPLETED,
-    sleep: Callable[[float], None],
-    clock: Callable[[], float],
 ) -> DoneAndNotDone:
     """Wait for runs as ``concurrent.futures.wait`` does; see :meth:`Client.wait_all`."""
     wait_timeout = check_wait_arguments(timeout, poll_interval)
@@ -220,7 +171,7 @@ def wait_all(
         raise InvalidArgumentError(
             f"return_when must be FIRST_COMPLETED or ALL_COMPLETED, not {return_when!r}"
         )
-    batch = _Batch(client, refs, float(poll_interval))
+    batch = _Batch(reader, refs, float(poll_interval))
 
     def satisfied() -> bool:
         handles = batch.handles
@@ -228,8 +179,9 @@ def wait_all(
             return True
         return all(handle.done() for handle in handles)
 
-    deadline = Deadline(wait_timeout, clock)
-    _poll_until(batch, satisfied, deadline, float(poll_interval), sleep)
+    deadline = reader.poller.deadline(wait_timeout)
+    for _ in _poll_until(batch, satisfied, deadline, float(poll_interval)):
+        pass
     done: List[FlowRunHandle] = []
     not_done: List[FlowRunHandle] = []
     for handle in batch.handles:
@@ -238,19 +190,16 @@ def wait_all(
 
 
 def as_completed(
-    client: Client,
+    reader: RunReader,
     refs: Iterable[RunRef],
     *,
     timeout: Optional[float] = None,
     poll_interval: float = 5,
-    sleep: Callable[[float], None],
-    clock: Callable[[], float],
 ) -> Iterator[FlowRun]:
     """Yield runs as they turn final; see :meth:`Client.as_completed`."""
     wait_timeout = check_wait_arguments(timeout, poll_interval)
-    interval = float(poll_interval)
-    batch = _Batch(client, refs, interval)
-    deadline = Deadline(wait_timeout, clock)
+    batch = _Batch(reader, refs, float(poll_interval))
+    deadline = reader.poller.deadline(wait_timeout)
     yielded: Set[int] = set()
 
     def newly_done() -> List[FlowRunHandle]:
@@ -259,28 +208,26 @@ def as_completed(
         order = {id(h): index for index, h in enumerate(batch.handles)}
         return sorted(fresh, key=lambda h: (_end_key(h.flow_run), order[id(h)]))
 
-    polled = False
-    while True:
-        if polled:
-            # Between rounds, the pause ``poll`` makes between its own polls.
-            remaining = deadline.remaining()
-            sleep(interval if remaining is None else min(interval, remaining))
-        polled = _poll_until(batch, lambda: bool(newly_done()), deadline, interval, sleep)
-        ready = newly_done()
-        for handle in ready:
+    def all_done() -> bool:
+        return batch.resolved() and not batch.pending()
+
+    def release() -> Iterator[FlowRun]:
+        for handle in newly_done():
             yielded.add(id(handle))
             yield handle.flow_run
-        pending = batch.pending()
-        if not pending:
-            return
-        if not ready or deadline.passed():
-            raise FlowRunTimeoutError(
-                f"{len(pending)} of {len(batch.handles)} flow runs were not final after "
-                f"{wait_timeout or 0:g}s; first: {pending[0].id} ({pending[0].flow_run.name}) "
-                f"is {pending[0].state.name if pending[0].state else 'without a state'}",
-                not_done=[handle.flow_run for handle in pending],
-                timeout=wait_timeout,
-            )
+
+    yield from release()  # runs already final come first, before any request
+    for _ in _poll_until(batch, all_done, deadline, float(poll_interval)):
+        yield from release()
+    pending = batch.pending()
+    if pending:
+        raise FlowRunTimeoutError(
+            f"{len(pending)} of {len(batch.handles)} flow runs were not final after "
+            f"{wait_timeout or 0:g}s; first: {pending[0].id} ({pending[0].flow_run.name}) "
+            f"is {pending[0].state.name if pending[0].state else 'without a state'}",
+            not_done=[handle.flow_run for handle in pending],
+            timeout=wait_timeout,
+        )
 
 
 def _end_key(run: FlowRun) -> float:
@@ -312,33 +259,43 @@ def _normalize_call(call: Any, index: int) -> Tuple[Union[str, uuid.UUID], Dict[
 
 
 def run_many(
-    client: Client,
+    reader: RunReader,
+    submit: Submit,
+    prepare: Callable[[Any], object],
     calls: Iterable[Call],
     *,
     max_workers: int = 16,
     timeout: Optional[float] = None,
     poll_interval: float = 5,
-    sleep: Callable[[float], None],
-    clock: Callable[[], float],
 ) -> List[FlowRun]:
-    """Trigger calls from a thread pool, then batch-wait; see :meth:`Client.run_many`."""
+    """Trigger calls from a thread pool, then batch-wait; see :meth:`Client.run_many`.
+
+    Args:
+        reader: reads the runs while waiting.
+        submit: creates one run (``Client.submit``).
+        prepare: called once per distinct deployment before any run is created
+            (it resolves the deployment, so that an unknown one fails first and
+            the workers find it cached).
+        calls: the calls, as :data:`Call`.
+        max_workers: threads that create runs.
+        timeout: seconds to wait for the runs; 0 returns them as created.
+        poll_interval: seconds between polls.
+    """
     wait_timeout = check_wait_arguments(timeout, poll_interval)
     if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
         raise InvalidArgumentError(f"max_workers must be a positive int, not {max_workers!r}")
     normalized = [_normalize_call(call, index) for index, call in enumerate(calls)]
     if not normalized:
         return []
-    # Resolve each deployment once here, not once per worker on a cold cache; an
-    # unknown deployment fails before any run is created.
     for ref in dict.fromkeys(parse_deployment_ref(name) for name, _ in normalized):
-        client._resolve_deployment(ref)
+        prepare(ref)
     # Workers are new threads: hand them the caller's parent run (context.py).
-    submit = propagate(client.submit)
+    submit_here = propagate(submit)
     with ThreadPoolExecutor(
         max_workers=min(max_workers, len(normalized)), thread_name_prefix="deploytrigger"
     ) as pool:
         futures = [
-            pool.submit(submit, name, **{"poll_interval": poll_interval, **options})
+            pool.submit(submit_here, name, **{"poll_interval": poll_interval, **options})
             for name, options in normalized
         ]
     handles: List[FlowRunHandle] = []
@@ -354,12 +311,5 @@ def run_many(
             raise error
         handles.append(future.result())
     if wait_timeout != 0:
-        wait_all(
-            client,
-            handles,
-            timeout=wait_timeout,
-            poll_interval=poll_interval,
-            sleep=sleep,
-            clock=clock,
-        )
+        wait_all(reader, handles, timeout=wait_timeout, poll_interval=poll_interval)
     return [handle.flow_run for handle in handles]

@@ -9,7 +9,8 @@ error, 3 still not final when the timeout ran out, 4 cancelled (or being
 cancelled), 5 API or configuration error; 130 on Ctrl-C. Errors are one line
 on stderr; ``--debug`` adds the traceback and the HTTP log.
 
-The parsing helpers at the top are pure functions, tested on their own.
+The parsing helpers at the top are pure functions, tested on their own. Only
+the public API (names in ``deploytrigger.__all__``) is used.
 """
 
 from __future__ import annotations
@@ -27,11 +28,16 @@ from typing import Any, Dict, Iterable, NoReturn, Optional, Sequence, TextIO, Tu
 
 from dateutil import parser as date_parser
 
-from . import __version__
-from .client import Client
-from .exceptions import DeployTriggerError, InvalidArgumentError, ParameterRejectedError
-from .logs import LogCursor, LogRecord, watch
-from .models import FlowRun, StateType
+from . import (
+    Client,
+    DeployTriggerError,
+    FlowRun,
+    InvalidArgumentError,
+    LogRecord,
+    ParameterRejectedError,
+    StateType,
+    __version__,
+)
 
 __all__ = [
     "EXIT_API_ERROR",
@@ -297,19 +303,6 @@ def log_line(record: LogRecord) -> str:
     return f"{_stamp(record.timestamp)} {record.level_name:<8} {record.message}"
 
 
-def summary(run: FlowRun) -> str:
-    """The closing lines for a human: name, id, state, duration and UI link."""
-    state = "Unknown" if run.state is None else run.state.type.value
-    text = f"flow run {run.name!r} ({run.id}): {state}"
-    if run.start_time is not None and run.end_time is not None:
-        text += f" in {(run.end_time - run.start_time).total_seconds():.1f}s"
-    if run.state is not None and run.state.message:
-        text += f"\n  {one_line(run.state.message)}"
-    if run.ui_url:
-        text += f"\n  {run.ui_url}"
-    return text
-
-
 # -- argument parsing -------------------------------------------------------------------
 
 
@@ -523,27 +516,13 @@ def _run_command(args: argparse.Namespace, out: _Output, state: Dict[str, Any]) 
         try:
             run = _follow_run(client, run, args, out)
         except KeyboardInterrupt:
-            if args.cancel_on_interrupt:
-                _cancel_interrupted(client, run, out)
+            if args.cancel_on_interrupt:  # the library cancelled it on the way out
+                out.progress(f"interrupted: cancelling flow run {run.id}")
                 state["cancelled"] = True
             raise
-        if args.cancel_on_timeout and not run.is_final():
-            out.progress(f"timed out after {args.timeout:g}s: cancelling flow run {run.id}")
-            client.cancel_flow_run(run.id, f"deploytrigger: not final after {args.timeout:g}s")
-            run = client.read_flow_run(run.id)
         state["run"] = run
     _report_run(run, out)
     return exit_code_for_run(run)
-
-
-def _cancel_interrupted(client: Client, run: FlowRun, out: _Output) -> None:
-    try:
-        accepted = client.cancel_flow_run(run.id, "deploytrigger: interrupted")
-    except DeployTriggerError as exc:
-        _error(out, f"interrupted, and cancelling flow run {run.id} failed: {exc}")
-        return
-    verdict = "cancelling" if accepted else "the server refused to cancel"
-    out.progress(f"interrupted: {verdict} flow run {run.id}")
 
 
 def _link(run: FlowRun) -> str:
@@ -551,7 +530,7 @@ def _link(run: FlowRun) -> str:
 
 
 def _follow_run(client: Client, run: FlowRun, args: argparse.Namespace, out: _Output) -> FlowRun:
-    """Poll until final or --timeout, showing progress; the run as last read."""
+    """Follow the run until final or --timeout, showing progress; the run as last read."""
     started = time.monotonic()
     last_state: Optional[Tuple[Any, ...]] = (
         None if run.state is None else (run.state.type, run.state.name)
@@ -561,24 +540,36 @@ def _follow_run(client: Client, run: FlowRun, args: argparse.Namespace, out: _Ou
     elif not out.tty:
         out.progress(state_line(run))
     latest = run
-    for event in watch(
-        client, run.id, poll_interval=args.poll_interval, timeout=args.timeout, logs=args.watch
-    ):
-        if isinstance(event, LogRecord):
-            out.stream(log_line(event))
-            continue
-        latest = event
-        key = None if event.state is None else (event.state.type, event.state.name)
-        if key != last_state:
-            last_state = key
-            if args.watch:
-                out.stream(state_line(event))
-            elif not out.tty:
-                out.progress(state_line(event))
-        if out.tty and not args.watch:
-            elapsed = time.monotonic() - started
-            shown = "Unknown" if event.state is None else event.state.name
-            out.live(f"{event.name}  {shown}  {int(elapsed) // 60:02d}:{int(elapsed) % 60:02d}")
+    events = client.watch(
+        run,
+        poll_interval=args.poll_interval,
+        timeout=args.timeout,
+        logs=args.watch,
+        cancel_on_timeout=args.cancel_on_timeout,
+        cancel_on_interrupt=args.cancel_on_interrupt,
+    )
+    try:
+        for event in events:
+            if isinstance(event, LogRecord):
+                out.stream(log_line(event))
+                continue
+            latest = event
+            key = None if event.state is None else (event.state.type, event.state.name)
+            if key != last_state:
+                last_state = key
+                if args.watch:
+                    out.stream(state_line(event))
+                elif not out.tty:
+                    out.progress(state_line(event))
+            if out.tty and not args.watch:
+                elapsed = time.monotonic() - started
+                shown = "Unknown" if event.state is None else event.state.name
+                out.live(f"{event.name}  {shown}  {int(elapsed) // 60:02d}:{int(elapsed) % 60:02d}")
+    except KeyboardInterrupt as interrupt:
+        # One that struck here rather than inside the library's loop goes back to
+        # it, so that it can cancel the run; ``throw`` raises it again either way.
+        events.throw(interrupt)
+        raise
     out.clear_live()
     return latest
 
@@ -587,7 +578,7 @@ def _report_run(run: FlowRun, out: _Output) -> None:
     if out.json:
         out.result_json(run_to_json(run))
     else:
-        out.result(summary(run))
+        out.result(run.summary())
 
 
 def _status_command(args: argparse.Namespace, out: _Output, state: Dict[str, Any]) -> int:
@@ -599,17 +590,11 @@ def _status_command(args: argparse.Namespace, out: _Output, state: Dict[str, Any
 
 def _logs_command(args: argparse.Namespace, out: _Output, state: Dict[str, Any]) -> int:
     with _client(args) as client:
-        if args.follow:
-            records: Iterable[LogRecord] = client.follow_logs(
-                args.run_id, poll_interval=args.poll_interval
-            )
-        else:
-            run_id = client.read_flow_run(args.run_id).id  # a clear error for an unknown run
-            records = LogCursor().read_new(
-                lambda after, limit, offset: client.read_logs(
-                    run_id, after=after, limit=limit, offset=offset
-                )
-            )
+        records: Iterable[LogRecord] = (
+            client.follow_logs(args.run_id, poll_interval=args.poll_interval)
+            if args.follow
+            else client.read_all_logs(args.run_id)
+        )
         for record in records:
             if out.json:
                 out.result_json(log_to_json(record))

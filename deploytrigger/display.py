@@ -1,23 +1,44 @@
-"""How a flow run reads to a human: a short ``repr``, a Prefect UI link, an HTML table.
+"""How a flow run reads to a person: a short ``repr``, a summary, an HTML table.
 
-Pure functions over :class:`~deploytrigger.models.FlowRun`; the model's
-``__repr__``, ``ui_url`` and ``_repr_html_`` delegate here. Nothing is fetched:
-everything shown comes from the run as last read.
+Pure functions over anything shaped like a :class:`~deploytrigger.models.FlowRun`
+(:class:`ShownRun`); the model's ``__repr__``, ``summary`` and ``_repr_html_``
+delegate here. This module imports nothing else of the package, so the models
+can use it without an import circle. Nothing is fetched: everything shown comes
+from the run as last read.
 """
 
 from __future__ import annotations
 
 import html
 import json
-import re
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, List, Optional, Tuple
-from urllib.parse import urlsplit, urlunsplit
+from typing import Any, List, Mapping, Optional, Protocol, Sequence, Tuple
 
-if TYPE_CHECKING:
-    from .models import FlowRun
+__all__ = ["STATE_COLOURS", "ShownRun", "flow_run_html", "flow_run_repr", "flow_run_summary"]
 
-__all__ = ["STATE_COLOURS", "flow_run_html", "flow_run_repr", "ui_base_url", "ui_url"]
+
+class ShownRun(Protocol):
+    """What is shown of a run (a :class:`~deploytrigger.models.FlowRun` has it all)."""
+
+    @property
+    def id(self) -> Any: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def state(self) -> Any: ...
+    @property
+    def parameters(self) -> Mapping[str, Any]: ...
+    @property
+    def tags(self) -> Sequence[str]: ...
+    @property
+    def expected_start_time(self) -> Optional[datetime]: ...
+    @property
+    def start_time(self) -> Optional[datetime]: ...
+    @property
+    def end_time(self) -> Optional[datetime]: ...
+    @property
+    def ui_url(self) -> Optional[str]: ...
+
 
 STATE_COLOURS = {
     "SCHEDULED": "#fcd14e",
@@ -32,54 +53,36 @@ STATE_COLOURS = {
 }
 """Background colour of each state type's badge, close to the Prefect UI's."""
 
-_CLOUD_API = re.compile(r"^/api/accounts/(?P<account>[^/]+)/workspaces/(?P<workspace>[^/]+)/?$")
-
-
-def ui_base_url(api_url: Optional[str]) -> Optional[str]:
-    """The Prefect UI's base URL for an API URL, or None when it cannot be derived.
-
-    ``http://host:port/api`` (a self-hosted server, which serves its UI next to
-    the API) gives ``http://host:port``; Prefect Cloud's
-    ``https://api.prefect.cloud/api/accounts/A/workspaces/W`` gives
-    ``https://app.prefect.cloud/account/A/workspace/W``. Credentials in the URL
-    are dropped.
-    """
-    if not api_url:
-        return None
-    parts = urlsplit(api_url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return None
-    netloc = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
-    if parts.port is not None:
-        netloc += f":{parts.port}"
-    path = parts.path.rstrip("/")
-    cloud = _CLOUD_API.match(path)
-    if cloud and parts.hostname.startswith("api."):
-        app_host = "app." + netloc[len("api.") :]
-        app_path = f"/account/{cloud['account']}/workspace/{cloud['workspace']}"
-        return urlunsplit((parts.scheme, app_host, app_path, "", ""))
-    if path.endswith("/api"):
-        return urlunsplit((parts.scheme, netloc, path[: -len("/api")], "", ""))
-    return None
-
-
-def ui_url(api_url: Optional[str], flow_run_id: Any) -> Optional[str]:
-    """The flow run's page in the Prefect UI, or None when the UI cannot be derived."""
-    base = ui_base_url(api_url)
-    return None if base is None else f"{base}/runs/flow-run/{flow_run_id}"
-
 
 def _when(value: Optional[datetime]) -> str:
     return "-" if value is None else value.isoformat(timespec="seconds")
 
 
-def _duration(run: FlowRun) -> Optional[str]:
+def _duration(run: ShownRun) -> Optional[str]:
     if run.start_time is None or run.end_time is None:
         return None
-    return f"{(run.end_time - run.start_time).total_seconds():.1f}s"
+    return f"{(run.end_time - run.start_time).total_seconds():.1f}s"  # seconds, one decimal
 
 
-def flow_run_repr(run: FlowRun) -> str:
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def flow_run_summary(run: ShownRun) -> str:
+    """A few lines for a person: name, id, state, duration, the state's message, UI link."""
+    state = "Unknown" if run.state is None else run.state.type.value
+    text = f"flow run {run.name!r} ({run.id}): {state}"
+    duration = _duration(run)
+    if duration is not None:
+        text += f" in {duration}"
+    if run.state is not None and run.state.message:
+        text += f"\n  {_one_line(run.state.message)}"
+    if run.ui_url:
+        text += f"\n  {run.ui_url}"
+    return text
+
+
+def flow_run_repr(run: ShownRun) -> str:
     """A one-line ``repr``: id, name, state and the times that are known."""
     state = "None" if run.state is None else run.state.type.value
     parts = [f"id='{run.id}'", f"name={run.name!r}", f"state={state}"]
@@ -101,7 +104,7 @@ def _json(value: Any) -> str:
         return repr(value)
 
 
-def flow_run_html(run: FlowRun) -> str:
+def flow_run_html(run: ShownRun) -> str:
     """A small HTML table for Jupyter: state badge, times, parameters, UI link.
 
     Every value is HTML-escaped.

@@ -32,12 +32,7 @@ Messages never contain an API key, an auth string or URL credentials.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Optional, Sequence
-
-if TYPE_CHECKING:
-    import uuid
-
-    from .models import FlowRun, State
+from typing import Any, Dict, Optional, Sequence
 
 __all__ = [
     "APIError",
@@ -109,25 +104,27 @@ class TLSError(TransportError):
 
 
 class APIError(DeployTriggerError):
-    """The server answered with an error status.
+    """The server answered with an error status, or with an answer that means one.
 
     Attributes:
-        status_code: the HTTP status.
+        status_code: the HTTP status; None when deploytrigger found the problem
+            itself (for example a parameter the deployment's schema lacks, found
+            before anything was sent).
         detail: the server's explanation (its ``detail`` field, or the body).
-        method: HTTP method of the request.
-        url: URL of the request (credentials removed).
-        attempts: how many times the request was sent.
+        method: HTTP method of the request; None when nothing was sent.
+        url: URL of the request (credentials removed); None when nothing was sent.
+        attempts: how many times the request was sent (0 when it was not).
     """
 
     def __init__(
         self,
         message: str,
         *,
-        status_code: int,
-        detail: Any,
-        method: str,
-        url: str,
-        attempts: int = 1,
+        status_code: Optional[int] = None,
+        detail: Any = None,
+        method: Optional[str] = None,
+        url: Optional[str] = None,
+        attempts: int = 0,
     ) -> None:
         super().__init__(message)
         self.status_code = status_code
@@ -135,6 +132,16 @@ class APIError(DeployTriggerError):
         self.method = method
         self.url = url
         self.attempts = attempts
+
+    def context(self) -> Dict[str, Any]:
+        """The HTTP context as keywords, to raise a more specific error about the same answer."""
+        return {
+            "status_code": self.status_code,
+            "detail": self.detail,
+            "method": self.method,
+            "url": self.url,
+            "attempts": self.attempts,
+        }
 
 
 class AuthenticationError(APIError):
@@ -156,7 +163,9 @@ class DeploymentNotFoundError(NotFoundError):
         deployment: the id or ``"flow/deployment"`` name that was asked for.
     """
 
-    deployment: str = ""
+    def __init__(self, message: str, *, deployment: str, **context: Any) -> None:
+        super().__init__(message, **context)
+        self.deployment = deployment
 
 
 class FlowRunNotFoundError(NotFoundError):
@@ -166,7 +175,9 @@ class FlowRunNotFoundError(NotFoundError):
         flow_run_id: the id that was asked for.
     """
 
-    flow_run_id: str = ""
+    def __init__(self, message: str, *, flow_run_id: str, **context: Any) -> None:
+        super().__init__(message, **context)
+        self.flow_run_id = flow_run_id
 
 
 class BadRequestError(APIError, ValueError):
@@ -176,11 +187,17 @@ class BadRequestError(APIError, ValueError):
 class ParameterRejectedError(BadRequestError):
     """The deployment's parameter schema refused a parameter.
 
+    Raised on the server's refusal (a 409 or 422) or before sending, when the
+    deployment enforces a schema that lacks the parameter (then the HTTP
+    attributes are None).
+
     Attributes:
         parameter: the name of the offending parameter, when known.
     """
 
-    parameter: Optional[str] = None
+    def __init__(self, message: str, *, parameter: Optional[str], **context: Any) -> None:
+        super().__init__(message, **context)
+        self.parameter = parameter
 
 
 class RateLimitedError(APIError):
@@ -190,7 +207,9 @@ class RateLimitedError(APIError):
         retry_after: seconds the server last asked to wait, when it said.
     """
 
-    retry_after: Optional[float] = None
+    def __init__(self, message: str, *, retry_after: Optional[float], **context: Any) -> None:
+        super().__init__(message, **context)
+        self.retry_after = retry_after
 
 
 class ServerError(APIError):
@@ -201,13 +220,18 @@ class InvalidResponseError(DeployTriggerError):
     """The server's answer was not the JSON deploytrigger expected.
 
     Attributes:
-        method: HTTP method of the request.
-        url: URL of the request (credentials removed).
-        status_code: the HTTP status of the answer.
+        method: HTTP method of the request (None where the request is not known).
+        url: URL of the request, credentials removed (None where not known).
+        status_code: the HTTP status of the answer (None where not known).
     """
 
     def __init__(
-        self, message: str, *, method: str = "", url: str = "", status_code: int = 0
+        self,
+        message: str,
+        *,
+        method: Optional[str] = None,
+        url: Optional[str] = None,
+        status_code: Optional[int] = None,
     ) -> None:
         super().__init__(message)
         self.method = method
@@ -229,14 +253,12 @@ class FlowRunTimeoutError(DeployTriggerError, TimeoutError):
         timeout: the timeout that ran out, in seconds.
     """
 
-    def __init__(
-        self, message: str, *, not_done: Sequence[FlowRun], timeout: Optional[float]
-    ) -> None:
+    def __init__(self, message: str, *, not_done: Sequence[Any], timeout: Optional[float]) -> None:
         super().__init__(message)
         self.not_done = tuple(not_done)
         self.flow_run = self.not_done[0]
-        self.flow_run_id: uuid.UUID = self.flow_run.id
-        self.state: Optional[State] = self.flow_run.state
+        self.flow_run_id = self.flow_run.id
+        self.state = self.flow_run.state
         self.timeout = timeout
 
 
@@ -251,8 +273,8 @@ class FlowRunFailedError(DeployTriggerError):
         state: its final state, with the server's message.
     """
 
-    def __init__(self, message: str, *, flow_run: FlowRun) -> None:
+    def __init__(self, message: str, *, flow_run: Any) -> None:
         super().__init__(message)
         self.flow_run = flow_run
-        self.flow_run_id: uuid.UUID = flow_run.id
-        self.state: Optional[State] = flow_run.state
+        self.flow_run_id = flow_run.id
+        self.state = flow_run.state

@@ -18,15 +18,15 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-from typing import TYPE_CHECKING, Callable, List, Optional
+from typing import Callable, Dict, List, Optional, Sequence
 
-from .exceptions import FlowRunFailedError, FlowRunTimeoutError
+from .exceptions import FlowRunFailedError, FlowRunNotFoundError, FlowRunTimeoutError
 from .models import FlowRun, State, StateType
+from .payloads import check_wait_arguments
+from .reader import RunReader
+from .waiting import Deadline
 
-if TYPE_CHECKING:
-    from .client import Client
-
-__all__ = ["FAILED_STATES", "FlowRunHandle"]
+__all__ = ["FAILED_STATES", "FlowRunHandle", "read_existing"]
 
 logger = logging.getLogger("deploytrigger")
 
@@ -41,18 +41,20 @@ DoneCallback = Callable[["FlowRunHandle"], object]
 class FlowRunHandle:
     """A started flow run, watched like a ``concurrent.futures.Future``.
 
-    Made by :meth:`Client.submit <deploytrigger.Client.submit>` (or by
-    :meth:`Client.wait_all <deploytrigger.Client.wait_all>` for runs given by id);
-    not meant to be constructed directly.
+    Made by :meth:`Client.submit <deploytrigger.Client.submit>` and
+    :meth:`Client.handle <deploytrigger.Client.handle>` (for a run that exists
+    already), or by :meth:`Client.wait_all <deploytrigger.Client.wait_all>`
+    for runs given by id.
 
     Args:
-        client: the client that reads and cancels the run.
+        reader: what reads and cancels the run: the client's reader, or any
+            object of the :class:`~deploytrigger.reader.RunReader` shape.
         flow_run: the run as last seen.
         poll_interval: default seconds between polls for :meth:`wait` and :meth:`result`.
     """
 
-    def __init__(self, client: Client, flow_run: FlowRun, *, poll_interval: float = 5) -> None:
-        self._client = client
+    def __init__(self, reader: RunReader, flow_run: FlowRun, *, poll_interval: float = 5) -> None:
+        self._reader = reader
         self._run = flow_run
         self._id = flow_run.id
         self.poll_interval = float(poll_interval)
@@ -108,7 +110,7 @@ class FlowRunHandle:
             FlowRunNotFoundError: the run was deleted.
             DeployTriggerError: the run could not be read.
         """
-        run = self._client.read_flow_run(self._id)
+        run = self._reader.read_flow_run(self._id)
         self._observe(run)
         return self.flow_run
 
@@ -116,6 +118,8 @@ class FlowRunHandle:
         self, timeout: Optional[float] = None, poll_interval: Optional[float] = None
     ) -> FlowRun:
         """Poll until the run is final or ``timeout`` seconds pass, like ``run_deployment``.
+
+        A server outage is waited out as every wait does (see ``waiting.py``).
 
         Args:
             timeout: seconds to wait; None waits until the run is final; 0 reads once.
@@ -129,8 +133,23 @@ class FlowRunHandle:
             DeployTriggerError: the run could not be read.
         """
         interval = self.poll_interval if poll_interval is None else poll_interval
-        self._client.wait_all([self], timeout=timeout, poll_interval=interval)
-        return self.flow_run
+        wait_timeout = check_wait_arguments(timeout, interval)
+        if self.done():
+            return self.flow_run
+        poller = self._reader.poller
+        deadline = poller.deadline(wait_timeout)
+
+        def fetch() -> FlowRun:
+            self._observe(read_existing(self._reader, [self._id], deadline)[self._id])
+            return self.flow_run
+
+        return poller.poll(
+            fetch,
+            FlowRun.is_final,
+            deadline=deadline,
+            interval=float(interval),
+            known=self.flow_run,
+        )
 
     def result(
         self,
@@ -192,7 +211,7 @@ class FlowRunHandle:
         """
         if self.done():
             return False
-        accepted = self._client.cancel_flow_run(self._id, message=message)
+        accepted = self._reader.cancel_flow_run(self._id, message=message)
         state = self.refresh().state
         # The server REJECTs cancelling a run that has not started ("no
         # infrastructure to terminate") and moves it straight to CANCELLED.
@@ -233,6 +252,25 @@ class FlowRunHandle:
         for fn in callbacks:
             _invoke(fn, self)
         return True
+
+
+def read_existing(
+    reader: RunReader, flow_run_ids: Sequence[uuid.UUID], deadline: Optional[Deadline] = None
+) -> Dict[uuid.UUID, FlowRun]:
+    """The runs by id, read in batches of 200.
+
+    Raises:
+        FlowRunNotFoundError: some of them do not exist (named in the message).
+    """
+    runs = {run.id: run for run in reader.read_flow_runs(flow_run_ids, deadline=deadline)}
+    missing = [run_id for run_id in flow_run_ids if run_id not in runs]
+    if missing:
+        raise FlowRunNotFoundError(
+            f"flow run {missing[0]} was not found"
+            + (f" (nor {len(missing) - 1} more)" if len(missing) > 1 else ""),
+            flow_run_id=str(missing[0]),
+        )
+    return runs
 
 
 def _older(new: FlowRun, current: FlowRun) -> bool:

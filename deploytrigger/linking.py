@@ -17,6 +17,7 @@ from html.entities import name2codepoint
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
 from .context import ParentRun
+from .payloads import PAGE_LIMIT
 
 __all__ = [
     "TASK_KEY_PREFIX",
@@ -38,10 +39,6 @@ EMPIRICAL_POLICY: Mapping[str, Any] = {
     "retry_jitter_factor": None,
 }
 """A placeholder never retries: what Prefect sends for a task with default retry settings."""
-
-TASK_RUNS_PAGE = 200
-"""The most task runs the server returns per ``/task_runs/filter`` request."""
-
 
 # -- slugs -------------------------------------------------------------------------------
 
@@ -169,7 +166,7 @@ def task_runs_filter(flow_run_id: str, offset: int) -> Dict[str, Any]:
     return {
         "task_runs": {"flow_run_id": {"any_": [flow_run_id]}},
         "sort": "ID_DESC",
-        "limit": TASK_RUNS_PAGE,
+        "limit": PAGE_LIMIT,
         "offset": offset,
     }
 

@@ -14,115 +14,21 @@ Nothing here sleeps for real in tests: ``sleep`` and ``clock`` are injected.
 
 from __future__ import annotations
 
-import logging
-import time
 import uuid
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import (
-    TYPE_CHECKING,
-    Any,
-    Callable,
-    Dict,
-    Iterator,
-    List,
-    Mapping,
-    Optional,
-    Tuple,
-    Union,
-)
+from typing import Any, Callable, Dict, Iterator, List, NamedTuple, Optional, Tuple, Union
 
-from .models import FlowRun, _optional, _require, parse_datetime, parse_uuid
-from .payloads import SERVER_PAGE_LIMIT, as_uuid
-from .waiting import Deadline
+from .models import FlowRun, LogRecord
+from .payloads import PAGE_LIMIT
+from .reader import RunReader
 
-if TYPE_CHECKING:
-    from .client import Client
-
-__all__ = [
-    "LOGS_PAGE",
-    "LogCursor",
-    "LogRecord",
-    "follow",
-    "logs_filter_body",
-    "watch",
-]
-
-LOGS_PAGE = SERVER_PAGE_LIMIT
-"""The most log lines the server returns per request (its default limit)."""
+__all__ = ["LogCursor", "LogRecord", "follow", "read_all", "watch"]
 
 DEFAULT_LOOKBACK = 5.0
 """Seconds each read looks back for lines that reached the server late."""
 
 DEFAULT_DRAIN = 4.0
 """Seconds to keep reading after a run is final (Prefect sends logs every 2 s)."""
-
-
-@dataclass(frozen=True)
-class LogRecord:
-    """One log line of a run, as the server stores it.
-
-    Attributes:
-        id: the line's id (unique; lines can share a timestamp).
-        timestamp: when it was logged (timezone-aware).
-        level: the numeric level (20 is INFO).
-        message: the text.
-        name: the logger's name, e.g. ``prefect.flow_runs``.
-        flow_run_id: the run it belongs to.
-        task_run_id: the task run that logged it, if any.
-    """
-
-    id: uuid.UUID
-    timestamp: datetime
-    level: int
-    message: str
-    name: str = ""
-    flow_run_id: Optional[uuid.UUID] = None
-    task_run_id: Optional[uuid.UUID] = None
-    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> LogRecord:
-        """Parse one log object from the API."""
-        timestamp = parse_datetime(_require(data, "timestamp", "log"))
-        assert timestamp is not None
-        level = data.get("level")
-        return cls(
-            id=parse_uuid(_require(data, "id", "log")),
-            timestamp=timestamp,
-            level=level if isinstance(level, int) else logging.INFO,
-            message=str(data.get("message") or ""),
-            name=str(data.get("name") or ""),
-            flow_run_id=_optional(parse_uuid, data.get("flow_run_id")),
-            task_run_id=_optional(parse_uuid, data.get("task_run_id")),
-            raw=dict(data),
-        )
-
-    @property
-    def level_name(self) -> str:
-        """The level by name: ``DEBUG``, ``INFO``, ``WARNING``, ``ERROR``, ``CRITICAL``."""
-        name = logging.getLevelName(self.level)
-        return name if isinstance(name, str) and not name.startswith("Level ") else str(self.level)
-
-    def __str__(self) -> str:
-        when = self.timestamp.isoformat(timespec="milliseconds")
-        return f"{when} {self.level_name:<8} {self.message}"
-
-
-def logs_filter_body(
-    flow_run_id: uuid.UUID,
-    after: Optional[datetime] = None,
-    limit: int = LOGS_PAGE,
-    offset: int = 0,
-) -> Dict[str, Any]:
-    """The ``POST /logs/filter`` body for a run's lines at or after ``after``, oldest first."""
-    logs: Dict[str, Any] = {"flow_run_id": {"any_": [str(flow_run_id)]}}
-    if after is not None:
-        logs["timestamp"] = {"after_": after.isoformat()}
-    body: Dict[str, Any] = {"logs": logs, "sort": "TIMESTAMP_ASC", "limit": limit}
-    if offset:
-        body["offset"] = offset
-    return body
 
 
 ReadPage = Callable[[Optional[datetime], int, int], List[LogRecord]]
@@ -144,7 +50,7 @@ class LogCursor:
         after: Optional[datetime] = None,
         *,
         lookback: float = DEFAULT_LOOKBACK,
-        limit: int = LOGS_PAGE,
+        limit: int = PAGE_LIMIT,
     ) -> None:
         self._start = after
         self._newest: Optional[datetime] = None
@@ -195,27 +101,46 @@ class LogCursor:
 Event = Union[FlowRun, LogRecord]
 
 
+def read_all(reader: RunReader, flow_run_id: uuid.UUID) -> List[LogRecord]:
+    """Every line the run has logged so far, oldest first, page by page."""
+    return LogCursor().read_new(_page_reader(reader, flow_run_id))
+
+
+def _page_reader(reader: RunReader, flow_run_id: uuid.UUID, deadline: Any = None) -> ReadPage:
+    def read_page(after: Optional[datetime], limit: int, offset: int) -> List[LogRecord]:
+        return reader.read_logs(flow_run_id, after, limit, offset, deadline=deadline)
+
+    return read_page
+
+
+class _Round(NamedTuple):
+    """What one poll of a followed run saw."""
+
+    run: FlowRun
+    lines: List[LogRecord]
+    done: bool
+
+
 def watch(
-    client: Client,
-    flow_run_id: Union[uuid.UUID, str],
+    reader: RunReader,
+    flow_run_id: uuid.UUID,
     *,
     poll_interval: float = 1.0,
     timeout: Optional[float] = None,
     logs: bool = True,
     drain: float = DEFAULT_DRAIN,
     lookback: float = DEFAULT_LOOKBACK,
-    sleep: Callable[[float], None] = time.sleep,
-    clock: Callable[[], float] = time.monotonic,
 ) -> Iterator[Event]:
     """Follow a run: yield the run at each poll and each new log line, in order.
 
     Every poll yields the run as read (compare states to see changes) and, with
     ``logs``, the lines that are new since the last poll. Lines and a changed
     state are yielded in timestamp order. A final state is yielded last, after
-    the run's logs have drained (no new line for ``drain`` seconds).
+    the run's logs have drained (no new line for ``drain`` seconds). The polls
+    are the poll engine's (``waiting.Poller``): a server outage is waited out.
 
     Args:
-        client: the client to read with.
+        reader: reads the run and its lines.
         flow_run_id: the run to follow.
         poll_interval: seconds between polls.
         timeout: seconds after which to stop even if the run is not final
@@ -223,46 +148,47 @@ def watch(
         logs: also read the run's log lines.
         drain: seconds to keep reading lines once the run is final.
         lookback: see :class:`LogCursor`.
-        sleep: how to wait between polls.
-        clock: a monotonic clock in seconds.
 
     Yields:
         :class:`~deploytrigger.models.FlowRun` and :class:`LogRecord` objects.
 
     Raises:
         FlowRunNotFoundError: no flow run has that id.
-        DeployTriggerError: a read failed.
+        DeployTriggerError: a read failed (past the outage tolerance).
     """
-    run_id = as_uuid(flow_run_id, "flow_run_id")
-    deadline = Deadline(timeout, clock)
+    poller = reader.poller
+    deadline = poller.deadline(timeout)
     cursor = LogCursor(lookback=lookback)
-    last_state: Optional[Tuple[Any, ...]] = None
-    final_since: Optional[float] = None
+    read_page = _page_reader(reader, flow_run_id, deadline)
+    final_since: List[float] = []  # when the run was first seen final, or last gave lines
 
-    def read_page(after: Optional[datetime], limit: int, offset: int) -> List[LogRecord]:
-        return client.read_logs(run_id, after=after, limit=limit, offset=offset)
-
-    while True:
-        run = client.read_flow_run(run_id)
+    def fetch() -> _Round:
+        run = reader.read_flow_run(flow_run_id, deadline=deadline)
         lines = cursor.read_new(read_page) if logs else []
-        state_key = None if run.state is None else (run.state.type, run.state.name)
-        changed = state_key != last_state
-        if run.is_final() and logs:
-            # Hold the final state back until the last lines have come in.
-            if final_since is None or lines:
-                final_since = clock()
-            done = clock() - final_since >= drain or deadline.passed()
-            yield from lines
-            if done:
-                yield run
-                return
-        else:
-            yield from _in_order(run, lines, changed)
-            if run.is_final() or deadline.passed():
-                return
+        if not (logs and run.is_final()):
+            return _Round(run, lines, run.is_final())
+        now = poller.clock()
+        if not final_since or lines:
+            final_since[:] = [now]
+        return _Round(run, lines, now - final_since[0] >= drain)
+
+    last_state: Optional[Tuple[Any, ...]] = None
+    seen: Optional[_Round] = None
+    for polled in poller.rounds(
+        fetch, lambda polled: polled.done, deadline=deadline, interval=poll_interval
+    ):
+        if polled is seen:
+            continue  # the server did not answer: nothing new to show
+        seen = polled
+        if logs and polled.run.is_final():
+            yield from polled.lines  # the final state waits until the lines have drained
+            continue
+        state = polled.run.state
+        state_key = None if state is None else (state.type, state.name)
+        yield from _in_order(polled.run, polled.lines, state_key != last_state)
         last_state = state_key
-        remaining = deadline.remaining()
-        sleep(poll_interval if remaining is None else min(poll_interval, remaining))
+    if seen is not None and logs and seen.run.is_final():
+        yield seen.run
 
 
 def _in_order(run: FlowRun, lines: List[LogRecord], changed: bool) -> Iterator[Event]:
@@ -279,24 +205,16 @@ def _in_order(run: FlowRun, lines: List[LogRecord], changed: bool) -> Iterator[E
 
 
 def follow(
-    client: Client,
-    flow_run_id: Union[uuid.UUID, str],
+    reader: RunReader,
+    flow_run_id: uuid.UUID,
     *,
     poll_interval: float = 1.0,
     timeout: Optional[float] = None,
     drain: float = DEFAULT_DRAIN,
-    sleep: Callable[[float], None] = time.sleep,
-    clock: Callable[[], float] = time.monotonic,
 ) -> Iterator[LogRecord]:
     """Yield a run's log lines as they arrive until it is final and drained (see :func:`watch`)."""
     for event in watch(
-        client,
-        flow_run_id,
-        poll_interval=poll_interval,
-        timeout=timeout,
-        drain=drain,
-        sleep=sleep,
-        clock=clock,
+        reader, flow_run_id, poll_interval=poll_interval, timeout=timeout, drain=drain
     ):
         if isinstance(event, LogRecord):
             yield event

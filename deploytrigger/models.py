@@ -11,17 +11,28 @@ A server answer missing a required field raises
 from __future__ import annotations
 
 import enum
-import functools
+import logging
 import re
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
+from . import display
 from .exceptions import FlowRunFailedError, InvalidResponseError
+from .urls import ui_url, without_credentials
 
-__all__ = ["FINAL_STATES", "Deployment", "Flow", "FlowRun", "State", "StateType"]
+__all__ = [
+    "FINAL_STATES",
+    "Deployment",
+    "Flow",
+    "FlowRun",
+    "LogRecord",
+    "State",
+    "StateType",
+    "parse_datetime",
+    "parse_uuid",
+]
 
 T = TypeVar("T")
 
@@ -120,17 +131,6 @@ def _mapping(value: Any, key: str, what: str) -> Dict[str, Any]:
     if not isinstance(value, Mapping):
         raise InvalidResponseError(f"the server sent a {what} whose {key!r} is not an object")
     return dict(value)
-
-
-@functools.lru_cache(maxsize=16)  # one URL per client, parsed for every run it reads
-def _without_credentials(url: Optional[str]) -> Optional[str]:
-    """``url`` without a ``user:password@`` part, so it can be kept and shown."""
-    if not url:
-        return url
-    parts = urlsplit(url)
-    if "@" not in parts.netloc:
-        return url
-    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
 
 
 def _strings(value: Any, key: str, what: str) -> Tuple[str, ...]:
@@ -260,7 +260,7 @@ class FlowRun:
             start_time=parse_datetime(data.get("start_time")),
             end_time=parse_datetime(data.get("end_time")),
             raw=dict(data),
-            api_url=_without_credentials(api_url),
+            api_url=None if api_url is None else without_credentials(api_url),
         )
 
     def is_final(self) -> bool:
@@ -297,19 +297,24 @@ class FlowRun:
         gives ``https://app.prefect.cloud/account/A/workspace/W/runs/flow-run/<id>``.
         None for a run parsed without an API URL or one the UI cannot be derived from.
         """
-        from . import display  # html and url helpers, for showing a run only
+        return ui_url(self.api_url, self.id)
 
-        return display.ui_url(self.api_url, self.id)
+    @property
+    def duration(self) -> Optional[timedelta]:
+        """How long the run ran (start to end), once both are known."""
+        if self.start_time is None or self.end_time is None:
+            return None
+        return self.end_time - self.start_time
+
+    def summary(self) -> str:
+        """A few lines for a person: name, id, state, duration, the state's message, UI link."""
+        return display.flow_run_summary(self)
 
     def __repr__(self) -> str:
-        from . import display  # html and url helpers, for showing a run only
-
         return display.flow_run_repr(self)
 
     def _repr_html_(self) -> str:
         """A small HTML table for Jupyter: state in colour, times, parameters, UI link."""
-        from . import display  # html and url helpers, for showing a run only
-
         return display.flow_run_html(self)
 
 
@@ -365,3 +370,54 @@ class Flow:
             name=str(_require(data, "name", "flow")),
             raw=dict(data),
         )
+
+
+@dataclass(frozen=True)
+class LogRecord:
+    """One log line of a run, as the server stores it.
+
+    Attributes:
+        id: the line's id (unique; lines can share a timestamp).
+        timestamp: when it was logged (timezone-aware).
+        level: the numeric level (20 is INFO).
+        message: the text.
+        name: the logger's name, e.g. ``prefect.flow_runs``.
+        flow_run_id: the run it belongs to.
+        task_run_id: the task run that logged it, if any.
+    """
+
+    id: uuid.UUID
+    timestamp: datetime
+    level: int
+    message: str
+    name: str = ""
+    flow_run_id: Optional[uuid.UUID] = None
+    task_run_id: Optional[uuid.UUID] = None
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> LogRecord:
+        """Parse one log object from the API."""
+        timestamp = parse_datetime(_require(data, "timestamp", "log"))
+        assert timestamp is not None
+        level = data.get("level")
+        return cls(
+            id=parse_uuid(_require(data, "id", "log")),
+            timestamp=timestamp,
+            level=level if isinstance(level, int) else logging.INFO,
+            message=str(data.get("message") or ""),
+            name=str(data.get("name") or ""),
+            flow_run_id=_optional(parse_uuid, data.get("flow_run_id")),
+            task_run_id=_optional(parse_uuid, data.get("task_run_id")),
+            raw=dict(data),
+        )
+
+    @property
+    def level_name(self) -> str:
+        """The level by name: ``DEBUG``, ``INFO``, ``WARNING``, ``ERROR``, ``CRITICAL``."""
+        name = logging.getLevelName(self.level)
+        return name if isinstance(name, str) and not name.startswith("Level ") else str(self.level)
+
+    def __str__(self) -> str:
+        when = self.timestamp.isoformat(timespec="milliseconds")
+        return f"{when} {self.level_name:<8} {self.message}"

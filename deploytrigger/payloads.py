@@ -21,15 +21,20 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple, Union
 from .exceptions import InvalidArgumentError, InvalidArgumentTypeError, ParameterRejectedError
 from .models import Deployment
 
-SERVER_PAGE_LIMIT = 200
-"""The most rows the server returns per filter request (and its default limit)."""
+PAGE_LIMIT = 200
+"""The most rows the server returns per filter request (flow runs, task runs, logs,
+deployments), and its default limit."""
 
 __all__ = [
+    "PAGE_LIMIT",
     "DeploymentRef",
     "as_uuid",
     "check_parameter_names",
     "check_wait_arguments",
     "flow_run_payload",
+    "flow_runs_filter",
+    "logs_filter_body",
+    "page_limit",
     "parse_deployment_ref",
     "to_json_value",
     "utc_iso",
@@ -245,16 +250,12 @@ def check_parameter_names(deployment: Deployment, parameters: Mapping[str, Any],
     unknown = sorted(set(parameters) - set(properties))
     if unknown:
         accepted = ", ".join(sorted(properties)) or "none"
-        error = ParameterRejectedError(
+        raise ParameterRejectedError(
             f"deployment {ref!r} has no parameter {unknown[0]!r} "
             f"(it accepts: {accepted}); the run would crash at start",
-            status_code=0,
+            parameter=unknown[0],
             detail=f"unknown parameter(s): {', '.join(unknown)}",
-            method="",
-            url="",
         )
-        error.parameter = unknown[0]
-        raise error
 
 
 def check_wait_arguments(timeout: Any, poll_interval: Any) -> Optional[float]:
@@ -292,6 +293,41 @@ def rejected_parameter(detail: Any) -> Optional[str]:
     """The parameter named in a server's parameter-validation error, if any."""
     match = _VALIDATION_FIELD.search(str(detail))
     return match.group(1) if match else None
+
+
+def logs_filter_body(
+    flow_run_id: uuid.UUID,
+    after: Optional[dt.datetime] = None,
+    limit: int = PAGE_LIMIT,
+    offset: int = 0,
+) -> Dict[str, Any]:
+    """The ``POST /logs/filter`` body for a run's lines at or after ``after``, oldest first."""
+    logs: Dict[str, Any] = {"flow_run_id": {"any_": [str(flow_run_id)]}}
+    if after is not None:
+        logs["timestamp"] = {"after_": after.isoformat()}
+    body: Dict[str, Any] = {"logs": logs, "sort": "TIMESTAMP_ASC", "limit": limit}
+    if offset:
+        body["offset"] = offset
+    return body
+
+
+def flow_runs_filter(flow_run_ids: Iterable[uuid.UUID]) -> Dict[str, Any]:
+    """The ``POST /flow_runs/filter`` body that reads these runs (at most :data:`PAGE_LIMIT`)."""
+    ids = [str(run_id) for run_id in flow_run_ids]
+    return {"flow_runs": {"id": {"any_": ids}}, "limit": PAGE_LIMIT}
+
+
+def page_limit(limit: Any) -> int:
+    """``limit`` when it is a whole number from 1 to :data:`PAGE_LIMIT`.
+
+    Raises:
+        InvalidArgumentError: anything else.
+    """
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= PAGE_LIMIT:
+        raise InvalidArgumentError(
+            f"limit must be a whole number from 1 to {PAGE_LIMIT}, not {limit!r}"
+        )
+    return limit
 
 
 def encode_body(body: Any) -> bytes:

@@ -22,6 +22,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 from urllib.parse import urlsplit, urlunsplit
 
 from .exceptions import ConfigurationError
+from .urls import redact_url
 
 __all__ = ["DEFAULT_MAX_RETRIES", "DEFAULT_REQUEST_TIMEOUT", "Settings", "resolve_settings"]
 
@@ -199,11 +200,6 @@ def normalize_api_url(value: str, source: str = "argument") -> str:
             f"the Prefect API URL {shown!r} (from {source}) must not have a query or fragment"
         )
     return urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
-
-
-def redact_url(url: str) -> str:
-    """Return ``url`` with any ``user:password@`` replaced by ``***@``."""
-    return re.sub(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)?[^/@]*@", r"\1***@", url)
 
 
 def _credential(value: Any, source: str) -> Optional[str]:

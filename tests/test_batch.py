@@ -34,7 +34,6 @@ from deploytrigger import (
     InvalidArgumentError,
     InvalidArgumentTypeError,
 )
-from deploytrigger.batch import chunked
 from deploytrigger.models import FlowRun
 
 
@@ -43,16 +42,8 @@ def handles(client: Client, fake: FakePrefect, ids: List[str]) -> List[FlowRunHa
     result = []
     for run_id in ids:
         fake.reads[run_id] = 1
-        result.append(FlowRunHandle(client, FlowRun.from_json(fake.run_json(run_id, 0))))
+        result.append(client.handle(FlowRun.from_json(fake.run_json(run_id, 0))))
     return result
-
-
-# -- chunking ----------------------------------------------------------------------------
-
-
-def test_chunked_splits_at_the_size() -> None:
-    assert [len(chunk) for chunk in chunked(list(range(450)), 200)] == [200, 200, 50]
-    assert list(chunked([], 200)) == []
 
 
 def test_one_poll_of_450_runs_is_three_filter_requests(
@@ -316,7 +307,7 @@ def test_run_many_workers_run_under_the_callers_parent(
     parent_id = uuid.uuid4()
     with deploytrigger.parent_run(parent_id):
         # The parent must not be created on the fake server: only check what workers see.
-        monkeypatch.setattr(client, "_link_to_parent", lambda *a, **k: None, raising=False)
+        monkeypatch.setattr(client._parents, "link", lambda *a, **k: None)
         client.run_many(["add/add-dep"] * 4, max_workers=4, timeout=0)
     assert len(seen) == 4
     assert all(parent is not None and parent.flow_run_id == parent_id for parent in seen)

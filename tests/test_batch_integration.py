@@ -110,8 +110,7 @@ def five_hundred_waiting(client: Client) -> List[FlowRunHandle]:
     """
     deployment = client.read_deployment_by_name("echo/echo-dep")
     return [
-        FlowRunHandle(
-            client,
+        client.handle(
             client.create_flow_run_from_deployment(deployment.id, scheduled_time=FAR_FUTURE),
         )
         for _ in range(500)
@@ -124,7 +123,7 @@ def test_waiting_on_500_runs_costs_three_requests_per_poll(
     sent: List[Any] = []
     with Client(api_url, request_timeout=30) as counted:
         counted._session.hooks["response"].append(lambda response, **_: sent.append(response))
-        handles = [FlowRunHandle(counted, handle.flow_run) for handle in five_hundred_waiting]
+        handles = [counted.handle(handle.flow_run) for handle in five_hundred_waiting]
         done, not_done = counted.wait_all(handles, timeout=1.5, poll_interval=0.5)
     assert done == [] and len(not_done) == 500
     assert all(r.request.method == "POST" for r in sent)

@@ -172,8 +172,8 @@ def test_exit_code_for_errors() -> None:
     assert cli.exit_code_for_error(cli.UsageError("x")) == 2
     assert cli.exit_code_for_error(InvalidArgumentError("x")) == 2
     kwargs: Dict[str, Any] = dict(status_code=409, detail="d", method="POST", url="u")
-    assert cli.exit_code_for_error(ParameterRejectedError("x", **kwargs)) == 2
-    assert cli.exit_code_for_error(DeploymentNotFoundError("x", **kwargs)) == 5
+    assert cli.exit_code_for_error(ParameterRejectedError("x", parameter="p", **kwargs)) == 2
+    assert cli.exit_code_for_error(DeploymentNotFoundError("x", deployment="a/b", **kwargs)) == 5
     assert cli.exit_code_for_error(ServerError("x", **kwargs)) == 5
 
 

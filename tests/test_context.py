@@ -40,7 +40,7 @@ def no_ambient_parent(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.delitem(sys.modules, "prefect.context", raising=False)
     fresh = DynamicKeys()  # counters from other tests must not leak in
     monkeypatch.setattr(deploytrigger.context, "DYNAMIC_KEYS", fresh)
-    monkeypatch.setattr(deploytrigger.client, "DYNAMIC_KEYS", fresh)
+    monkeypatch.setattr(deploytrigger.parents, "DYNAMIC_KEYS", fresh)
     yield
 
 
@@ -519,7 +519,7 @@ def test_run_by_id_reads_the_flow_for_the_task_key(
     api: responses.RequestsMock, client: Client
 ) -> None:
     stub_links(api, TASK_RUN, OTHER)
-    deploytrigger.client.DYNAMIC_KEYS.mark_new(PARENT)
+    deploytrigger.parents.DYNAMIC_KEYS.mark_new(PARENT)
     with parent_run(PARENT, task_run_id=OTHER):
         client.run_deployment(DEPLOYMENT_ID, timeout=0)
     (placeholder,) = sent(api, "POST", "/task_runs/")

@@ -26,7 +26,7 @@ def handle_for(client: Client, fake: FakePrefect, *script: str, **kwargs: float)
     """A handle of a run following ``script``, as submit would make it (read 0 seen)."""
     run_id = fake.add_run(*script)
     fake.reads[run_id] = 1
-    return FlowRunHandle(client, FlowRun.from_json(fake.run_json(run_id, 0)), **kwargs)
+    return client.handle(FlowRun.from_json(fake.run_json(run_id, 0)), **kwargs)
 
 
 def test_submit_creates_the_run_and_returns_at_once_without_polling(
@@ -202,7 +202,7 @@ def test_an_older_read_never_replaces_a_newer_or_final_one(
 ) -> None:
     run_id = fake.add_run("RUNNING", "COMPLETED")
     newer = FlowRun.from_json(fake.run_json(run_id, 1))
-    handle = FlowRunHandle(client, newer)
+    handle = client.handle(newer)
     assert handle._observe(FlowRun.from_json(fake.run_json(run_id, 0))) is False
     assert handle.done()
 
@@ -210,7 +210,7 @@ def test_an_older_read_never_replaces_a_newer_or_final_one(
 def test_refresh_of_a_deleted_run_raises_not_found(client: Client, fake: FakePrefect) -> None:
     run = FlowRun.from_json({**fake.run_json(fake.add_run("RUNNING"), 0), "id": str(uuid.uuid4())})
     with pytest.raises(FlowRunNotFoundError):
-        FlowRunHandle(client, run).refresh()
+        client.handle(run).refresh()
 
 
 def test_repr_shows_the_id_and_state(client: Client, fake: FakePrefect) -> None:

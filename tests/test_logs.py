@@ -34,7 +34,7 @@ from run_stubs import (
 
 import deploytrigger
 from deploytrigger import Client, FlowRunNotFoundError, InvalidArgumentError, StateType
-from deploytrigger.logs import LogCursor, LogRecord, watch
+from deploytrigger.logs import LogCursor, LogRecord
 
 
 @pytest.fixture(autouse=True)
@@ -233,9 +233,7 @@ def test_watch_yields_the_final_state_after_the_last_lines(
 ) -> None:
     run_states(http, "RUNNING", "COMPLETED")
     logs.add(1, 1, "working")
-    events = list(
-        watch(client, RUN_ID, poll_interval=1, sleep=fake_time.sleep, clock=fake_time.clock)
-    )
+    events = list(client.watch(RUN_ID, poll_interval=1))
     shown = [e.message if isinstance(e, LogRecord) else e.state.type for e in events]  # type: ignore[union-attr]
     assert shown == [StateType.RUNNING, "working", StateType.COMPLETED]
 
