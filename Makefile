@@ -1,6 +1,6 @@
 # Two entry points do all set-up on a fresh machine (only Python needed):
 #   make demo   a real local Prefect server and flow, triggered and awaited by deploytrigger
-#   make test   ruff, mypy and the whole test suite (unit + integration on a real server)
+#   make test   ruff, mypy, lint-imports and the whole test suite (unit + integration)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -20,6 +20,7 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check deploytrigger tests examples benchmarks
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-logo
 
 test: lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -50,8 +50,7 @@ if TYPE_CHECKING:
         propagate,
     )
     from .handles import FlowRunHandle
-    from .logs import LogRecord
-    from .models import FINAL_STATES, Deployment, Flow, FlowRun, State, StateType
+    from .models import FINAL_STATES, Deployment, Flow, FlowRun, LogRecord, State, StateType
     from .waiting import ALL_COMPLETED, FIRST_COMPLETED
 
     ThreadPoolExecutor = ParentAwareThreadPoolExecutor
@@ -68,7 +67,7 @@ _LAZY: Dict[str, str] = {
     "parent_run": "context",
     "propagate": "context",
     "FlowRunHandle": "handles",
-    "LogRecord": "logs",
+    "LogRecord": "models",
     "FINAL_STATES": "models",
     "Deployment": "models",
     "Flow": "models",

@@ -1,12 +1,10 @@
-"""The blocking client: one facade over the transport, the services and the waits.
+"""The blocking client: a facade over the transport, the services and the waits.
 
 A :class:`Client` composes a :class:`~deploytrigger.transport.Transport`
-(one ``requests.Session``, retries, error mapping), the services that give
-requests their meaning (``deployments.py``, ``parents.py``, ``runs.py``) and
-the waits (``handles.py``, ``batch.py``, ``logs.py``), which read through the
-runs service and pace themselves with one :class:`~deploytrigger.waiting.Poller`.
-It is safe to share between threads; every failure leaves as a
-:class:`~deploytrigger.exceptions.DeployTriggerError`.
+(the ``requests.Session``), the services that give requests their meaning
+(``deployments.py``, ``parents.py``, ``runs.py``) and the waits (``handles.py``,
+``batch.py``, ``logs.py``), which read through the runs service and pace
+themselves with one :class:`~deploytrigger.waiting.Poller`. Thread-safe.
 """
 
 from __future__ import annotations
@@ -28,13 +26,14 @@ from typing import (
     Union,
 )
 
-from . import batch, logs
+from . import batch
+from . import logs as _logs
 from .deployments import DEFAULT_DEPLOYMENT_CACHE_TTL, Deployments
 from .exceptions import InvalidArgumentError
 from .handles import FlowRunHandle
 from .models import Deployment, Flow, FlowRun, LogRecord
 from .parents import Parents
-from .payloads import PAGE_LIMIT, as_uuid, check_wait_arguments, flow_run_payload
+from .payloads import PAGE_LIMIT, as_uuid, check_wait_arguments
 from .runs import Runs
 from .settings import Settings, resolve_settings, warn_insecure_once
 from .transport import DEFAULT_POOL_SIZE, Transport
@@ -68,16 +67,12 @@ class Client:
         clock: a monotonic clock in seconds (tests inject a fake).
         backoff: the wait before a retry when the server asks none (tests inject one).
         deployment_cache_ttl: seconds a deployment resolved by ``run_deployment``
-            is reused, so that steady-state triggering costs one request; 0 turns
-            the cache off. A cached deployment is read again when the server
-            answers 404 to a create (deleted and re-created under the same name)
-            or when it does not know a parameter (the flow gained one).
-        outage_tolerance: seconds every wait (``run_deployment``, handles,
-            ``wait_all``, ``as_completed``, log following) keeps polling through
-            a server that cannot answer (connection failures, 5xx, 429 after
-            every retry of one poll), so a wait outlives a server restart; then
-            the error is raised. A wait with a timeout returns the run as last
-            seen when its deadline passes.
+            is reused (one request per steady-state trigger); 0 turns the cache
+            off. It is read again after a 404 on create or an unknown parameter.
+        outage_tolerance: seconds every wait (``run_deployment``, handles, batch
+            waits, log following) polls on through a server that cannot answer
+            (connection failures, 5xx, 429 after a poll's retries), so that it
+            outlives a restart; then the error is raised (see ``waiting.py``).
 
     Raises:
         ConfigurationError: no API URL is configured, or a setting is unusable.
@@ -137,57 +132,35 @@ class Client:
     # -- reading -----------------------------------------------------------------
 
     def read_deployment(self, deployment_id: Union[uuid.UUID, str]) -> Deployment:
-        """Read a deployment by id.
-
-        Raises:
-            DeploymentNotFoundError: no deployment has that id.
-        """
+        """Read a deployment by id (``DeploymentNotFoundError`` when none has it)."""
         return self._deployments.read(deployment_id)
 
     def read_deployment_by_name(self, name: str) -> Deployment:
-        """Read a deployment by its ``"flow name/deployment name"``.
+        """Read a deployment by its ``"flow name/deployment name"`` (or id).
 
-        Raises:
-            InvalidArgumentError: ``name`` is not of that form.
-            DeploymentNotFoundError: no such deployment.
+        Raises ``InvalidArgumentError`` for a name of another form and
+        ``DeploymentNotFoundError`` when there is no such deployment.
         """
         return self._deployments.read_by_name(name)
 
     def read_deployments(
         self, flow_name: Optional[str] = None, limit: int = PAGE_LIMIT
     ) -> List[Deployment]:
-        """List deployments by name (``POST /deployments/filter``), at most ``limit`` (<= 200).
-
-        Raises:
-            InvalidArgumentError: ``limit`` is not between 1 and 200.
-        """
+        """Deployments sorted by name, of one flow or all, at most ``limit`` (1 to 200)."""
         return self._deployments.read_many(flow_name, limit)
 
     def read_flow(self, flow_id: Union[uuid.UUID, str]) -> Flow:
-        """Read a flow by id.
-
-        Raises:
-            NotFoundError: no flow has that id.
-        """
+        """Read a flow by id (``NotFoundError`` when none has it)."""
         return self._deployments.read_flow(flow_id)
 
     def read_flow_run(self, flow_run_id: Union[uuid.UUID, str]) -> FlowRun:
-        """Read a flow run by id.
-
-        Raises:
-            FlowRunNotFoundError: no flow run has that id.
-        """
+        """Read a flow run by id (``FlowRunNotFoundError`` when none has it)."""
         return self._runs.read_flow_run(as_uuid(flow_run_id, "flow_run_id"))
 
     def read_flow_runs(self, flow_run_ids: Iterable[Union[uuid.UUID, str]]) -> List[FlowRun]:
-        """Read many flow runs: one ``POST /flow_runs/filter`` per 200 ids.
+        """Read many flow runs, one request per 200 ids: in the order given, each once.
 
-        Returns:
-            The runs in the order of ``flow_run_ids``, each once; ids the server
-            does not know are left out.
-
-        Raises:
-            InvalidArgumentError: an id is not a UUID (nothing sent).
+        Ids the server does not know are left out of the answer.
         """
         return self._runs.read_flow_runs([as_uuid(value, "flow_run_ids") for value in flow_run_ids])
 
@@ -203,26 +176,16 @@ class Client:
     ) -> List[LogRecord]:
         """Read one page of a run's log lines, oldest first (``POST /logs/filter``).
 
-        Args:
-            flow_run_id: the run.
-            after: only lines logged at or after this time (inclusive; a naive
-                datetime is taken as UTC).
-            limit: the most lines to return (1 to 200, the server's cap).
-            offset: lines to skip, for paging through more than ``limit``.
-
-        Raises:
-            InvalidArgumentError: a malformed id, limit or offset.
+        ``after``: only lines logged at or after this time (a naive datetime is
+        UTC); ``limit``: 1 to 200, the server's cap; ``offset``: lines to skip.
+        :meth:`read_all_logs` reads every page.
         """
         return self._runs.read_logs(as_uuid(flow_run_id, "flow_run_id"), after, limit, offset)
 
     def read_all_logs(self, flow_run_id: Union[uuid.UUID, str]) -> List[LogRecord]:
-        """Every line a run has logged so far, oldest first, each once (page by page).
-
-        Raises:
-            FlowRunNotFoundError: no flow run has that id.
-        """
+        """Every line a run has logged so far, oldest first, each once (page by page)."""
         run = self.read_flow_run(flow_run_id)  # a clear error for an unknown run
-        return logs.read_all(self._runs, run.id)
+        return _logs.read_all(self._runs, run.id)
 
     def follow_logs(
         self,
@@ -235,15 +198,12 @@ class Client:
         Every line once, in timestamp order, none skipped. After the run is
         final, reading continues until no new line has come for a few seconds
         (Prefect sends logs in batches). See :meth:`watch` to follow state
-        changes too.
-
-        Raises:
-            InvalidArgumentError: a malformed id, or a negative timeout or interval.
-            FlowRunNotFoundError: no flow run has that id.
+        changes too. ``timeout``: seconds after which to stop even if the run
+        is not final (None: until it is).
         """
         run_id = as_uuid(flow_run_id, "flow_run_id")
         check_wait_arguments(timeout, poll_interval)
-        return logs.follow(self._runs, run_id, poll_interval=float(poll_interval), timeout=timeout)
+        return _logs.follow(self._runs, run_id, poll_interval=float(poll_interval), timeout=timeout)
 
     def watch(
         self,
@@ -265,55 +225,22 @@ class Client:
         propagates (also one raised in the loop that consumes this iterator,
         if that loop hands it back with ``.throw``).
 
-        Args:
-            flow_run: the run, or its id.
-            poll_interval: seconds between polls.
-            timeout: seconds after which to stop (None: once the run is final).
-            logs: read the run's log lines too.
-            cancel_on_timeout: cancel the run if still not final at ``timeout``.
-            cancel_on_interrupt: cancel the run on ``KeyboardInterrupt``.
-
-        Raises:
-            InvalidArgumentError: a malformed id, or a negative timeout or interval.
-            FlowRunNotFoundError: no flow run has that id.
+        ``flow_run`` is a run or its id; ``timeout`` in seconds (None: until the
+        run is final); ``poll_interval`` in seconds.
         """
         known = flow_run if isinstance(flow_run, FlowRun) else None
         run_id = known.id if known is not None else as_uuid(flow_run, "flow_run")
         wait_timeout = check_wait_arguments(timeout, poll_interval)
-        return self._watch(
+        return _logs.watch(
+            self._runs,
             run_id,
-            float(poll_interval),
-            wait_timeout,
-            logs,
-            cancel_on_timeout,
-            cancel_on_interrupt,
-            known,
+            poll_interval=float(poll_interval),
+            timeout=wait_timeout,
+            logs=logs,
+            known=known,
+            cancel_on_timeout=cancel_on_timeout,
+            cancel_on_interrupt=cancel_on_interrupt,
         )
-
-    def _watch(
-        self,
-        run_id: uuid.UUID,
-        poll_interval: float,
-        timeout: Optional[float],
-        with_logs: bool,
-        cancel_on_timeout: bool,
-        cancel_on_interrupt: bool,
-        latest: Optional[FlowRun],
-    ) -> Generator[Union[FlowRun, LogRecord], None, None]:
-        try:
-            for event in logs.watch(
-                self._runs, run_id, poll_interval=poll_interval, timeout=timeout, logs=with_logs
-            ):
-                if isinstance(event, FlowRun):
-                    latest = event
-                yield event
-        except KeyboardInterrupt:
-            self._runs.cancel_if_interrupted(latest, cancel_on_interrupt)
-            raise
-        if latest is not None and not latest.is_final():
-            cancelled = self._runs.cancel_if_timed_out(latest, timeout, cancel_on_timeout)
-            if cancelled is not latest:
-                yield cancelled
 
     # -- creating, cancelling, waiting ------------------------------------------------
 
@@ -334,15 +261,11 @@ class Client:
 
         Parameters merge over the deployment's defaults and tags over its tags,
         on the server. Without an ``idempotency_key`` a fresh one is sent, so a
-        retried request returns the run the first attempt created.
-
-        Raises:
-            InvalidArgumentError: an argument is malformed (nothing was sent).
-            ParameterRejectedError: the deployment's parameter schema refused a parameter.
-            DeploymentNotFoundError: the deployment does not exist.
+        retried request returns the run the first attempt created. No parent
+        linking: pass ``parent_task_run_id`` to link explicitly.
         """
-        deployment_uuid = as_uuid(deployment_id, "deployment_id")
-        body = flow_run_payload(
+        return self._runs.create_from_deployment(
+            deployment_id,
             parameters=parameters,
             scheduled_time=scheduled_time,
             flow_run_name=flow_run_name,
@@ -350,13 +273,8 @@ class Client:
             idempotency_key=idempotency_key,
             work_queue_name=work_queue_name,
             job_variables=job_variables,
-            parent_task_run_id=(
-                None
-                if parent_task_run_id is None
-                else as_uuid(parent_task_run_id, "parent_task_run_id")
-            ),
+            parent_task_run_id=parent_task_run_id,
         )
-        return self._runs.create(deployment_uuid, body, str(deployment_uuid))
 
     def cancel_flow_run(
         self, flow_run_id: Union[uuid.UUID, str], message: Optional[str] = None
@@ -367,16 +285,8 @@ class Client:
         runner or worker has stopped it (a few seconds). The request is not
         forced, so the server refuses it for a run that is already final.
 
-        Args:
-            flow_run_id: the run.
-            message: the state's message; "Cancelled by deploytrigger" by default.
-
-        Returns:
-            True when the server accepted the cancellation, False when it
-            refused it (for example because the run is already final).
-
-        Raises:
-            FlowRunNotFoundError: no flow run has that id.
+        Returns True when the server accepted the cancellation, False when it
+        refused it. ``message`` is the state's ("Cancelled by deploytrigger" by default).
         """
         return self._runs.cancel_flow_run(as_uuid(flow_run_id, "flow_run_id"), message)
 
@@ -463,14 +373,8 @@ class Client:
     ) -> FlowRun:
         """Poll a flow run until it is final or ``timeout`` seconds pass.
 
+        Returns the run once final, or as last read when the timeout ran out.
         The cancel options are those of :meth:`run_deployment`.
-
-        Returns:
-            The run once final, or as last read when the timeout ran out.
-
-        Raises:
-            InvalidArgumentError: a negative timeout or poll interval.
-            FlowRunNotFoundError: no flow run has that id.
         """
         check_wait_arguments(timeout, poll_interval)
         return self._runs.wait(
@@ -497,19 +401,10 @@ class Client:
         Completed; Failed with the exception's message when the block raises
         (the exception propagates); Cancelled on ``KeyboardInterrupt``.
 
-        Args:
-            flow_name: the flow the run belongs to (created when missing).
-            name: the run's name (the server invents one otherwise).
-            parameters: parameters to record on the run.
-            tags: tags for the run.
-
-        Returns:
-            A context manager whose ``with`` gives the new flow run, as created.
-
-        Raises:
-            InvalidArgumentError: a malformed argument (nothing was sent).
-            DeployTriggerError: the run could not be created, or (after a block
-                that succeeded) its final state could not be set.
+        ``flow_name`` is created when missing; ``name``, ``parameters`` and
+        ``tags`` are recorded on the run. The ``with`` gives the run as created.
+        Raises ``DeployTriggerError`` when the run cannot be created, or (after a
+        block that succeeded) its final state cannot be set.
         """
         return self._parents.track(flow_name, name=name, parameters=parameters, tags=tags)
 
@@ -521,9 +416,6 @@ class Client:
         """A :class:`~deploytrigger.FlowRunHandle` for a run that exists already.
 
         Given an id, the run is read once (one request); given a run, nothing is sent.
-
-        Raises:
-            FlowRunNotFoundError: no flow run has that id.
         """
         check_wait_arguments(None, poll_interval)
         run = flow_run if isinstance(flow_run, FlowRun) else self.read_flow_run(flow_run)
@@ -534,16 +426,9 @@ class Client:
     ) -> FlowRunHandle:
         """Create a flow run and return a handle to it at once, like ``Executor.submit``.
 
-        Args:
-            name: the deployment's id, or ``"flow name/deployment name"``.
-            poll_interval: the handle's default seconds between polls.
-            **options: any keyword of :meth:`run_deployment` except ``timeout``
-                and the cancel options (``parameters``, ``scheduled_time``,
-                ``tags``, ``idempotency_key``, ``as_subflow`` ...); the run is
-                created by the same code path, parent linking and idempotency included.
-
-        Raises:
-            DeployTriggerError: as :meth:`run_deployment`.
+        ``options`` are :meth:`run_deployment`'s keywords but ``timeout`` and the
+        cancel options; the run is created by the same code path, parent linking
+        and idempotency included. ``poll_interval`` is the handle's default.
         """
         if "timeout" in options:
             raise InvalidArgumentError("submit returns at once: wait on the handle instead")
@@ -563,19 +448,11 @@ class Client:
         One poll is one ``POST /flow_runs/filter`` per 200 pending runs. Done
         callbacks of the handles fire from this loop, in this thread.
 
-        Args:
-            runs: handles, runs or flow run ids (ids get handles from the first poll).
-            timeout: seconds to wait; None waits as long as ``return_when`` needs.
-            poll_interval: seconds between polls.
-            return_when: ``ALL_COMPLETED`` or ``FIRST_COMPLETED``.
-
-        Returns:
-            ``(done, not_done)`` lists of handles, in the order given, duplicates
-            removed. A timeout is not an error: look at ``not_done``.
-
-        Raises:
-            InvalidArgumentError: a bad argument (nothing sent).
-            FlowRunNotFoundError: a run does not exist.
+        ``runs`` are handles, runs or ids (ids get handles from the first poll);
+        ``return_when`` is ``ALL_COMPLETED`` or ``FIRST_COMPLETED``. Returns
+        ``(done, not_done)`` lists of handles, in the order given, duplicates
+        removed: a timeout is not an error. Raises ``FlowRunNotFoundError`` for
+        a run that does not exist.
         """
         return batch.wait_all(
             self._runs, runs, timeout=timeout, poll_interval=poll_interval, return_when=return_when
@@ -587,12 +464,9 @@ class Client:
         """Yield each run once it is final, as ``concurrent.futures.as_completed`` does.
 
         Runs already final come first; runs seen final by the same poll come
-        in the order they ended. Polls are batched as in :meth:`wait_all`.
-
-        Raises:
-            FlowRunTimeoutError: ``timeout`` seconds passed with runs still not
-                final (``.not_done``), after yielding those that were.
-            FlowRunNotFoundError: a run does not exist.
+        in the order they ended. Polls are batched as in :meth:`wait_all`. Raises
+        ``FlowRunTimeoutError`` (``.not_done``) when ``timeout`` seconds pass
+        with runs still not final, after yielding those that were.
         """
         return batch.as_completed(self._runs, runs, timeout=timeout, poll_interval=poll_interval)
 
@@ -611,14 +485,10 @@ class Client:
         link as if triggered from this thread. Keep ``max_workers`` at most the
         client's ``pool_size`` (32 by default) so every worker has a connection.
 
-        Returns:
-            The runs in the order of ``calls``: final, or as last seen when
-            ``timeout`` ran out (0 returns them as created).
-
-        Raises:
-            InvalidArgumentError: a malformed call or argument (nothing sent).
-            DeployTriggerError: the first failed call, in call order, once every
-                call has been tried; runs the other calls created keep going.
+        Returns the runs in the order of ``calls``: final, or as last seen when
+        ``timeout`` ran out (0 returns them as created). When calls fail, the
+        first failure (in call order) is raised once every call has been tried;
+        the runs the other calls created keep going.
         """
         return batch.run_many(
             self._runs,

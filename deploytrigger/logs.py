@@ -16,11 +16,22 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta
-from typing import Any, Callable, Dict, Iterator, List, NamedTuple, Optional, Tuple, Union
+from typing import (
+    Any,
+    Callable,
+    Dict,
+    Generator,
+    Iterator,
+    List,
+    NamedTuple,
+    Optional,
+    Tuple,
+    Union,
+)
 
 from .models import FlowRun, LogRecord
 from .payloads import PAGE_LIMIT
-from .reader import RunReader
+from .reader import RunReader, cancel_if_interrupted, cancel_if_timed_out
 
 __all__ = ["LogCursor", "LogRecord", "follow", "read_all", "watch"]
 
@@ -130,7 +141,10 @@ def watch(
     logs: bool = True,
     drain: float = DEFAULT_DRAIN,
     lookback: float = DEFAULT_LOOKBACK,
-) -> Iterator[Event]:
+    known: Optional[FlowRun] = None,
+    cancel_on_timeout: bool = False,
+    cancel_on_interrupt: bool = False,
+) -> Generator[Event, None, None]:
     """Follow a run: yield the run at each poll and each new log line, in order.
 
     Every poll yields the run as read (compare states to see changes) and, with
@@ -148,6 +162,12 @@ def watch(
         logs: also read the run's log lines.
         drain: seconds to keep reading lines once the run is final.
         lookback: see :class:`LogCursor`.
+        known: the run as last seen, if any (what a ``KeyboardInterrupt``
+            before the first poll cancels).
+        cancel_on_timeout: cancel the run if still not final when ``timeout``
+            runs out, and yield it once more as read after the request.
+        cancel_on_interrupt: on ``KeyboardInterrupt``, cancel the run before
+            the interrupt propagates.
 
     Yields:
         :class:`~deploytrigger.models.FlowRun` and :class:`LogRecord` objects.
@@ -174,21 +194,29 @@ def watch(
 
     last_state: Optional[Tuple[Any, ...]] = None
     seen: Optional[_Round] = None
-    for polled in poller.rounds(
-        fetch, lambda polled: polled.done, deadline=deadline, interval=poll_interval
-    ):
-        if polled is seen:
-            continue  # the server did not answer: nothing new to show
-        seen = polled
-        if logs and polled.run.is_final():
-            yield from polled.lines  # the final state waits until the lines have drained
-            continue
-        state = polled.run.state
-        state_key = None if state is None else (state.type, state.name)
-        yield from _in_order(polled.run, polled.lines, state_key != last_state)
-        last_state = state_key
+    try:
+        for polled in poller.rounds(
+            fetch, lambda polled: polled.done, deadline=deadline, interval=poll_interval
+        ):
+            if polled is seen:
+                continue  # the server did not answer: nothing new to show
+            seen = polled
+            if logs and polled.run.is_final():
+                yield from polled.lines  # the final state waits until the lines have drained
+                continue
+            state = polled.run.state
+            state_key = None if state is None else (state.type, state.name)
+            yield from _in_order(polled.run, polled.lines, state_key != last_state)
+            last_state = state_key
+    except KeyboardInterrupt:
+        cancel_if_interrupted(reader, seen.run if seen is not None else known, cancel_on_interrupt)
+        raise
     if seen is not None and logs and seen.run.is_final():
         yield seen.run
+    elif seen is not None and not seen.run.is_final():
+        cancelled = cancel_if_timed_out(reader, seen.run, timeout, cancel_on_timeout)
+        if cancelled is not seen.run:
+            yield cancelled
 
 
 def _in_order(run: FlowRun, lines: List[LogRecord], changed: bool) -> Iterator[Event]:

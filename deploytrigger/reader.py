@@ -7,14 +7,18 @@ the waits never import the client. Tests can hand them any object of this shape.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from datetime import datetime
-from typing import List, Optional, Protocol, Sequence
+from typing import Any, List, Optional, Protocol, Sequence
 
+from .exceptions import DeployTriggerError
 from .models import FlowRun, LogRecord
 from .waiting import Deadline, Poller
 
-__all__ = ["RunReader"]
+__all__ = ["RunReader", "cancel_if_interrupted", "cancel_if_timed_out"]
+
+logger = logging.getLogger("deploytrigger")
 
 
 class RunReader(Protocol):
@@ -52,3 +56,32 @@ class RunReader(Protocol):
     def cancel_flow_run(self, flow_run_id: uuid.UUID, message: Optional[str] = None) -> bool:
         """Ask the server to cancel a run; whether it accepted."""
         ...
+
+
+def cancel_if_timed_out(
+    reader: RunReader, run: FlowRun, timeout: Optional[float], enabled: bool
+) -> FlowRun:
+    """With ``enabled``, cancel a run still not final when a wait's timeout ran out.
+
+    Returns:
+        The run as read after the cancellation, or ``run`` when nothing was done.
+    """
+    if not enabled or timeout is None or run.is_final():
+        return run
+    return _cancel_unfinished(reader, run, f"not final after {timeout:g}s")
+
+
+def cancel_if_interrupted(reader: RunReader, run: Any, enabled: bool) -> None:
+    """With ``enabled``, cancel a run (a :class:`FlowRun`) whose wait was interrupted."""
+    if enabled and isinstance(run, FlowRun) and not run.is_final():
+        _cancel_unfinished(reader, run, "interrupted")
+
+
+def _cancel_unfinished(reader: RunReader, run: FlowRun, why: str) -> FlowRun:
+    """Cancel a run that was waited for in vain; the run re-read (as last seen on error)."""
+    try:
+        reader.cancel_flow_run(run.id, f"Cancelled by deploytrigger: {why}")
+        return reader.read_flow_run(run.id)
+    except DeployTriggerError as exc:
+        logger.warning("could not cancel flow run %s after %s: %s", run.id, why, exc)
+        return run

@@ -17,7 +17,6 @@ from .deployments import Deployments, json_list, read_or_not_found
 from .exceptions import (
     BadRequestError,
     DeploymentNotFoundError,
-    DeployTriggerError,
     FlowRunNotFoundError,
     InvalidArgumentError,
     InvalidArgumentTypeError,
@@ -40,6 +39,7 @@ from .payloads import (
     parse_deployment_ref,
     rejected_parameter,
 )
+from .reader import cancel_if_interrupted, cancel_if_timed_out
 from .transport import Transport, refine
 from .waiting import NOTHING, Deadline, Poller
 
@@ -163,6 +163,25 @@ class Runs:
         logger.info("created flow run %s (%s) of deployment %s", run.id, run.name, ref)
         return run
 
+    def create_from_deployment(
+        self,
+        deployment_id: Union[uuid.UUID, str],
+        *,
+        parent_task_run_id: Optional[Union[uuid.UUID, str]] = None,
+        **options: Any,
+    ) -> FlowRun:
+        """Create a run of a deployment given by id, with no parent linking (see the client)."""
+        deployment_uuid = as_uuid(deployment_id, "deployment_id")
+        body = flow_run_payload(
+            **options,
+            parent_task_run_id=(
+                None
+                if parent_task_run_id is None
+                else as_uuid(parent_task_run_id, "parent_task_run_id")
+            ),
+        )
+        return self.create(deployment_uuid, body, str(deployment_uuid))
+
     def trigger(
         self,
         name: Union[str, uuid.UUID],
@@ -256,9 +275,9 @@ class Runs:
                 known=known,
             )
         except KeyboardInterrupt:
-            self.cancel_if_interrupted(latest[0], cancel_on_interrupt)
+            cancel_if_interrupted(self, latest[0], cancel_on_interrupt)
             raise
-        return self.cancel_if_timed_out(found, wait_timeout, cancel_on_timeout)
+        return cancel_if_timed_out(self, found, wait_timeout, cancel_on_timeout)
 
     def cancel_flow_run(self, flow_run_id: uuid.UUID, message: Optional[str] = None) -> bool:
         """Ask the server to cancel a run; True when it accepted (``Client.cancel_flow_run``)."""
@@ -284,23 +303,3 @@ class Runs:
             "accepted" if accepted else f"refused ({status})",
         )
         return accepted
-
-    def cancel_if_timed_out(self, run: FlowRun, timeout: Optional[float], enabled: bool) -> FlowRun:
-        """With ``enabled``, cancel a run still not final after a timeout; the run as it now is."""
-        if not enabled or timeout is None or run.is_final():
-            return run
-        return self._cancel_unfinished(run, f"not final after {timeout:g}s")
-
-    def cancel_if_interrupted(self, run: Any, enabled: bool) -> None:
-        """With ``enabled``, cancel a run whose wait was interrupted (Ctrl-C)."""
-        if enabled and isinstance(run, FlowRun) and not run.is_final():
-            self._cancel_unfinished(run, "interrupted")
-
-    def _cancel_unfinished(self, run: FlowRun, why: str) -> FlowRun:
-        """Cancel a run that was waited for in vain; the run re-read (as last seen on error)."""
-        try:
-            self.cancel_flow_run(run.id, f"Cancelled by deploytrigger: {why}")
-            return self.read_flow_run(run.id)
-        except DeployTriggerError as exc:
-            logger.warning("could not cancel flow run %s after %s: %s", run.id, why, exc)
-            return run
