@@ -39,6 +39,7 @@ _SETTING_NAMES = (
     "PREFECT_API_SSL_CERT_FILE",
     "PREFECT_API_TLS_INSECURE_SKIP_VERIFY",
     "PREFECT_API_REQUEST_TIMEOUT",
+    "PREFECT_CLIENT_MAX_RETRIES",
 )
 
 _HOW_TO_SET_URL = (
@@ -108,7 +109,8 @@ def resolve_settings(
         verify: overrides ``PREFECT_API_SSL_CERT_FILE`` and
             ``PREFECT_API_TLS_INSECURE_SKIP_VERIFY``; True, False or a CA bundle path.
         request_timeout: seconds per HTTP request; overrides ``PREFECT_API_REQUEST_TIMEOUT``.
-        max_retries: retries per request after the first attempt (0 disables retrying).
+        max_retries: retries per request after the first attempt (0 disables
+            retrying); overrides ``PREFECT_CLIENT_MAX_RETRIES``.
         environ: the environment to read; ``os.environ`` by default.
 
     Returns:
@@ -164,10 +166,14 @@ def resolve_settings(
         )
     else:
         timeout = _seconds(request_timeout, "argument request_timeout")
+    retries_source = "argument max_retries"
     if max_retries is None:
-        max_retries = DEFAULT_MAX_RETRIES
+        raw_retries, retries_source = lookup("PREFECT_CLIENT_MAX_RETRIES")
+        max_retries = DEFAULT_MAX_RETRIES if raw_retries is None else _whole(raw_retries)
     if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
-        raise ConfigurationError(f"max_retries must be a whole number >= 0, not {max_retries!r}")
+        raise ConfigurationError(
+            f"max_retries (from {retries_source}) must be a whole number >= 0, not {max_retries!r}"
+        )
 
     return Settings(
         api_url=url,
@@ -241,6 +247,12 @@ def _truthy(value: Any, source: str) -> bool:
     if text in ("0", "false", "no", "off", ""):
         return False
     raise ConfigurationError(f"{source} must be true or false, not {value!r}")
+
+
+def _whole(value: Any) -> Any:
+    """``value`` as an int when it is one written as text (as the environment has it)."""
+    text = str(value).strip()
+    return int(text) if text.isdigit() else value
 
 
 def _seconds(value: Any, source: str) -> float:

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import pytest
+import requests
 import responses
 
 from deploytrigger import Client
@@ -57,6 +58,8 @@ class FakePrefect:
         self.set_state_answer: Dict[str, Any] = {"status": "ACCEPT"}
         self.created: List[Dict[str, Any]] = []
         self._new_script = ["SCHEDULED", "RUNNING", "COMPLETED"]
+        self.outage: List[Optional[int]] = []  # what the next reads do (see fail_next)
+        self.outage_answers = 0
         self._lock = threading.Lock()
         mock.add_callback(
             responses.POST, f"{API}/flow_runs/filter", callback=self._filter, content_type=None
@@ -71,6 +74,7 @@ class FakePrefect:
             re.compile(rf"{re.escape(API)}/flow_runs/[0-9a-f-]+/set_state$"),
             callback=self._set_state,
         )
+        mock.add_callback(responses.POST, f"{API}/logs/filter", callback=self._logs)
         deployment = {
             "id": DEPLOYMENT_ID,
             "name": "add-dep",
@@ -131,9 +135,34 @@ class FakePrefect:
             self.reads[run_id] = read + 1
         return self.run_json(run_id, read)
 
+    def fail_next(self, count: int, status: int = 503, after: int = 0) -> None:
+        """Make ``count`` reads (runs, filters, logs) fail after ``after`` more succeed.
+
+        A failed read answers ``status``, or has its connection refused when it is 0.
+        """
+        with self._lock:
+            self.outage.extend([None] * after + [status] * count)
+
+    def _down(self) -> Optional[Tuple[int, Dict[str, str], str]]:
+        """The answer of a read during an outage, or None when the server answers."""
+        with self._lock:
+            status = self.outage.pop(0) if self.outage else None
+            if status is None:
+                return None
+            self.outage_answers += 1
+        if status == 0:
+            raise requests.exceptions.ConnectionError("connection refused (scripted outage)")
+        return status, {}, json.dumps({"detail": "scripted outage"})
+
     # -- endpoints ---------------------------------------------------------------------
 
+    def _logs(self, request: Any) -> Tuple[int, Dict[str, str], str]:
+        return self._down() or (200, {}, "[]")
+
     def _filter(self, request: Any) -> Tuple[int, Dict[str, str], str]:
+        down = self._down()
+        if down:
+            return down
         body = json.loads(request.body)
         with self._lock:
             self.filter_bodies.append(body)
@@ -144,6 +173,9 @@ class FakePrefect:
         return 200, {"Content-Type": "application/json"}, json.dumps(runs)
 
     def _read(self, request: Any) -> Tuple[int, Dict[str, str], str]:
+        down = self._down()
+        if down:
+            return down
         run_id = request.url.rsplit("/", 1)[-1]
         if run_id not in self.scripts:
             return 404, {}, json.dumps({"detail": "Flow run not found"})

@@ -33,6 +33,7 @@ PREFECT_VARIABLES = (
     "PREFECT_API_SSL_CERT_FILE",
     "PREFECT_API_TLS_INSECURE_SKIP_VERIFY",
     "PREFECT_API_REQUEST_TIMEOUT",
+    "PREFECT_CLIENT_MAX_RETRIES",
     "PREFECT_PROFILE",
     "PREFECT_PROFILES_PATH",
     "PREFECT_HOME",
@@ -87,6 +88,7 @@ def ca_file(tmp_path: Path, name: str) -> str:
             ("arg:pw", "env:pw", "profile:pw"),
         ),
         ("request_timeout", "PREFECT_API_REQUEST_TIMEOUT", "request_timeout", (5.0, 7.0, 9.0)),
+        ("max_retries", "PREFECT_CLIENT_MAX_RETRIES", "max_retries", (1, 2, 3)),
     ],
 )
 def test_argument_beats_environment_beats_active_profile(
@@ -504,3 +506,11 @@ def test_max_retries_must_be_a_whole_number_at_least_zero(home: Path, value: int
 
 def test_max_retries_zero_is_accepted(home: Path) -> None:
     assert resolve_settings(ARG_URL, max_retries=0, environ=environ(home)).max_retries == 0
+
+
+@pytest.mark.parametrize("value", ["-1", "many", "1.5"])
+def test_max_retries_from_the_environment_must_be_a_whole_number(home: Path, value: str) -> None:
+    env = environ(home, PREFECT_CLIENT_MAX_RETRIES=value)
+
+    with pytest.raises(ConfigurationError, match="PREFECT_CLIENT_MAX_RETRIES"):
+        resolve_settings(ARG_URL, environ=env)
