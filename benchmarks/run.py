@@ -34,14 +34,15 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+from deploytrigger.testing.local_server import LocalPrefect
+from deploytrigger.testing.postgres import postgres
+from deploytrigger.testing.proxy import Proxy
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "examples"))
-sys.path.insert(0, str(HERE))
-
-from local_prefect import LocalPrefect, free_port  # noqa: E402
-from proxy import CountingProxy  # noqa: E402
+FLOWS_SCRIPT = HERE.parent / "examples" / "flows.py"
+SERVED = ("add/add-dep", "echo/echo-dep")
 
 LIBS = ("deploytrigger", "prefect", "raw")
 LABELS = {"deploytrigger": "deploytrigger", "prefect": "Prefect 3.8.8", "raw": "raw requests"}
@@ -139,41 +140,6 @@ def percentile(values: Sequence[float], fraction: float) -> float:
     return ordered[index]
 
 
-@contextlib.contextmanager
-def postgres() -> Iterator[Optional[str]]:
-    """A throwaway PostgreSQL for the server (SQLite answers 16 writers with 503s), or None.
-
-    PostgreSQL refuses to run as root, so it runs as the ``postgres`` user.
-    """
-    if shutil.which("initdb") is None or shutil.which("pg_ctl") is None:
-        yield None
-        return
-    as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-    data = Path(tempfile.mkdtemp(prefix="deploytrigger-bench-pg-"))
-    port = free_port()
-    if as_postgres:
-        shutil.chown(data, "postgres")
-    run = dict(check=True, capture_output=True, timeout=120)
-    subprocess.run(
-        [*as_postgres, "initdb", "-D", str(data), "-A", "trust", "-U", "postgres"], **run
-    )
-    options = f"-p {port} -k {data} -c listen_addresses=127.0.0.1 -c max_connections=200"
-    log = data / "postgres.log"
-    subprocess.run(
-        [*as_postgres, "pg_ctl", "-D", str(data), "-o", options, "-l", str(log), "-w", "start"],
-        **run,
-    )
-    try:
-        yield f"postgresql+asyncpg://postgres@127.0.0.1:{port}/postgres"
-    finally:
-        subprocess.run(
-            [*as_postgres, "pg_ctl", "-D", str(data), "-m", "fast", "-w", "stop"],
-            capture_output=True,
-            timeout=120,
-        )
-        shutil.rmtree(data, ignore_errors=True)
-
-
 # -- the measurements ------------------------------------------------------------------------
 
 
@@ -245,7 +211,7 @@ def measure_fanout(bench: Bench, api_url: str, reps: int, count: int) -> None:
             bench.add("fanout", lib, result["per_second"])
 
 
-def measure_polling(bench: Bench, api_url: str, server_url: str) -> None:
+def measure_polling(bench: Bench, api_url: str) -> None:
     from deploytrigger import Client
 
     with Client(api_url) as client:
@@ -257,7 +223,7 @@ def measure_polling(bench: Bench, api_url: str, server_url: str) -> None:
         )
     ids_file = Path(bench.home) / "waiting-ids.json"
     ids_file.write_text(json.dumps([str(run.id) for run in runs]))
-    with CountingProxy(server_url) as proxy:
+    with Proxy(api_url) as proxy:
         for lib in LIBS:
             rounds = 3 if lib == "deploytrigger" else 2
             command = [sys.executable, str(HERE / "worker.py"), lib, "poll", proxy.api_url]
@@ -275,7 +241,7 @@ def measure_polling(bench: Bench, api_url: str, server_url: str) -> None:
                 if ready.strip() != "READY":
                     child.kill()
                     raise RuntimeError(f"{lib} poll worker: {ready}{child.communicate()[1]}")
-                proxy.reset()
+                proxy.clear_received()
                 child.stdin.write("go\n")
                 child.stdin.flush()
                 stdout, stderr = child.communicate(timeout=600)
@@ -402,10 +368,11 @@ def main() -> None:
     print("starting a local Prefect server ...", flush=True)
     env = {"PREFECT_SERVER_SERVICES_LATE_RUNS_ENABLED": "false"}
     with contextlib.ExitStack() as stack:
+        # SQLite answers 16 concurrent writers with 503s: PostgreSQL when installed.
         database = None if options.sqlite else stack.enter_context(postgres())
         if database:
             env["PREFECT_API_DATABASE_CONNECTION_URL"] = database
-        server = stack.enter_context(LocalPrefect(env=env))
+        server = stack.enter_context(LocalPrefect(FLOWS_SCRIPT, deployments=SERVED, env=env))
         api_url = server.api_url
         print("cold starts: import + Client() + one trigger ...", flush=True)
         measure_cold_start(bench, api_url, 3 if quick else 7)
@@ -416,7 +383,7 @@ def main() -> None:
         print("fan-out ...", flush=True)
         measure_fanout(bench, api_url, 1 if quick else 3, 96 if quick else 320)
         print(f"polling {WAITING_RUNS} waiting runs through a counting proxy ...", flush=True)
-        measure_polling(bench, api_url, api_url[: -len("/api")])
+        measure_polling(bench, api_url)
         print("completion to return ...", flush=True)
         measure_completion(bench, api_url, 2 if quick else 5)
     rows = table(bench)

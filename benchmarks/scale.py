@@ -1,8 +1,9 @@
 """Scaling on a production-shaped stack: deploytrigger against Prefect's own sync client.
 
 ``make bench-scale`` (or ``python benchmarks/scale.py [--quick]``) starts
-``prod_stack.ProdStack`` (PostgreSQL, the Prefect server, a process pool with
-two workers), puts a counting reverse proxy (``proxy.py``) in front of the
+``deploytrigger.testing.prod_stack.ProdStack`` (PostgreSQL, the Prefect server,
+a process pool with two workers, the flows of ``examples/flows.py``), puts a
+counting reverse proxy (``deploytrigger.testing.proxy.Proxy``) in front of the
 server and measures, for both clients in the same run:
 
 * thread scaling: triggers/s, p50/p95 latency of one trigger, HTTP requests
@@ -47,11 +48,11 @@ from typing import Any, Callable, Dict, List, Sequence, Tuple
 
 import requests
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+from deploytrigger.testing.prod_stack import ProdStack
+from deploytrigger.testing.proxy import Proxy
 
-from prod_stack import ProdStack  # noqa: E402
-from proxy import CountingProxy  # noqa: E402
+HERE = Path(__file__).resolve().parent
+FLOWS_SCRIPT = HERE.parent / "examples" / "flows.py"
 
 LIBS = ("deploytrigger", "prefect")
 LABELS = {"deploytrigger": "deploytrigger", "prefect": "Prefect 3.8.8 run_deployment"}
@@ -225,7 +226,7 @@ def child_main(args: Sequence[str]) -> None:
 class Runner:
     """Runs client subprocesses against the proxy and the simulated fleet against the server."""
 
-    def __init__(self, stack: ProdStack, proxy: CountingProxy, home: str) -> None:
+    def __init__(self, stack: ProdStack, proxy: Proxy, home: str) -> None:
         self.stack = stack
         self.proxy = proxy
         self.home = home
@@ -255,13 +256,13 @@ class Runner:
             text=True,
         ) as process:
             assert process.stdin is not None and process.stdout is not None
-            self.proxy.reset()
+            self.proxy.clear_received()
             ready = process.stdout.readline()
             if ready.strip() != "READY":
                 process.kill()
                 raise RuntimeError(f"{' '.join(args)}: {ready}{process.communicate()[1][-3000:]}")
             before = self.proxy.total()
-            self.proxy.reset()
+            self.proxy.clear_received()
             on_go()
             process.stdin.write("go\n")
             process.stdin.flush()
@@ -547,8 +548,8 @@ def main() -> None:
     print("starting PostgreSQL, the Prefect server and 2 workers ...", flush=True)
     with contextlib.ExitStack() as stack_of:
         home = stack_of.enter_context(tempfile.TemporaryDirectory(prefix="deploytrigger-scale-"))
-        stack = stack_of.enter_context(ProdStack(workers=2, env=env))
-        proxy = stack_of.enter_context(CountingProxy(stack.api_url[: -len("/api")]))
+        stack = stack_of.enter_context(ProdStack(FLOWS_SCRIPT, workers=2, env=env))
+        proxy = stack_of.enter_context(Proxy(stack.api_url))
         runner = Runner(stack, proxy, home)
         print("thread scaling ...", flush=True)
         measure_threads(runner, count, thread_results)

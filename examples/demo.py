@@ -1,20 +1,17 @@
 """deploytrigger end to end: start a local Prefect server, run a deployment, wait for it.
 
-Run ``make demo``, or ``python examples/demo.py`` with the ``server`` extra
-installed. Exits 0 when the flow run completed, 1 otherwise.
+Run ``make demo``, or ``python examples/demo.py`` with deploytrigger and its
+``server`` extra installed (``pip install -e '.[server]'``). Exits 0 when the
+flow run completed, 1 otherwise.
 """
 
 import sys
 from pathlib import Path
 
-from local_prefect import LocalPrefect
+import deploytrigger
+from deploytrigger.testing.local_server import LocalPrefect
 
-try:
-    import deploytrigger
-except ImportError:  # a checkout without `pip install -e .`
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    import deploytrigger
-
+FLOWS_SCRIPT = Path(__file__).resolve().parent / "flows.py"
 DEPLOYMENT = "add/add-dep"
 PARAMETERS = {"x": 40}
 
@@ -22,7 +19,7 @@ PARAMETERS = {"x": 40}
 def main() -> int:
     """Run the demo; return the process exit code."""
     print("Starting a local Prefect server and serving examples/flows.py (about 20 s)...")
-    with LocalPrefect() as prefect:
+    with LocalPrefect(FLOWS_SCRIPT, deployments=[DEPLOYMENT]) as prefect:
         print(f"Server ready at {prefect.api_url}")
         print(f"Running {DEPLOYMENT} with {PARAMETERS} (the deployment's default y is 10)...")
         try:

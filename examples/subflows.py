@@ -1,8 +1,9 @@
 """Parent runs: a plain script shows up in Prefect as one run, its triggered runs nested under it.
 
-Run ``python examples/subflows.py`` with the ``server`` extra installed: it
-starts a local Prefect server serving ``examples/flows.py``, or uses the
-server at ``PREFECT_API_URL`` when that is set (it must serve ``add/add-dep``).
+Run ``python examples/subflows.py`` with deploytrigger and its ``server`` extra
+installed: it starts a local Prefect server serving ``examples/flows.py``, or
+uses the server at ``PREFECT_API_URL`` when that is set (it must serve
+``add/add-dep``).
 
 What it shows, in order:
 
@@ -19,14 +20,10 @@ import sys
 from contextlib import ExitStack
 from pathlib import Path
 
-from local_prefect import LocalPrefect
+import deploytrigger
+from deploytrigger.testing.local_server import LocalPrefect
 
-try:
-    import deploytrigger
-except ImportError:  # a checkout without `pip install -e .`
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    import deploytrigger
-
+FLOWS_SCRIPT = Path(__file__).resolve().parent / "flows.py"
 DEPLOYMENT = "add/add-dep"
 CHILDREN = 8
 
@@ -37,7 +34,8 @@ def main() -> int:
         api_url = os.environ.get("PREFECT_API_URL")
         if not api_url:
             print("Starting a local Prefect server serving examples/flows.py (about 20 s)...")
-            api_url = stack.enter_context(LocalPrefect()).api_url
+            server = LocalPrefect(FLOWS_SCRIPT, deployments=[DEPLOYMENT])
+            api_url = stack.enter_context(server).api_url
         client = stack.enter_context(deploytrigger.Client(api_url))
 
         with client.flow_run("nightly-batch", name="subflows-example") as parent:

@@ -1,22 +1,26 @@
 """Shared fixtures: a real Prefect server for the integration tests.
 
 The server starts once per session, and only when a test asks for it, so the
-unit tests run without one. ``examples/`` is put on ``sys.path`` for
-``local_prefect`` (the harness the demo uses too).
+unit tests run without one. It serves ``examples/flows.py``, run by path
+(the demo serves the same script).
 """
 
-import sys
 from pathlib import Path
-from typing import Any, Dict, Iterator
+from typing import Any, Dict, Iterator, Tuple
 
 import pytest
+from server_http import server_session
 
-EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
-sys.path.insert(0, str(EXAMPLES_DIR))
+from deploytrigger.testing.local_server import LocalPrefect
 
-from local_prefect import LocalPrefect  # noqa: E402
-from server_http import server_session  # noqa: E402
-
+FLOWS_SCRIPT = Path(__file__).resolve().parent.parent / "examples" / "flows.py"
+#: The deployments that ``examples/flows.py`` serves, as ``"<flow>/<deployment>"``.
+DEPLOYMENT_NAMES: Tuple[str, ...] = (
+    "add/add-dep",
+    "fail/fail-dep",
+    "sleepy/sleepy-dep",
+    "echo/echo-dep",
+)
 POOL_NAME = "test-pool"
 POOL_QUEUE_NAME = "wq"
 POOLED_DEPLOYMENT = "pooled/pooled-dep"
@@ -25,7 +29,7 @@ POOLED_DEPLOYMENT = "pooled/pooled-dep"
 @pytest.fixture(scope="session")
 def prefect() -> Iterator[LocalPrefect]:
     """A started local Prefect server serving ``examples/flows.py``."""
-    with LocalPrefect() as server:
+    with LocalPrefect(FLOWS_SCRIPT, deployments=DEPLOYMENT_NAMES) as server:
         yield server
 
 
@@ -82,7 +86,7 @@ def auth_prefect() -> Iterator[LocalPrefect]:
     test asks for it, shared by the auth and secrets tests.
     """
     env = {"PREFECT_SERVER_API_AUTH_STRING": f"{AUTH_USER}:{AUTH_PASSWORD}"}
-    with LocalPrefect(serve_flows=False, env=env) as server:
+    with LocalPrefect(env=env) as server:
         with server_session(server.auth) as http:
 
             def post(path: str, body: Dict[str, Any]) -> Dict[str, Any]:

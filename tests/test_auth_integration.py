@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 from conftest import AUTH_DEPLOYMENT, AUTH_FLOW, AUTH_PASSWORD, AUTH_USER
-from local_prefect import LocalPrefect
 
 from deploytrigger import AuthenticationError, Client, StateType
+from deploytrigger.testing.local_server import LocalPrefect
 
 pytestmark = pytest.mark.integration
 

@@ -3,7 +3,7 @@
 Argument checks need no server: they run against a client pointed at a closed
 port, so an error other than the expected one would show a request was sent.
 Server-side cases (unknown deployments, schema rejections, odd answers) use
-the session's real server, through a :class:`~faultproxy.FaultProxy` where
+the session's real server, through a :class:`~deploytrigger.testing.proxy.Proxy` where
 the server has to misbehave.
 """
 
@@ -17,8 +17,6 @@ from typing import Any, Callable, Dict, Iterator, Type
 import pytest
 import requests
 import tenacity
-from faultproxy import FaultProxy, Rule
-from local_prefect import free_port
 from server_http import raw
 
 import deploytrigger
@@ -36,6 +34,8 @@ from deploytrigger import (
     PermissionDeniedError,
     ServerError,
 )
+from deploytrigger.testing.processes import free_port
+from deploytrigger.testing.proxy import Proxy, Rule
 
 LEAKY = (requests.RequestException, tenacity.RetryError, KeyError, json.JSONDecodeError)
 
@@ -246,8 +246,8 @@ def client(api_url: str) -> Iterator[Client]:
 
 
 @pytest.fixture
-def proxy(api_url: str) -> Iterator[FaultProxy]:
-    with FaultProxy(api_url, seed=1) as started:
+def proxy(api_url: str) -> Iterator[Proxy]:
+    with Proxy(api_url, seed=1) as started:
         yield started
 
 
@@ -334,7 +334,7 @@ def test_naive_scheduled_time_is_taken_as_utc_and_aware_is_converted(
 
 
 @pytest.mark.integration
-def test_non_json_answer_is_an_invalid_response_error(proxy: FaultProxy) -> None:
+def test_non_json_answer_is_an_invalid_response_error(proxy: Proxy) -> None:
     proxy.add_rule(Rule(action="garbage", method="GET"))
     with Client(proxy.api_url) as client:
         raises_clearly(
@@ -347,7 +347,7 @@ def test_non_json_answer_is_an_invalid_response_error(proxy: FaultProxy) -> None
 
 
 @pytest.mark.integration
-def test_500_with_an_html_body_is_a_server_error_showing_the_body(proxy: FaultProxy) -> None:
+def test_500_with_an_html_body_is_a_server_error_showing_the_body(proxy: Proxy) -> None:
     proxy.add_rule(Rule(action="status", status=500, body=b"<h1>Internal oops</h1>"))
     with Client(proxy.api_url) as client:
         raises_clearly(
@@ -359,7 +359,7 @@ def test_500_with_an_html_body_is_a_server_error_showing_the_body(proxy: FaultPr
 
 
 @pytest.mark.integration
-def test_403_is_a_permission_error(proxy: FaultProxy) -> None:
+def test_403_is_a_permission_error(proxy: Proxy) -> None:
     proxy.add_rule(Rule(action="status", status=403, body=b'{"detail":"Forbidden"}'))
     with Client(proxy.api_url) as client:
         raises_clearly(
@@ -372,7 +372,7 @@ def test_403_is_a_permission_error(proxy: FaultProxy) -> None:
 
 @pytest.mark.integration
 def test_created_run_answer_missing_fields_is_an_invalid_response_error(
-    proxy: FaultProxy,
+    proxy: Proxy,
 ) -> None:
     proxy.add_rule(Rule(action="status", status=201, path=r"/create_flow_run$", body=b"{}"))
     with Client(proxy.api_url) as client:

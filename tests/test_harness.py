@@ -1,8 +1,10 @@
 """The real-server harness itself: the server is up and has every deployment the tests use."""
 
 import pytest
-from local_prefect import DEPLOYMENT_NAMES, LocalPrefect
+from conftest import DEPLOYMENT_NAMES
 from server_http import raw
+
+from deploytrigger.testing.local_server import LocalPrefect
 
 
 @pytest.mark.integration

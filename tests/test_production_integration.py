@@ -1,30 +1,27 @@
 """deploytrigger on a production-shaped stack: PostgreSQL, a work pool, real workers.
 
-The stack (``benchmarks/prod_stack.py``) starts once for this module and is
-stopped at its end, also when a test fails. Requests are counted by a
-reverse proxy in front of the server (``benchmarks/proxy.py``): what the
+The stack (:class:`~deploytrigger.testing.prod_stack.ProdStack`, with the
+flows of ``examples/flows.py``) starts once for this module and is stopped at
+its end, also when a test fails. Requests are counted by a reverse proxy in
+front of the server (:class:`~deploytrigger.testing.proxy.Proxy`): what the
 server receives, whichever client code sends it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import sys
 import time
 import uuid
-from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
 import requests
+from conftest import FLOWS_SCRIPT
 
 from deploytrigger import Client, StateType
-
-BENCHMARKS_DIR = Path(__file__).resolve().parent.parent / "benchmarks"
-sys.path.insert(0, str(BENCHMARKS_DIR))
-
-from prod_stack import DEPLOYMENTS, ProdStack, postgres_available  # noqa: E402
-from proxy import CountingProxy  # noqa: E402
+from deploytrigger.testing.postgres import postgres_available
+from deploytrigger.testing.prod_stack import DEPLOYMENTS, ProdStack
+from deploytrigger.testing.proxy import Proxy
 
 pytestmark = [
     pytest.mark.integration,
@@ -41,13 +38,13 @@ LATER = dt.timedelta(hours=1)  # runs nobody should execute during the test
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[ProdStack]:
-    with ProdStack(workers=2, startup_timeout=300) as started:
+    with ProdStack(FLOWS_SCRIPT, workers=2, startup_timeout=300) as started:
         yield started
 
 
 @pytest.fixture()
-def proxy(stack: ProdStack) -> Iterator[CountingProxy]:
-    with CountingProxy(stack.api_url[: -len("/api")]) as counting:
+def proxy(stack: ProdStack) -> Iterator[Proxy]:
+    with Proxy(stack.api_url) as counting:
         yield counting
 
 
@@ -86,7 +83,7 @@ def test_runs_execute_end_to_end_through_the_pool_workers(stack: ProdStack) -> N
 
 
 def test_steady_state_triggering_costs_one_request_per_trigger(
-    stack: ProdStack, proxy: CountingProxy
+    stack: ProdStack, proxy: Proxy
 ) -> None:
     with Client(proxy.api_url) as client:
         client.run_deployment(ADD, timeout=0, scheduled_time=later())
@@ -94,14 +91,14 @@ def test_steady_state_triggering_costs_one_request_per_trigger(
             "GET /api/deployments/name/add/add-dep": 1,
             "POST /api/deployments/{id}/create_flow_run": 1,
         }
-        proxy.reset()
+        proxy.clear_received()
         for x in range(20):
             client.run_deployment(ADD, parameters={"x": x}, timeout=0, scheduled_time=later())
         assert proxy.by_endpoint() == {"POST /api/deployments/{id}/create_flow_run": 20}
 
 
 def test_a_deployment_deleted_and_recreated_under_its_name_still_triggers(
-    stack: ProdStack, proxy: CountingProxy
+    stack: ProdStack, proxy: Proxy
 ) -> None:
     flow = http(stack, "POST", "/flows/", {"name": "add"})
     body = stack.deployment_body(flow["id"], "recreated-dep", DEPLOYMENTS[ADD])
@@ -112,7 +109,7 @@ def test_a_deployment_deleted_and_recreated_under_its_name_still_triggers(
         http(stack, "DELETE", f"/deployments/{first['id']}")
         second = http(stack, "POST", "/deployments/", body)
         assert second["id"] != first["id"]
-        proxy.reset()
+        proxy.clear_received()
         after = client.run_deployment(
             "add/recreated-dep", parameters={"x": 5}, timeout=120, poll_interval=1
         )
@@ -126,7 +123,7 @@ def test_a_deployment_deleted_and_recreated_under_its_name_still_triggers(
 
 
 def test_run_many_creates_two_hundred_runs_exactly_once_and_waits_in_one_request_per_poll(
-    stack: ProdStack, proxy: CountingProxy
+    stack: ProdStack, proxy: Proxy
 ) -> None:
     tag = f"batch-{uuid.uuid4().hex[:8]}"
     when = later()
@@ -136,7 +133,7 @@ def test_run_many_creates_two_hundred_runs_exactly_once_and_waits_in_one_request
     with Client(proxy.api_url, pool_size=16) as client:
         runs = client.run_many(calls, max_workers=16, timeout=0)
         created = proxy.by_endpoint()
-        proxy.reset()
+        proxy.clear_received()
         done, not_done = client.wait_all([run.id for run in runs], timeout=2, poll_interval=1)
         polls = proxy.by_endpoint()
     assert created == {

@@ -1,6 +1,6 @@
 """Reliability under injected faults, against the real Prefect server.
 
-A :class:`~faultproxy.FaultProxy` sits between deploytrigger and the server and
+A :class:`~deploytrigger.testing.proxy.Proxy` sits between deploytrigger and the server and
 resets connections, drops answers after the server acted, delays past the
 request timeout and answers 429/503. What must hold: every call creates
 exactly one run (the one it returns), waits end correctly or on time, and
@@ -19,12 +19,13 @@ from typing import Any, Dict, Iterator, List, Tuple
 
 import pytest
 import tenacity
-from faultproxy import FaultProxy, Rule
-from local_prefect import LocalPrefect
+from conftest import DEPLOYMENT_NAMES, FLOWS_SCRIPT
 from server_http import raw
 
 from deploytrigger import Client, RateLimitedError, RequestTimeoutError, ServerError, StateType
 from deploytrigger.models import FlowRun
+from deploytrigger.testing.local_server import LocalPrefect
+from deploytrigger.testing.proxy import Proxy, Rule
 
 pytestmark = pytest.mark.integration
 
@@ -52,8 +53,8 @@ def threaded_backoff(state: tenacity.RetryCallState) -> float:
 
 
 @pytest.fixture
-def proxy(api_url: str) -> Iterator[FaultProxy]:
-    with FaultProxy(api_url, seed=6) as started:
+def proxy(api_url: str) -> Iterator[Proxy]:
+    with Proxy(api_url, seed=6) as started:
         yield started
 
 
@@ -125,7 +126,7 @@ def assert_exactly_once(api_url: str, tag: str, results: List[Tuple[int, FlowRun
 
 @pytest.mark.parametrize("threads", [1, 16])
 def test_200_creates_through_20_percent_faults_make_exactly_200_runs(
-    proxy: FaultProxy, api_url: str, threads: int
+    proxy: Proxy, api_url: str, threads: int
 ) -> None:
     request_timeout = 1.5
     proxy.add_rule(mixed_faults(0.2, request_timeout))
@@ -147,7 +148,7 @@ def test_200_creates_through_20_percent_faults_make_exactly_200_runs(
     assert len(creates) > 200
 
 
-def test_wait_completes_while_every_other_poll_is_dropped(proxy: FaultProxy, api_url: str) -> None:
+def test_wait_completes_while_every_other_poll_is_dropped(proxy: Proxy, api_url: str) -> None:
     proxy.add_rule(Rule(action="drop", method="GET", path=POLL, every=2))
     with Client(proxy.api_url, request_timeout=10, backoff=quick_backoff) as client:
         run = client.run_deployment(
@@ -160,7 +161,7 @@ def test_wait_completes_while_every_other_poll_is_dropped(proxy: FaultProxy, api
 
 
 def test_wait_with_timeout_returns_on_time_when_the_server_stops_answering(
-    proxy: FaultProxy,
+    proxy: Proxy,
 ) -> None:
     request_timeout = 2.0
     # Once the run exists the server "stops answering": every poll hangs past the timeout.
@@ -183,7 +184,7 @@ def test_wait_with_timeout_returns_on_time_when_the_server_stops_answering(
 
 
 def test_wait_for_known_run_ends_on_time_when_the_server_stops_answering(
-    proxy: FaultProxy,
+    proxy: Proxy,
 ) -> None:
     request_timeout = 2.0
     with Client(proxy.api_url, request_timeout=request_timeout) as client:
@@ -200,7 +201,7 @@ def test_wait_for_known_run_ends_on_time_when_the_server_stops_answering(
     assert str(created.id) in str(caught.value) and "2s" in str(caught.value)
 
 
-def test_retry_after_in_seconds_is_honoured(proxy: FaultProxy) -> None:
+def test_retry_after_in_seconds_is_honoured(proxy: Proxy) -> None:
     proxy.add_rule(
         Rule(action="status", status=429, path=CREATE, nth={1}, headers={"Retry-After": "2"})
     )
@@ -215,7 +216,7 @@ def test_retry_after_in_seconds_is_honoured(proxy: FaultProxy) -> None:
     assert isinstance(run.id, uuid.UUID)
 
 
-def test_retry_after_as_http_date_is_honoured(proxy: FaultProxy) -> None:
+def test_retry_after_as_http_date_is_honoured(proxy: Proxy) -> None:
     not_before = int(time.time()) + 3
     proxy.add_rule(
         Rule(
@@ -237,7 +238,7 @@ def test_retry_after_as_http_date_is_honoured(proxy: FaultProxy) -> None:
     ("status", "error_type"), [(503, ServerError), (429, RateLimitedError), (502, ServerError)]
 )
 def test_retries_stop_at_max_retries_with_an_error_naming_status_url_and_attempts(
-    proxy: FaultProxy, status: int, error_type: type
+    proxy: Proxy, status: int, error_type: type
 ) -> None:
     proxy.add_rule(Rule(action="status", status=status, method="GET", headers={"Retry-After": "0"}))
     client = Client(proxy.api_url, max_retries=3, backoff=quick_backoff)
@@ -251,7 +252,7 @@ def test_retries_stop_at_max_retries_with_an_error_naming_status_url_and_attempt
     assert len(proxy.matching("GET", r"/deployments/name/")) == 4
 
 
-def test_retry_after_beyond_five_minutes_is_raised_not_waited_for(proxy: FaultProxy) -> None:
+def test_retry_after_beyond_five_minutes_is_raised_not_waited_for(proxy: Proxy) -> None:
     proxy.add_rule(Rule(action="status", status=429, headers={"Retry-After": "3600"}))
     started = time.monotonic()
     with Client(proxy.api_url) as client, pytest.raises(RateLimitedError) as caught:
@@ -261,7 +262,7 @@ def test_retry_after_beyond_five_minutes_is_raised_not_waited_for(proxy: FaultPr
     assert len(proxy.matching()) == 1
 
 
-def test_500_is_not_retried(proxy: FaultProxy) -> None:
+def test_500_is_not_retried(proxy: Proxy) -> None:
     proxy.add_rule(Rule(action="status", status=500, body=b'{"detail":"kaboom"}'))
     with Client(proxy.api_url, backoff=quick_backoff) as client, pytest.raises(ServerError) as e:
         client.read_deployment_by_name("add/add-dep")
@@ -274,7 +275,7 @@ def test_500_is_not_retried(proxy: FaultProxy) -> None:
 
 @pytest.fixture(scope="module")
 def restartable() -> Iterator[LocalPrefect]:
-    with LocalPrefect() as server:
+    with LocalPrefect(FLOWS_SCRIPT, deployments=DEPLOYMENT_NAMES) as server:
         yield server
 
 

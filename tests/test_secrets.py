@@ -18,11 +18,12 @@ from typing import List
 
 import pytest
 from conftest import AUTH_DEPLOYMENT, AUTH_FLOW, AUTH_PASSWORD, AUTH_USER
-from faultproxy import FaultProxy, Rule
-from local_prefect import LocalPrefect, free_port
 
 from deploytrigger import Client, DeployTriggerError
 from deploytrigger.settings import resolve_settings
+from deploytrigger.testing.local_server import LocalPrefect
+from deploytrigger.testing.processes import free_port
+from deploytrigger.testing.proxy import Proxy, Rule
 
 pytestmark = pytest.mark.integration
 
@@ -64,7 +65,7 @@ def test_no_secret_appears_in_reprs_logs_errors_or_cli_output(
         caplog.set_level(logging.DEBUG, logger=name)
     seen: List[str] = []
 
-    with FaultProxy(auth_prefect.api_url) as proxy:
+    with Proxy(auth_prefect.api_url) as proxy:
         proxy.add_rule(Rule(action="status", status=503, nth={1}, headers={"Retry-After": "0"}))
         proxy.add_rule(Rule(action="drop", method="POST", nth={1}))
         monkeypatch.setenv("PREFECT_API_URL", proxy.api_url)

@@ -1,6 +1,6 @@
 """TLS against an HTTPS proxy whose CA and certificate are made in the test.
 
-The :class:`~faultproxy.FaultProxy` serves HTTPS on 127.0.0.1 with a server
+The :class:`~deploytrigger.testing.proxy.Proxy` serves HTTPS on 127.0.0.1 with a server
 certificate signed by a throwaway CA and forwards to the session's server.
 """
 
@@ -18,10 +18,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from faultproxy import FaultProxy
 
 from deploytrigger import Client, TLSError
 from deploytrigger import settings as settings_module
+from deploytrigger.testing.proxy import Proxy
 
 pytestmark = pytest.mark.integration
 
@@ -109,11 +109,11 @@ def certificates(tmp_path_factory: pytest.TempPathFactory) -> Tuple[Path, Path, 
 
 
 @pytest.fixture
-def https_proxy(api_url: str, certificates: Tuple[Path, Path, Path]) -> Iterator[FaultProxy]:
+def https_proxy(api_url: str, certificates: Tuple[Path, Path, Path]) -> Iterator[Proxy]:
     _, cert_path, key_path = certificates
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert_path, key_path)
-    with FaultProxy(api_url, ssl_context=context) as proxy:
+    with Proxy(api_url, ssl_context=context) as proxy:
         yield proxy
 
 
@@ -125,7 +125,7 @@ def clean_tls_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
-def test_untrusted_certificate_fails_with_a_clear_tls_error(https_proxy: FaultProxy) -> None:
+def test_untrusted_certificate_fails_with_a_clear_tls_error(https_proxy: Proxy) -> None:
     assert https_proxy.api_url.startswith("https://")
     with Client(https_proxy.api_url) as client:
         assert client.settings.verify is True  # on by default
@@ -139,7 +139,7 @@ def test_untrusted_certificate_fails_with_a_clear_tls_error(https_proxy: FaultPr
 
 
 def test_ssl_cert_file_setting_trusts_the_local_ca(
-    https_proxy: FaultProxy,
+    https_proxy: Proxy,
     certificates: Tuple[Path, Path, Path],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -155,7 +155,7 @@ def test_ssl_cert_file_setting_trusts_the_local_ca(
 
 @pytest.mark.parametrize("how", ["argument", "environment"])
 def test_skip_verify_works_and_warns_once(
-    https_proxy: FaultProxy, monkeypatch: pytest.MonkeyPatch, how: str
+    https_proxy: Proxy, monkeypatch: pytest.MonkeyPatch, how: str
 ) -> None:
     monkeypatch.setattr(settings_module, "_warned_insecure", False)
     if how == "environment":

@@ -1,8 +1,12 @@
-"""A fault-injecting reverse proxy for tests: SDK -> FaultProxy -> real Prefect server.
+"""A reverse proxy on loopback that records, counts and spoils requests: client -> Proxy -> server.
 
 The proxy listens on a free loopback port (optionally with TLS) and forwards
-every request to ``upstream``. Rules pick requests to spoil, by method and path
-regex and by occurrence (``nth``, ``every``) or at a seeded ``rate``:
+every request to ``upstream`` as it came, and every answer back as it came
+(bodies still compressed). Every request received is recorded (method, path,
+monotonic and wall-clock receive times, action), so tests can count requests
+per endpoint and assert how retries were spaced. Rules pick requests to spoil,
+by method and path regex and by occurrence (``nth``, ``every``) or at a seeded
+``rate``:
 
 ========== ====================================================================
 action     what the client sees
@@ -17,14 +21,14 @@ status     an answer made up by the proxy: ``status`` with ``headers`` and
 garbage    ``200`` with a body that is not JSON, not forwarded
 ========== ====================================================================
 
-Every request received is recorded (method, path, monotonic and wall-clock
-receive times, action) so tests can assert how retries were spaced::
+::
 
-    with FaultProxy(api_url) as proxy:
+    with Proxy(api_url) as proxy:
         proxy.add_rule(Rule(action="status", status=429, path=r"/create_flow_run$",
                             nth={1}, headers={"Retry-After": "2"}))
         Client(proxy.api_url).run_deployment(...)
         times = proxy.times(path=r"/create_flow_run$")
+        proxy.clear_received(); ...; print(proxy.total(), proxy.by_endpoint())
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ import ssl
 import struct
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Dict, FrozenSet, List, Optional, Sequence, Tuple
@@ -45,6 +50,9 @@ from urllib.parse import urlsplit
 import requests
 
 ACTIONS = ("reset", "drop", "delay", "status", "garbage")
+"""What a :class:`Rule` can do to a request; ``"mixed"`` picks one of its ``mix``."""
+
+UPSTREAM_TIMEOUT_SECONDS = 120.0
 
 _HOP_BY_HOP = frozenset(
     {
@@ -56,8 +64,8 @@ _HOP_BY_HOP = frozenset(
         "trailers",
         "transfer-encoding",
         "upgrade",
+        "host",
         "content-length",
-        "content-encoding",
     }
 )
 
@@ -84,7 +92,7 @@ class Rule:
     limit: Optional[int] = None
     status: int = 503
     headers: Dict[str, str] = field(default_factory=dict)
-    body: bytes = b'{"detail":"injected by FaultProxy"}'
+    body: bytes = b'{"detail":"injected by the test proxy"}'
     delay: float = 0.0
     mix: Sequence[Rule] = ()
     seen: int = 0
@@ -95,10 +103,25 @@ class Rule:
             raise ValueError(f"unknown action {self.action!r}")
         self.nth = frozenset(self.nth)
 
+    def fires(self, chance: random.Random) -> bool:
+        """Whether the rule acts on the request it has just counted in ``seen``.
+
+        Args:
+            chance: Draws the number compared with ``rate``, only when it is needed.
+        """
+        if self.limit is not None and self.fired >= self.limit:
+            return False
+        return (
+            self.seen in self.nth
+            or (self.every is not None and self.seen % self.every == 0)
+            or (self.rate is not None and chance.random() < self.rate)
+            or (not self.nth and self.every is None and self.rate is None)
+        )
+
 
 @dataclass(frozen=True)
 class Received:
-    """One request as the proxy received it."""
+    """One request as the proxy received it, and what it did with it (``"forward"``: nothing)."""
 
     method: str
     path: str
@@ -107,16 +130,21 @@ class Received:
     action: str
 
 
-class FaultProxy:
-    """A threaded reverse proxy in front of ``upstream`` that injects faults.
+class Proxy:
+    """A threaded reverse proxy in front of ``upstream`` that records requests and injects faults.
+
+    Without rules it only forwards and counts. Use it as a context manager, or
+    call :meth:`start` and :meth:`stop`.
 
     Args:
-        upstream: the real server's API URL (``http://127.0.0.1:4200/api``).
-        seed: seeds every random choice, so a run is repeatable.
-        ssl_context: serve HTTPS with this server-side context.
+        upstream: The real server's API URL (``http://127.0.0.1:4200/api``).
+        seed: Seeds every random choice, so a run is repeatable.
+        ssl_context: Serve HTTPS with this server-side context.
 
     Attributes:
-        api_url: the proxy's API URL (same path as ``upstream``).
+        api_url: The proxy's API URL (same path as ``upstream``).
+        upstream_origin: ``scheme://host:port`` of ``upstream``.
+        received: Every request received since the last :meth:`clear_received`.
     """
 
     def __init__(
@@ -124,11 +152,11 @@ class FaultProxy:
     ) -> None:
         parts = urlsplit(upstream)
         self.upstream_origin = f"{parts.scheme}://{parts.netloc}"
+        self.received: List[Received] = []
         self._rules: List[Rule] = []
         self._lock = threading.Lock()
         self._random = random.Random(seed)
         self._stopping = threading.Event()
-        self.received: List[Received] = []
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.proxy = self
         if ssl_context is not None:
@@ -136,12 +164,15 @@ class FaultProxy:
         port = self._server.server_address[1]
         scheme = "https" if ssl_context is not None else "http"
         self.api_url = f"{scheme}://127.0.0.1:{port}{parts.path}"
-        self._local = threading.local()
         self._thread: Optional[threading.Thread] = None
+
+    def __repr__(self) -> str:
+        return f"Proxy({self.api_url!r} -> {self.upstream_origin!r})"
 
     # -- lifecycle --------------------------------------------------------------
 
-    def start(self) -> FaultProxy:
+    def start(self) -> Proxy:
+        """Start serving in a daemon thread; returns this proxy."""
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         )
@@ -158,25 +189,34 @@ class FaultProxy:
         self._server.server_close()
         self._server.close_all()
 
-    def __enter__(self) -> FaultProxy:
+    def __enter__(self) -> Proxy:
         return self.start()
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
-    # -- configuration and records ------------------------------------------------
+    # -- rules ------------------------------------------------------------------
 
     def add_rule(self, rule: Rule) -> Rule:
+        """Apply ``rule`` to the requests from now on, after the rules added before it."""
         with self._lock:
             self._rules.append(rule)
         return rule
 
     def clear_rules(self) -> None:
+        """Forward every request from now on."""
         with self._lock:
             self._rules.clear()
 
+    # -- records and counts -------------------------------------------------------
+
+    def clear_received(self) -> None:
+        """Forget the requests received so far (rules keep their counts)."""
+        with self._lock:
+            self.received.clear()
+
     def matching(self, method: str = ".*", path: str = ".*") -> List[Received]:
-        """The requests received so far whose method and path match the regexes."""
+        """The requests received whose method and path (with query) match the regexes."""
         with self._lock:
             return [
                 r for r in self.received if re.search(method, r.method) and re.search(path, r.path)
@@ -187,18 +227,25 @@ class FaultProxy:
         return [r.monotonic for r in self.matching(method, path)]
 
     def actions(self) -> Dict[str, int]:
-        """How many requests each action was applied to ("forward" for untouched ones)."""
-        counts: Dict[str, int] = {}
+        """How many requests each action was applied to (``"forward"`` for untouched ones)."""
         with self._lock:
-            for r in self.received:
-                counts[r.action] = counts.get(r.action, 0) + 1
-        return counts
+            return dict(Counter(r.action for r in self.received))
+
+    def total(self) -> int:
+        """How many requests were received."""
+        with self._lock:
+            return len(self.received)
+
+    def by_endpoint(self) -> Dict[str, int]:
+        """Requests received per ``"METHOD /path"``, query dropped and UUIDs folded to ``{id}``."""
+        with self._lock:
+            return dict(Counter(_endpoint(r.method, r.path) for r in self.received))
 
     # -- decisions --------------------------------------------------------------
 
-    def _decide(self, method: str, path: str) -> Tuple[Optional[Rule], Received]:
+    def _decide(self, method: str, path: str) -> Optional[Rule]:
+        """Record a request and pick the rule that acts on it (None: forward it)."""
         with self._lock:
-            chosen: Optional[Rule] = None
             matching = [
                 rule
                 for rule in self._rules
@@ -206,41 +253,31 @@ class FaultProxy:
             ]
             for rule in matching:  # every matching rule counts the request
                 rule.seen += 1
-            for rule in matching:
-                if rule.limit is not None and rule.fired >= rule.limit:
-                    continue
-                fires = (
-                    rule.seen in rule.nth
-                    or (rule.every is not None and rule.seen % rule.every == 0)
-                    or (rule.rate is not None and self._random.random() < rule.rate)
-                    or (not rule.nth and rule.every is None and rule.rate is None)
-                )
-                if fires:
-                    rule.fired += 1
-                    chosen = rule
-                    break
-            if chosen is not None and chosen.action == "mixed":
-                chosen = self._random.choice(list(chosen.mix))
-            record = Received(
-                method, path, time.monotonic(), time.time(), chosen.action if chosen else "forward"
-            )
-            self.received.append(record)
-            return chosen, record
+            chosen = next((rule for rule in matching if rule.fires(self._random)), None)
+            if chosen is not None:
+                chosen.fired += 1
+                if chosen.action == "mixed":
+                    chosen = self._random.choice(list(chosen.mix))
+            action = chosen.action if chosen else "forward"
+            self.received.append(Received(method, path, time.monotonic(), time.time(), action))
+            return chosen
 
-    def _upstream_session(self) -> requests.Session:
-        session = getattr(self._local, "session", None)
-        if session is None:
-            session = requests.Session()
-            self._local.session = session
-        return session
+
+def _endpoint(method: str, path: str) -> str:
+    parts = [
+        "{id}" if len(part) == 36 and part.count("-") == 4 else part
+        for part in path.split("?", 1)[0].split("/")
+    ]
+    return f"{method} {'/'.join(parts)}"
 
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
-    proxy: FaultProxy
+    request_queue_size = 128  # many client threads connect at once
+    proxy: Proxy
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self._connections: List[socket.socket] = []
         self._connections_lock = threading.Lock()
 
@@ -262,8 +299,20 @@ class _Server(ThreadingHTTPServer):
 
 
 class _Handler(BaseHTTPRequestHandler):
+    """One client connection, with its own upstream session (so its own upstream connection)."""
+
     protocol_version = "HTTP/1.1"
     server: _Server
+
+    def setup(self) -> None:
+        super().setup()
+        self.upstream = requests.Session()
+        self.upstream.headers.clear()  # send the client's headers, no more
+
+    def finish(self) -> None:
+        self.upstream.close()
+        with contextlib.suppress(OSError):
+            super().finish()
 
     def log_message(self, format: str, *args: object) -> None:
         pass
@@ -272,7 +321,7 @@ class _Handler(BaseHTTPRequestHandler):
         proxy = self.server.proxy
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
-        rule, _ = proxy._decide(self.command, self.path)
+        rule = proxy._decide(self.command, self.path)
         action = rule.action if rule else "forward"
         if action == "reset":
             self._reset()
@@ -290,31 +339,32 @@ class _Handler(BaseHTTPRequestHandler):
                 self._reset()
                 return
         try:
-            response = self._forward(body)
+            status, headers, content = self._forward(body)
         except requests.RequestException:
             self._reset()
             return
         if action == "drop":
             self._reset()
             return
-        headers = {k: v for k, v in response.headers.items() if k.lower() not in _HOP_BY_HOP}
-        self._answer(response.status_code, headers, response.content)
+        self._answer(status, headers, content)
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _proxy
 
-    def _forward(self, body: bytes) -> requests.Response:
-        proxy = self.server.proxy
+    def _forward(self, body: bytes) -> Tuple[int, Dict[str, str], bytes]:
+        """Send the request upstream; the answer's status, headers and undecoded body."""
         headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
-        headers.pop("Host", None)
-        response: requests.Response = proxy._upstream_session().request(
+        with self.upstream.request(
             self.command,
-            proxy.upstream_origin + self.path,
+            self.server.proxy.upstream_origin + self.path,
             data=body or None,
             headers=headers,
-            timeout=120,
+            timeout=UPSTREAM_TIMEOUT_SECONDS,
             allow_redirects=False,
-        )
-        return response
+            stream=True,
+        ) as response:
+            content = response.raw.read(decode_content=False)
+            answer = {k: v for k, v in response.headers.items() if k.lower() not in _HOP_BY_HOP}
+            return response.status_code, answer, content
 
     def _answer(self, status: int, headers: Dict[str, str], body: bytes) -> None:
         try:

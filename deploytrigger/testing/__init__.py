@@ -1,0 +1,19 @@
+"""Tooling to run real Prefect servers and proxies for tests, demos and benchmarks.
+
+Nothing here is imported by ``import deploytrigger``: import the modules
+themselves, e.g. ``from deploytrigger.testing.local_server import LocalPrefect``.
+
+Modules:
+    processes: child processes in their own process group, stopped by pid.
+    local_server: :class:`~deploytrigger.testing.local_server.LocalPrefect`, a
+        throwaway Prefect server on loopback, optionally serving a flows script.
+    proxy: :class:`~deploytrigger.testing.proxy.Proxy`, a loopback reverse proxy
+        that records and counts requests and injects seeded faults.
+    postgres: a throwaway PostgreSQL cluster for a Prefect server.
+    prod_stack: :class:`~deploytrigger.testing.prod_stack.ProdStack`, PostgreSQL,
+        a Prefect server, a process work pool with deployments, and workers.
+
+Only ``requests`` and the standard library are imported. Starting a server
+needs Prefect for this interpreter (the ``server`` extra); the production stack
+also needs PostgreSQL's ``initdb`` and ``pg_ctl``.
+"""

@@ -1,0 +1,285 @@
+"""A production-shaped Prefect stack on loopback: PostgreSQL, the server, a work pool, workers.
+
+What the scaling benchmark measures deploytrigger on, and what the
+production integration test runs against::
+
+    with ProdStack(Path("examples/flows.py")) as stack:
+        print(stack.api_url)   # http://127.0.0.1:<port>/api, deployments in stack.pool
+
+The pieces, each stopped by pid (the context manager, ``atexit``, or a later
+process given :attr:`ProdStack.state`):
+
+1. a throwaway PostgreSQL cluster (:class:`~deploytrigger.testing.postgres.Postgres`);
+2. the Prefect server with ``PREFECT_API_DATABASE_CONNECTION_URL`` pointing at it;
+3. a ``process`` work pool and deployments of a flows script (:data:`DEPLOYMENTS`),
+   created over REST with a ``set_working_directory`` pull step, so a worker
+   runs the flow from the script's directory (no image, no storage block);
+4. ``prefect worker start --pool <pool>`` processes that poll every second and
+   run each flow run in a subprocess.
+
+This module imports nothing from Prefect; the interpreter needs the ``server``
+extra (Prefect and ``asyncpg``) and PostgreSQL's programs.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Mapping, Optional
+from urllib.parse import quote
+
+import requests
+
+from deploytrigger.testing.local_server import (
+    prefect_command,
+    prefect_environment,
+    server_command,
+    server_healthy,
+)
+from deploytrigger.testing.postgres import Postgres
+from deploytrigger.testing.processes import Child, Harness, free_port, wait_until
+
+POOL_NAME = "prod-pool"
+"""The work pool's default name."""
+SERVER = "server"
+"""The server's name among :attr:`ProdStack.children`; the workers are ``prod-worker-<n>``."""
+
+_INT = {"type": "integer"}
+_NUMBER = {"type": "number"}
+_STRING = {"type": "string"}
+
+#: Deployments created in the pool, for the flows of ``examples/flows.py``:
+#: ``"<flow>/<deployment>"`` -> the flow's function in the flows script, the
+#: deployment's default parameters, tags and version, and the flow's parameters
+#: (a minimal OpenAPI schema, as Prefect derives it).
+DEPLOYMENTS: Dict[str, Dict[str, Any]] = {
+    "add/add-dep": {
+        "function": "add",
+        "parameters": {"y": 10},
+        "tags": ["examples"],
+        "version": "1.0",
+        "properties": {"x": {**_INT, "default": 1}, "y": {**_INT, "default": 2}},
+    },
+    "fail/fail-dep": {
+        "function": "fail",
+        "properties": {"message": {**_STRING, "default": "boom"}},
+    },
+    "sleepy/sleepy-dep": {
+        "function": "sleepy",
+        "properties": {"seconds": {**_NUMBER, "default": 30.0}},
+    },
+}
+
+
+class ProdStack(Harness):
+    """PostgreSQL, a Prefect server on it, a process work pool with deployments, and workers.
+
+    Args:
+        flows_script: The Python file that defines the deployments' flows; the
+            workers run them from its directory.
+        deployments: The deployments to create, as :data:`DEPLOYMENTS`.
+        workers: How many ``prefect worker start`` processes (at least one).
+        pool: The work pool's name.
+        worker_limit: Flow runs each worker executes at once (each is a Python
+            subprocess importing Prefect: a few per core at most).
+        startup_timeout: Seconds to wait for each piece to become ready.
+        env: Extra environment for the server and the workers, winning over ours.
+        base_dir: Where to put the cluster, ``PREFECT_HOME`` and the logs; a new
+            temporary directory by default (deleted on stop).
+
+    Attributes:
+        api_url: ``http://127.0.0.1:<port>/api`` once started.
+        base_dir: The directory with ``pg/``, ``home/`` and ``*.log`` while started.
+        postgres: The database while started.
+        children: The server and the workers by name, while started.
+
+    Raises:
+        ValueError: ``workers`` is below one.
+        FileNotFoundError: ``flows_script`` is not a file.
+    """
+
+    def __init__(
+        self,
+        flows_script: Path,
+        *,
+        deployments: Mapping[str, Mapping[str, Any]] = DEPLOYMENTS,
+        workers: int = 2,
+        pool: str = POOL_NAME,
+        worker_limit: int = 4,
+        startup_timeout: float = 240.0,
+        env: Optional[Mapping[str, str]] = None,
+        base_dir: Optional[Path] = None,
+    ) -> None:
+        if workers < 1:
+            raise ValueError("a work pool needs at least one worker")
+        if not Path(flows_script).is_file():
+            raise FileNotFoundError(f"no flows script at {flows_script}")
+        self.flows_script = Path(flows_script).resolve()
+        self.deployments = dict(deployments)
+        self.workers = workers
+        self.pool = pool
+        self.worker_limit = worker_limit
+        self.startup_timeout = startup_timeout
+        self._extra_env = dict(env or {})
+        self._given_base = base_dir
+        self.base_dir: Optional[Path] = None
+        self.port = 0
+        self.api_url = ""
+        self.postgres: Optional[Postgres] = None
+        self.children: Dict[str, Child] = {}
+
+    def __repr__(self) -> str:
+        return f"ProdStack(api_url={self.api_url!r}, base_dir={str(self.base_dir)!r})"
+
+    @property
+    def started(self) -> bool:
+        return self.base_dir is not None
+
+    @property
+    def state(self) -> Dict[str, Any]:
+        """What another process needs to find and stop the stack (JSON-serialisable)."""
+        return {
+            "api_url": self.api_url,
+            "port": self.port,
+            "pool": self.pool,
+            "base_dir": str(self.base_dir),
+            "postgres": {
+                "port": self.postgres.port if self.postgres else None,
+                "data_dir": str(self.postgres.data_dir) if self.postgres else None,
+                "url": self.postgres.url if self.postgres else None,
+            },
+            "pids": {name: child.pid for name, child in self.children.items()},
+            "logs": {name: str(child.log_path) for name, child in self.children.items()},
+            "deployments": sorted(self.deployments),
+        }
+
+    def _start(self) -> None:
+        """Bring everything up, in order, each piece waited for."""
+        if self._given_base is not None:
+            self._given_base.mkdir(parents=True, exist_ok=True)
+            self.base_dir = self._given_base
+        else:
+            self.base_dir = Path(tempfile.mkdtemp(prefix="deploytrigger-prod-"))
+        os.chmod(self.base_dir, 0o755)  # postgres must reach its data dir inside
+        (self.base_dir / "home").mkdir(exist_ok=True)
+        self.postgres = Postgres(self.base_dir / "pg")
+        self.postgres.start()
+        self._start_server()
+        self._create_pool_and_deployments()
+        self._start_workers()
+
+    def _stop(self) -> None:
+        """Stop the workers, the server and PostgreSQL by pid; delete base_dir."""
+        for name in sorted(self.children, key=lambda n: n == SERVER):  # workers first
+            self.children.pop(name).stop()
+        if self.postgres is not None:
+            self.postgres.stop()
+            self.postgres = None
+        if self.base_dir is not None:
+            if self._given_base is None:
+                shutil.rmtree(self.base_dir, ignore_errors=True)
+            self.base_dir = None
+
+    def environment(self, extra: Optional[Mapping[str, str]] = None) -> Dict[str, str]:
+        """The environment of the server and the workers, plus ``extra``."""
+        assert self.base_dir is not None and self.postgres is not None
+        ours = {
+            "PREFECT_API_DATABASE_CONNECTION_URL": self.postgres.url,
+            "PREFECT_WORKER_QUERY_SECONDS": "1",
+            "PREFECT_WORKER_PREFETCH_SECONDS": "5",
+            "PREFECT_LOGGING_LEVEL": "INFO",
+        }
+        home = self.base_dir / "home"
+        return prefect_environment(home, self.api_url, ours, extra, self._extra_env)
+
+    def deployment_body(self, flow_id: str, name: str, spec: Mapping[str, Any]) -> Dict[str, Any]:
+        """The ``POST /deployments/`` body for a deployment ``name`` of flow ``flow_id``.
+
+        Args:
+            flow_id: The flow's id on the server.
+            name: The deployment's name (without the flow's).
+            spec: One of :data:`DEPLOYMENTS`' values.
+        """
+        directory = str(self.flows_script.parent)
+        return {
+            "name": name,
+            "flow_id": flow_id,
+            "work_pool_name": self.pool,
+            "entrypoint": f"{self.flows_script.name}:{spec['function']}",
+            "path": directory,
+            "pull_steps": [
+                {"prefect.deployments.steps.set_working_directory": {"directory": directory}}
+            ],
+            "parameters": dict(spec.get("parameters", {})),
+            "tags": list(spec.get("tags", [])),
+            "version": spec.get("version"),
+            "parameter_openapi_schema": {
+                "title": "Parameters",
+                "type": "object",
+                "properties": spec["properties"],
+            },
+            "enforce_parameter_schema": False,
+        }
+
+    def online_workers(self) -> List[str]:
+        """Names of the workers the server has seen in the pool."""
+        try:
+            response = requests.post(
+                f"{self.api_url}/work_pools/{quote(self.pool)}/workers/filter", json={}, timeout=10
+            )
+        except requests.RequestException:
+            return []
+        if response.status_code != 200:
+            return []
+        return [worker["name"] for worker in response.json() if worker.get("status") == "ONLINE"]
+
+    def healthy(self) -> bool:
+        """Whether the server answers ``GET /api/health`` with ``true``."""
+        return server_healthy(self.api_url)
+
+    def _start_server(self) -> None:
+        self.port = free_port()
+        self.api_url = f"http://127.0.0.1:{self.port}/api"
+        server = self._spawn(SERVER, server_command(self.port))
+        self._wait_until(self.healthy, "GET /api/health to answer true", server)
+
+    def _create_pool_and_deployments(self) -> None:
+        with requests.Session() as http:
+            _post(http, f"{self.api_url}/work_pools/", {"name": self.pool, "type": "process"})
+            for name, spec in self.deployments.items():
+                flow_name, deployment_name = name.split("/")
+                flow = _post(http, f"{self.api_url}/flows/", {"name": flow_name})
+                body = self.deployment_body(flow["id"], deployment_name, spec)
+                _post(http, f"{self.api_url}/deployments/", body)
+
+    def _start_workers(self) -> None:
+        names = [f"prod-worker-{index}" for index in range(self.workers)]
+        for name in names:
+            args = [*prefect_command(), "worker", "start", "--pool", self.pool, "--name", name]
+            self._spawn(name, [*args, "--type", "process", "--limit", str(self.worker_limit)])
+        self._wait_until(
+            lambda: set(names) <= set(self.online_workers()),
+            f"workers {', '.join(names)} to report to pool {self.pool!r}",
+            self.children[names[-1]],
+        )
+
+    def _spawn(self, name: str, args: List[str]) -> Child:
+        assert self.base_dir is not None
+        log = self.base_dir / f"{name}.log"
+        child = Child(name, args, self.environment(), log, cwd=self.base_dir)
+        self.children[name] = child
+        return child
+
+    def _wait_until(self, ready: Callable[[], bool], what: str, watched: Child) -> None:
+        children = self.children.values()
+        wait_until(ready, what, children=children, watched=watched, timeout=self.startup_timeout)
+
+
+def _post(http: requests.Session, url: str, body: Mapping[str, Any]) -> Dict[str, Any]:
+    response = http.post(url, json=body, timeout=30)
+    if response.status_code not in (200, 201):
+        raise RuntimeError(f"POST {url}: {response.status_code} {response.text[:500]}")
+    result: Dict[str, Any] = response.json()
+    return result
