@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Client"]
 
-RunRef = Union[FlowRunHandle, FlowRun, uuid.UUID, str]
+RunRef = batch.RunRef
 
 
 class Client:

@@ -15,7 +15,7 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Dict, Iterator, List, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Tuple
 
 import pytest
 import tenacity
@@ -279,31 +279,51 @@ def restartable() -> Iterator[LocalPrefect]:
         yield server
 
 
-def test_wait_survives_the_server_restarting_on_the_same_database(
+WAITS: Dict[str, Callable[[Client, FlowRun], FlowRun]] = {
+    "wait_for_flow_run": lambda c, r: c.wait_for_flow_run(r.id, timeout=300, poll_interval=1),
+    "handle.result": lambda c, r: c.handle(r, poll_interval=1).result(timeout=300),
+    "wait_all": lambda c, r: c.wait_all([r], timeout=300, poll_interval=1).done[0].flow_run,
+    "as_completed": lambda c, r: next(iter(c.as_completed([r], timeout=300, poll_interval=1))),
+}
+
+
+def test_every_wait_survives_the_server_restarting_on_the_same_database(
     restartable: LocalPrefect,
 ) -> None:
+    """One restart while four runs are waited on, each by another entry point."""
     outcome: Dict[str, Any] = {}
     with Client(restartable.api_url, request_timeout=10) as client:
-        created = client.run_deployment("sleepy/sleepy-dep", parameters={"seconds": 20}, timeout=0)
+        created = {
+            name: client.run_deployment("sleepy/sleepy-dep", parameters={"seconds": 20}, timeout=0)
+            for name in WAITS
+        }
 
-        def wait() -> None:
+        def wait(name: str) -> None:
             try:
-                outcome["run"] = client.wait_for_flow_run(created.id, timeout=300, poll_interval=1)
+                outcome[name] = WAITS[name](client, created[name])
             except BaseException as exc:  # reported by the assertion below
-                outcome["error"] = exc
+                outcome[name] = exc
 
-        waiter = threading.Thread(target=wait)
-        waiter.start()
+        waiters = [threading.Thread(target=wait, args=(name,)) for name in WAITS]
+        for waiter in waiters:
+            waiter.start()
         deadline = time.monotonic() + 120
-        while client.read_flow_run(created.id).state.type != StateType.RUNNING:  # type: ignore[union-attr]
-            assert time.monotonic() < deadline, "the run never started"
+        while any(
+            client.read_flow_run(run.id).state.type != StateType.RUNNING  # type: ignore[union-attr]
+            for run in created.values()
+        ):
+            assert time.monotonic() < deadline, "the runs never started"
             time.sleep(0.5)
         stopped = time.monotonic()
         restartable.restart_server()
         outage = time.monotonic() - stopped
-        waiter.join(300)
-    assert "error" not in outcome, f"the wait failed after a {outage:.0f}s outage: {outcome}"
-    run = outcome["run"]
-    assert run.id == created.id and run.state.type == StateType.COMPLETED, run.state
-    record = raw.get(f"{restartable.api_url}/flow_runs/{created.id}", timeout=30).json()
-    assert record["state_type"] == "COMPLETED"
+        for waiter in waiters:
+            waiter.join(300)
+    for name, run in outcome.items():
+        assert isinstance(run, FlowRun), f"{name} failed after a {outage:.0f}s outage: {run!r}"
+        assert run.id == created[name].id and run.state is not None, name
+        assert run.state.type == StateType.COMPLETED, (name, run.state)
+    assert sorted(outcome) == sorted(WAITS)
+    for run in created.values():
+        record = raw.get(f"{restartable.api_url}/flow_runs/{run.id}", timeout=30).json()
+        assert record["state_type"] == "COMPLETED"
