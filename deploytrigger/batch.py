@@ -73,7 +73,8 @@ class _Batch:
     """The runs one wait is about, and one poll of the pending ones.
 
     Runs given by id get their handle from the first poll (which reads them
-    anyway), so that poll costs no extra request.
+    anyway), so that poll costs no extra request; runs given as :class:`FlowRun`
+    get one at once.
     """
 
     def __init__(self, reader: RunReader, refs: Iterable[RunRef], poll_interval: float) -> None:
@@ -82,8 +83,13 @@ class _Batch:
         self.entries: List[Union[FlowRunHandle, uuid.UUID]] = []
         seen: Set[object] = set()
         for ref in refs:
-            entry = ref if isinstance(ref, FlowRunHandle) else _run_id(ref)
-            key: object = id(entry) if isinstance(entry, FlowRunHandle) else entry
+            entry: Union[FlowRunHandle, uuid.UUID]
+            if isinstance(ref, FlowRun):  # seen already: what an outage falls back on
+                entry = FlowRunHandle(reader, ref, poll_interval=poll_interval)
+            else:
+                entry = ref if isinstance(ref, FlowRunHandle) else _run_id(ref)
+            # A handle of the caller's is its own entry; runs and ids dedupe by id.
+            key: object = id(ref) if isinstance(ref, FlowRunHandle) else _key(entry)
             if key not in seen:
                 seen.add(key)
                 self.entries.append(entry)
@@ -121,9 +127,11 @@ class _Batch:
                 handle._observe(runs[run_id])
 
 
+def _key(entry: Union[FlowRunHandle, uuid.UUID]) -> uuid.UUID:
+    return entry.id if isinstance(entry, FlowRunHandle) else entry
+
+
 def _run_id(ref: Any) -> uuid.UUID:
-    if isinstance(ref, FlowRun):
-        return ref.id
     if isinstance(ref, uuid.UUID):
         return ref
     if isinstance(ref, str):

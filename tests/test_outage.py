@@ -136,3 +136,14 @@ def test_the_cli_polls_on_through_an_outage(
     assert code == 0, err.getvalue()
     assert fake.outage_answers == 3
     assert "COMPLETED" in out.getvalue() or "Completed" in out.getvalue()
+
+
+def test_runs_given_as_flow_runs_are_waited_through_an_outage_from_the_first_poll(
+    fake: FakePrefect, time: FakeTime
+) -> None:
+    fake.fail_next(3, status=0)
+    with make_client(time, max_retries=0, outage_tolerance=TOLERANCE) as client:
+        runs = [new_run(fake, client) for _ in range(2)]
+        done, not_done = client.wait_all(runs, poll_interval=INTERVAL)
+    assert fake.outage_answers == 3 and not_done == []
+    assert [handle.id for handle in done] == [run.id for run in runs]
