@@ -63,9 +63,9 @@ class Client:
         max_retries: retries after the first attempt of a transiently failed request
             (default 5).
         pool_size: connections kept open to the server; size it for your threads.
-        sleep: how to wait between retries and polls (tests inject a fake).
-        clock: a monotonic clock in seconds (tests inject a fake).
-        backoff: the wait before a retry when the server asks none (tests inject one).
+        sleep, clock, backoff: how to wait between retries and polls, a monotonic
+            clock in seconds, the wait before a retry the server sets no time for
+            (the test seams for time).
         deployment_cache_ttl: seconds a deployment resolved by ``run_deployment``
             is reused (one request per steady-state trigger); 0 turns the cache
             off. It is read again after a 404 on create or an unknown parameter.
@@ -312,8 +312,7 @@ class Client:
         Args:
             name: the deployment's id, or ``"flow name/deployment name"``.
             parameters: overrides merged over the deployment's default parameters.
-            scheduled_time: when the run should start; now by default. A naive
-                datetime is taken as UTC, as Prefect does.
+            scheduled_time: when the run should start (naive: UTC); now by default.
             flow_run_name: a name for the run (the server invents one otherwise).
             timeout: seconds to wait for a final state. 0 returns the new run at
                 once; None waits until the run is final. When time runs out the run
@@ -331,14 +330,10 @@ class Client:
             cancel_on_interrupt: on ``KeyboardInterrupt`` (Ctrl-C) while waiting,
                 cancel the run before the interrupt propagates.
 
-        Returns:
-            The flow run as last read.
-
-        Raises:
-            InvalidArgumentError: a malformed argument, e.g. a negative timeout (nothing sent).
-            DeploymentNotFoundError: the deployment does not exist.
-            ParameterRejectedError: the deployment refused a parameter.
-            DeployTriggerError: any other failure to create or read the run.
+        Returns the flow run as last read. Raises ``InvalidArgumentError`` for a
+        malformed argument such as a negative timeout (nothing sent),
+        ``DeploymentNotFoundError``, ``ParameterRejectedError``, or another
+        ``DeployTriggerError`` for any other failure to create or read the run.
         """
         wait_timeout = check_wait_arguments(timeout, poll_interval)
         run = self._runs.trigger(
