@@ -12,6 +12,7 @@ import pytest
 from server_http import raw
 
 from deploytrigger import FIRST_COMPLETED, Client, FlowRunHandle, StateType
+from deploytrigger.testing.proxy import Proxy
 
 pytestmark = pytest.mark.integration
 
@@ -120,15 +121,12 @@ def five_hundred_waiting(client: Client) -> List[FlowRunHandle]:
 def test_waiting_on_500_runs_costs_three_requests_per_poll(
     api_url: str, five_hundred_waiting: List[FlowRunHandle]
 ) -> None:
-    sent: List[Any] = []
-    with Client(api_url, request_timeout=30) as counted:
-        counted._session.hooks["response"].append(lambda response, **_: sent.append(response))
+    with Proxy(api_url) as proxy, Client(proxy.api_url, request_timeout=30) as counted:
         handles = [counted.handle(handle.flow_run) for handle in five_hundred_waiting]
         done, not_done = counted.wait_all(handles, timeout=1.5, poll_interval=0.5)
     assert done == [] and len(not_done) == 500
-    assert all(r.request.method == "POST" for r in sent)
-    assert all(r.request.url == f"{api_url}/flow_runs/filter" for r in sent)
-    assert all(r.status_code == 200 for r in sent)
-    sizes = [len(json.loads(r.request.body)["flow_runs"]["id"]["any_"]) for r in sent]
+    sent = proxy.received
+    assert all(r.method == "POST" and r.path == "/api/flow_runs/filter" for r in sent)
+    sizes = [len(json.loads(r.body)["flow_runs"]["id"]["any_"]) for r in sent]
     polls = len(sizes) // 3
     assert polls >= 2 and sizes == [200, 200, 100] * polls

@@ -128,6 +128,7 @@ class Received:
     monotonic: float
     wall: float
     action: str
+    body: bytes = field(default=b"", repr=False)
 
 
 class Proxy:
@@ -243,7 +244,7 @@ class Proxy:
 
     # -- decisions --------------------------------------------------------------
 
-    def _decide(self, method: str, path: str) -> Optional[Rule]:
+    def _decide(self, method: str, path: str, body: bytes = b"") -> Optional[Rule]:
         """Record a request and pick the rule that acts on it (None: forward it)."""
         with self._lock:
             matching = [
@@ -259,7 +260,9 @@ class Proxy:
                 if chosen.action == "mixed":
                     chosen = self._random.choice(list(chosen.mix))
             action = chosen.action if chosen else "forward"
-            self.received.append(Received(method, path, time.monotonic(), time.time(), action))
+            self.received.append(
+                Received(method, path, time.monotonic(), time.time(), action, body)
+            )
             return chosen
 
 
@@ -321,7 +324,7 @@ class _Handler(BaseHTTPRequestHandler):
         proxy = self.server.proxy
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
-        rule = proxy._decide(self.command, self.path)
+        rule = proxy._decide(self.command, self.path, body)
         action = rule.action if rule else "forward"
         if action == "reset":
             self._reset()
