@@ -31,15 +31,22 @@ from .exceptions import (
     NotFoundError,
     ParameterRejectedError,
     PermissionDeniedError,
+    PickleRefusedError,
     RateLimitedError,
     RequestTimeoutError,
+    ResultDecodeError,
+    ResultError,
+    ResultExpiredError,
+    ResultNotPersistedError,
+    ResultNotReadyError,
+    ResultStorageError,
     ServerError,
     TLSError,
     TransportError,
 )
 
 if TYPE_CHECKING:
-    from .api import run_deployment
+    from .api import read_result, run_deployment
     from .batch import DoneAndNotDone
     from .client import Client
     from .context import (
@@ -51,12 +58,14 @@ if TYPE_CHECKING:
     )
     from .handles import FlowRunHandle
     from .models import FINAL_STATES, Deployment, Flow, FlowRun, LogRecord, State, StateType
+    from .results import StorageBlock
     from .waiting import ALL_COMPLETED, FIRST_COMPLETED
 
     ThreadPoolExecutor = ParentAwareThreadPoolExecutor
 
 _LAZY: Dict[str, str] = {
     "run_deployment": "api",
+    "read_result": "api",
     "ALL_COMPLETED": "waiting",
     "FIRST_COMPLETED": "waiting",
     "DoneAndNotDone": "batch",
@@ -74,6 +83,7 @@ _LAZY: Dict[str, str] = {
     "FlowRun": "models",
     "State": "models",
     "StateType": "models",
+    "StorageBlock": "results",
 }
 """Public name -> the module (in this package) that defines it, imported on first use."""
 
@@ -130,11 +140,19 @@ __all__ = [
     "ParentAwareThreadPoolExecutor",
     "ParentRun",
     "PermissionDeniedError",
+    "PickleRefusedError",
     "RateLimitedError",
     "RequestTimeoutError",
+    "ResultDecodeError",
+    "ResultError",
+    "ResultExpiredError",
+    "ResultNotPersistedError",
+    "ResultNotReadyError",
+    "ResultStorageError",
     "ServerError",
     "State",
     "StateType",
+    "StorageBlock",
     "TLSError",
     "ThreadPoolExecutor",
     "TransportError",
@@ -142,5 +160,6 @@ __all__ = [
     "current_parent",
     "parent_run",
     "propagate",
+    "read_result",
     "run_deployment",
 ]

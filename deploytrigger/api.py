@@ -5,13 +5,22 @@ from __future__ import annotations
 import contextlib
 import uuid
 from datetime import datetime
-from typing import Any, Iterable, Mapping, Optional, Union
+from typing import Any, ContextManager, Iterable, Mapping, Optional, Union
 
-from .client import Client
+from .client import Client, RunRef
 from .exceptions import InvalidArgumentTypeError
 from .models import FlowRun
 
-__all__ = ["run_deployment"]
+__all__ = ["read_result", "run_deployment"]
+
+
+def _client_for(client: Optional[Client]) -> ContextManager[Client]:
+    """``client`` itself, or a new :class:`Client` from the environment, closed after use."""
+    if client is not None and not isinstance(client, Client):
+        raise InvalidArgumentTypeError(
+            f"client must be a deploytrigger.Client or None, not {type(client).__name__}"
+        )
+    return contextlib.nullcontext(client) if client is not None else Client()
 
 
 def run_deployment(
@@ -46,11 +55,7 @@ def run_deployment(
     Raises:
         DeployTriggerError: see :meth:`Client.run_deployment`.
     """
-    if client is not None and not isinstance(client, Client):
-        raise InvalidArgumentTypeError(
-            f"client must be a deploytrigger.Client or None, not {type(client).__name__}"
-        )
-    with contextlib.nullcontext(client) if client is not None else Client() as active:
+    with _client_for(client) as active:
         return active.run_deployment(
             name,
             parameters=parameters,
@@ -66,3 +71,16 @@ def run_deployment(
             cancel_on_timeout=cancel_on_timeout,
             cancel_on_interrupt=cancel_on_interrupt,
         )
+
+
+def read_result(
+    flow_run: RunRef, client: Optional[Client] = None, *, allow_pickle: bool = False
+) -> Any:
+    """The return value of a finished run, as :meth:`Client.read_result` reads it.
+
+    With ``client=None`` a :class:`Client` is configured from the environment
+    for this call. A result in a storage block other than ``local-file-system``
+    needs a client made with ``result_reader=``.
+    """
+    with _client_for(client) as active:
+        return active.read_result(flow_run, allow_pickle=allow_pickle)

@@ -34,6 +34,7 @@ from .handles import FlowRunHandle
 from .models import Deployment, Flow, FlowRun, LogRecord
 from .parents import Parents
 from .payloads import PAGE_LIMIT, as_uuid, check_wait_arguments
+from .results import ResultReader, Results
 from .runs import Runs
 from .settings import Settings, resolve_settings, warn_insecure_once
 from .transport import DEFAULT_POOL_SIZE, Transport
@@ -73,6 +74,10 @@ class Client:
             waits, log following) polls on through a server that cannot answer
             (connection failures, 5xx, 429 after a poll's retries), so that it
             outlives a restart; then the error is raised (see ``waiting.py``).
+        result_reader: ``reader(block, key) -> bytes``, for :meth:`read_result`:
+            reads a key of a storage block other than ``local-file-system`` (S3,
+            GCS, Azure ...) with the SDK you use; given a
+            :class:`~deploytrigger.StorageBlock` (its fields, secrets masked).
 
     Raises:
         ConfigurationError: no API URL is configured, or a setting is unusable.
@@ -93,6 +98,7 @@ class Client:
         backoff: Optional[Callable[[tenacity.RetryCallState], float]] = None,
         deployment_cache_ttl: float = DEFAULT_DEPLOYMENT_CACHE_TTL,
         outage_tolerance: float = DEFAULT_OUTAGE_TOLERANCE,
+        result_reader: Optional[ResultReader] = None,
     ) -> None:
         self.settings: Settings = resolve_settings(
             api_url,
@@ -112,7 +118,8 @@ class Client:
             self._transport, clock=clock, cache_ttl=deployment_cache_ttl
         )
         self._parents = Parents(self._transport, self._deployments)
-        self._runs = Runs(self._transport, self._deployments, self._parents, self.poller)
+        results = Results(self._transport, sleep=sleep, reader=result_reader)
+        self._runs = Runs(self._transport, self._deployments, self._parents, self.poller, results)
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -163,6 +170,20 @@ class Client:
         Ids the server does not know are left out of the answer.
         """
         return self._runs.read_flow_runs([as_uuid(value, "flow_run_ids") for value in flow_run_ids])
+
+    def read_result(self, flow_run: RunRef, *, allow_pickle: bool = False) -> Any:
+        """The return value of a finished run, read where its flow persisted it (``results.py``).
+
+        ``flow_run`` is a run, a handle or an id (a run not final is read again;
+        nothing waits: :meth:`FlowRunHandle.read_result` does). JSON is decoded;
+        pickles only with ``allow_pickle=True``, since unpickling runs code.
+        Raises ``FlowRunFailedError`` for a run that did not complete and a
+        ``ResultError`` naming the run and the fix otherwise (README, "Getting the result").
+        """
+        if isinstance(flow_run, FlowRunHandle):
+            flow_run = flow_run.flow_run
+        target = flow_run if isinstance(flow_run, FlowRun) else as_uuid(flow_run, "flow_run")
+        return self._runs.read_result(target, allow_pickle=allow_pickle)
 
     # -- logs ----------------------------------------------------------------------
 
@@ -410,7 +431,8 @@ class Client:
     ) -> FlowRunHandle:
         """A :class:`~deploytrigger.FlowRunHandle` for a run that exists already.
 
-        Given an id, the run is read once (one request); given a run, nothing is sent.
+        Given an id, the run is read once (one request); given a run, nothing is
+        sent. ``str(handle)`` is the id, so ``client.handle(str(handle))`` re-attaches.
         """
         check_wait_arguments(None, poll_interval)
         run = flow_run if isinstance(flow_run, FlowRun) else self.read_flow_run(flow_run)

@@ -25,7 +25,15 @@ kept as ``__cause__``)::
     ├── InvalidResponseError        the answer was not the JSON expected
     ├── FlowRunTimeoutError         (also TimeoutError) a run was not final in time:
     │                               .flow_run_id .state .flow_run .not_done
-    └── FlowRunFailedError          a run ended FAILED, CRASHED or CANCELLED: .flow_run .state
+    ├── FlowRunFailedError          a run ended FAILED, CRASHED or CANCELLED: .flow_run .state
+    │                               .exception_type (when ``read_result`` could decode it)
+    └── ResultError                 a run's return value cannot be read: .flow_run .state
+        ├── ResultNotReadyError     the run is not final yet
+        ├── ResultNotPersistedError the flow did not persist it (set ``persist_result=True``)
+        ├── ResultExpiredError      it expired: .expiration
+        ├── ResultStorageError      its storage is not reachable from here: .location
+        ├── PickleRefusedError      it is pickled and ``allow_pickle`` was not given: .serializer
+        └── ResultDecodeError       (also ValueError) it could not be decoded: .serializer
 
 Messages never contain an API key, an auth string or URL credentials.
 """
@@ -51,8 +59,15 @@ __all__ = [
     "NotFoundError",
     "ParameterRejectedError",
     "PermissionDeniedError",
+    "PickleRefusedError",
     "RateLimitedError",
     "RequestTimeoutError",
+    "ResultDecodeError",
+    "ResultError",
+    "ResultExpiredError",
+    "ResultNotPersistedError",
+    "ResultNotReadyError",
+    "ResultStorageError",
     "ServerError",
     "TLSError",
     "TransportError",
@@ -265,12 +280,36 @@ class FlowRunTimeoutError(DeployTriggerError, TimeoutError):
 class FlowRunFailedError(DeployTriggerError):
     """A run ended FAILED, CRASHED or CANCELLED.
 
-    Raised by :meth:`FlowRunHandle.result` and :meth:`FlowRun.raise_for_state`.
+    Raised by :meth:`FlowRunHandle.result`, :meth:`FlowRun.raise_for_state`
+    and, since such a run has no return value, by ``read_result``.
 
     Attributes:
         flow_run: the run in its final state.
         flow_run_id: its id.
-        state: its final state, with the server's message.
+        state: its final state, with the server's message (for a failure, the
+            exception's type and text).
+        exception_type: the qualified name of the exception the flow raised
+            (``"builtins.ValueError"``) when ``read_result`` could decode it from
+            the persisted record (JSON, or pickle with ``allow_pickle``); else None.
+    """
+
+    def __init__(
+        self, message: str, *, flow_run: Any, exception_type: Optional[str] = None
+    ) -> None:
+        super().__init__(message)
+        self.flow_run = flow_run
+        self.flow_run_id = flow_run.id
+        self.state = flow_run.state
+        self.exception_type = exception_type
+
+
+class ResultError(DeployTriggerError):
+    """A run's return value cannot be read; the message names the run and says what to do.
+
+    Attributes:
+        flow_run: the run as read.
+        flow_run_id: its id.
+        state: its state.
     """
 
     def __init__(self, message: str, *, flow_run: Any) -> None:
@@ -278,3 +317,68 @@ class FlowRunFailedError(DeployTriggerError):
         self.flow_run = flow_run
         self.flow_run_id = flow_run.id
         self.state = flow_run.state
+
+
+class ResultNotReadyError(ResultError):
+    """The run is not final yet, so it has no result yet (wait for it first)."""
+
+
+class ResultNotPersistedError(ResultError):
+    """The run completed, but its flow did not persist the return value.
+
+    Prefect keeps a flow's return value only when it persists results:
+    ``@flow(persist_result=True)``, a ``result_storage`` or a ``result_serializer``.
+    """
+
+
+class ResultExpiredError(ResultError):
+    """The persisted result has expired.
+
+    Attributes:
+        expiration: when it expired (timezone-aware).
+    """
+
+    def __init__(self, message: str, *, flow_run: Any, expiration: Any) -> None:
+        super().__init__(message, flow_run=flow_run)
+        self.expiration = expiration
+
+
+class ResultStorageError(ResultError):
+    """The storage the result was written to cannot be read from this machine.
+
+    A result lives where the flow wrote it: a path on the machine that ran the
+    flow, or a storage block. The message says which and what to do.
+
+    Attributes:
+        location: the path, or the storage block and key, that could not be read.
+    """
+
+    def __init__(self, message: str, *, flow_run: Any, location: str) -> None:
+        super().__init__(message, flow_run=flow_run)
+        self.location = location
+
+
+class PickleRefusedError(ResultError):
+    """The result is pickled, and unpickling runs code: refused unless ``allow_pickle=True``.
+
+    Attributes:
+        serializer: the serializer's type, e.g. ``"pickle"``.
+    """
+
+    def __init__(self, message: str, *, flow_run: Any, serializer: str) -> None:
+        super().__init__(message, flow_run=flow_run)
+        self.serializer = serializer
+
+
+class ResultDecodeError(ResultError, ValueError):
+    """The stored bytes could not be decoded: corrupt, an unknown serializer, or a
+    pickle that needs a library or code that is missing here (cloudpickle, the
+    flow's own modules).
+
+    Attributes:
+        serializer: the serializer's type, e.g. ``"compressed/json"``.
+    """
+
+    def __init__(self, message: str, *, flow_run: Any, serializer: str) -> None:
+        super().__init__(message, flow_run=flow_run)
+        self.serializer = serializer

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from .exceptions import FlowRunFailedError, FlowRunNotFoundError, FlowRunTimeoutError
 from .models import FlowRun, State, StateType
@@ -101,6 +101,10 @@ class FlowRunHandle:
         state = self.state
         return f"<FlowRunHandle {self._id} {state.name if state else 'no state'}>"
 
+    def __str__(self) -> str:
+        """The run's id: store it, and ``client.handle(that)`` re-attaches later."""
+        return str(self._id)
+
     # -- asking the server -----------------------------------------------------------------
 
     def refresh(self) -> FlowRun:
@@ -160,8 +164,8 @@ class FlowRunHandle:
     ) -> FlowRun:
         """Wait for the final run; raise if it did not finish in time or did not succeed.
 
-        The run's return value stays on the flow's side (Prefect keeps it only
-        when the flow persists results): this returns the finished run record.
+        This returns the finished run record; :meth:`read_result` returns the
+        flow's return value (when the flow persists it).
 
         Args:
             timeout: seconds to wait; None waits until the run is final.
@@ -191,6 +195,33 @@ class FlowRunHandle:
                 f"flow run {run.id} ({run.name}) ended {run.state}", flow_run=run
             )
         return run
+
+    def read_result(
+        self,
+        timeout: Optional[float] = None,
+        *,
+        poll_interval: Optional[float] = None,
+        allow_pickle: bool = False,
+    ) -> Any:
+        """Wait for the run to be final, then return the flow's persisted return value.
+
+        See :meth:`Client.read_result <deploytrigger.Client.read_result>` for
+        what can be read and how.
+
+        Args:
+            timeout: seconds to wait; None waits until the run is final.
+            poll_interval: seconds between polls; the handle's default when None.
+            allow_pickle: load a pickled result (unpickling runs code: only
+                from storage you trust).
+
+        Raises:
+            FlowRunTimeoutError: the run was not final after ``timeout`` seconds.
+            FlowRunFailedError: the run ended FAILED, CRASHED or CANCELLED.
+            ResultError: the value cannot be read (not persisted, expired, not
+                reachable from here, pickled, undecodable); the message says why.
+        """
+        run = self.result(timeout, poll_interval=poll_interval, raise_on_failure=False)
+        return self._reader.read_result(run, allow_pickle=allow_pickle)
 
     def cancel(self, message: Optional[str] = None) -> bool:
         """Ask the server to cancel the run.

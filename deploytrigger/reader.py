@@ -22,7 +22,7 @@ logger = logging.getLogger("deploytrigger")
 
 
 class RunReader(Protocol):
-    """Reads and cancels flow runs, and says how waits pace themselves."""
+    """Reads and cancels flow runs and their results, and says how waits pace themselves."""
 
     @property
     def poller(self) -> Poller:
@@ -55,6 +55,10 @@ class RunReader(Protocol):
 
     def cancel_flow_run(self, flow_run_id: uuid.UUID, message: Optional[str] = None) -> bool:
         """Ask the server to cancel a run; whether it accepted."""
+        ...
+
+    def read_result(self, flow_run: FlowRun, *, allow_pickle: bool = False) -> Any:
+        """A final run's persisted return value (``ResultError`` when it cannot be read)."""
         ...
 
 

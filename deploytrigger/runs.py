@@ -1,9 +1,10 @@
-"""Flow runs: trigger a deployment, read, wait for and cancel runs.
+"""Flow runs: trigger a deployment, read, wait for and cancel runs, read their results.
 
 :class:`Runs` holds the logic of ``run_deployment`` (resolve the deployment,
 check the parameters, link to the parent, create the run exactly once, wait)
 and implements :class:`~deploytrigger.reader.RunReader`, the protocol that
-handles, batches and log following read through.
+handles, batches and log following read through. Results are read by
+``results.py``.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from .payloads import (
     rejected_parameter,
 )
 from .reader import cancel_if_interrupted, cancel_if_timed_out
+from .results import Results
 from .transport import Transport, refine
 from .waiting import NOTHING, Deadline, Poller
 
@@ -68,15 +70,22 @@ class Runs:
         deployments: resolves deployment names (with its cache).
         parents: links new runs to the current parent run.
         poller: the poll engine of every wait.
+        results: reads the persisted results of runs.
     """
 
     def __init__(
-        self, transport: Transport, deployments: Deployments, parents: Parents, poller: Poller
+        self,
+        transport: Transport,
+        deployments: Deployments,
+        parents: Parents,
+        poller: Poller,
+        results: Results,
     ) -> None:
         self._transport = transport
         self._deployments = deployments
         self._parents = parents
         self.poller = poller
+        self._results = results
 
     # -- reading ----------------------------------------------------------------------
 
@@ -132,6 +141,15 @@ class Runs:
         body = logs_filter_body(flow_run_id, after, page_limit(limit), offset)
         data = self._transport.request("POST", "/logs/filter", body=body, deadline=deadline)
         return [LogRecord.from_json(item) for item in json_list(data, "logs")]
+
+    def read_result(
+        self, flow_run: Union[FlowRun, uuid.UUID], *, allow_pickle: bool = False
+    ) -> Any:
+        """A final run's return value; a run given not final yet is read again first."""
+        run = flow_run
+        if not isinstance(run, FlowRun) or not run.is_final():
+            run = self.read_flow_run(run.id if isinstance(run, FlowRun) else run)
+        return self._results.read(run, allow_pickle=allow_pickle)
 
     # -- creating -----------------------------------------------------------------------
 
