@@ -8,6 +8,7 @@ the client sleeps on a fake clock, so the retries of a missing file never sleep.
 from __future__ import annotations
 
 import base64
+import io
 import json
 import lzma
 import pickle
@@ -37,6 +38,7 @@ from deploytrigger import (
     ResultNotReadyError,
     ResultStorageError,
     StorageBlock,
+    cli,
 )
 from deploytrigger.serializers import DecodeProblem, decode
 
@@ -603,7 +605,7 @@ def test_corrupt_bytes_are_a_decode_error_that_is_also_a_value_error(
     assert isinstance(caught.value, ResultDecodeError) and caught.value.serializer == "json"
 
 
-# -- handles and the module-level function ------------------------------------------------------
+# -- handles, the module-level function, the command line ----------------------------------------
 
 
 FILTER = f"{API}/flow_runs/filter"
@@ -658,3 +660,72 @@ def test_the_module_level_read_result_opens_a_client_from_the_environment(
         assert deploytrigger.read_result(str(RUN_ID), client=client) == [True]
     with pytest.raises(InvalidArgumentTypeError):
         deploytrigger.read_result(RUN_ID, client="nope")  # type: ignore[arg-type]
+
+
+def run_cli(*argv: str) -> Tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = cli.main(list(argv), stdout=out, stderr=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture
+def cli_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    isolate_prefect_env(monkeypatch, tmp_path)
+    monkeypatch.setenv("PREFECT_API_URL", API)
+
+
+@pytest.mark.usefixtures("cli_env")
+def test_cli_result_prints_the_value_as_json(http: responses.RequestsMock, tmp_path: Path) -> None:
+    stored(http, tmp_path, PREFECT_JSON)
+    code, out, err = run_cli("result", str(RUN_ID))
+    assert (code, err) == (0, "")
+    assert json.loads(out) == {
+        "x": 1,
+        "when": "2026-11-23T18:30:00+00:00",
+        "day": "2026-11-23",
+        "took": 90.0,
+        "id": "12345678-1234-5678-1234-567812345678",
+        "price": "9.99",
+        "where": "/tmp/report.csv",
+        "tags": ["a", "b"],
+        "items": [1, "two", None, 3.5],
+    }
+
+
+@pytest.mark.usefixtures("cli_env")
+def test_cli_result_loads_pickles_only_when_allowed(
+    http: responses.RequestsMock, tmp_path: Path
+) -> None:
+    stored(http, tmp_path, b64(pickle.dumps({"x": (1, 2)})), PICKLE)
+    code, out, err = run_cli("result", str(RUN_ID))
+    assert code == 5 and out == "" and "allow_pickle=True" in err
+    assert run_cli("result", str(RUN_ID), "--allow-pickle")[:2] == (0, '{"x": [1, 2]}\n')
+
+
+@pytest.mark.usefixtures("cli_env")
+@pytest.mark.parametrize(
+    ("state_type", "data", "code"),
+    [("FAILED", None, 1), ("CANCELLED", None, 4), ("RUNNING", None, 3), ("COMPLETED", None, 5)],
+)
+def test_cli_result_exit_codes_follow_the_run(
+    http: responses.RequestsMock, state_type: str, data: Any, code: int
+) -> None:
+    serve_run(http, state_type, data=data, message="boom")
+    exit_code, out, err = run_cli("result", str(RUN_ID), "--json")
+    assert exit_code == code and json.loads(out)["exit_code"] == code
+    assert err.startswith("deploytrigger: error: ") and str(RUN_ID) in err
+
+
+@pytest.mark.usefixtures("cli_env")
+def test_cli_result_wait_polls_until_final(http: responses.RequestsMock, tmp_path: Path) -> None:
+    (tmp_path / "r").write_bytes(b'"ok"')
+    serve_run(http, "RUNNING")
+    http.post(FILTER, json=[run_json(data=record(str(tmp_path / "r")))])
+    code, out, _ = run_cli("result", str(RUN_ID), "--wait", "--poll-interval", "0")
+    assert (code, out) == (0, '"ok"\n')
+
+
+@pytest.mark.usefixtures("cli_env")
+def test_cli_result_timeout_needs_wait() -> None:
+    code, _, err = run_cli("result", str(RUN_ID), "--timeout", "5")
+    assert code == 2 and "--timeout needs --wait" in err

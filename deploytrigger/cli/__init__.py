@@ -1,7 +1,8 @@
 """The ``deploytrigger`` command line: a thin layer over the public API.
 
 Commands: ``run`` (trigger a deployment, optionally wait, watch, cancel on
-timeout), ``status``, ``logs``, ``cancel`` and ``deployments``. Only the
+timeout), ``status``, ``result`` (the run's return value as JSON), ``logs``,
+``cancel`` and ``deployments``. Only the
 standard library (argparse) and deploytrigger's own dependencies are used.
 
 Exit codes (:data:`EXIT_CODES`): 0 completed, 1 failed or crashed, 2 usage
@@ -29,6 +30,7 @@ from .output import (
     log_line,
     log_to_json,
     one_line,
+    result_to_json,
     run_to_json,
     state_line,
 )
@@ -68,6 +70,7 @@ __all__ = [
     "parse_params",
     "parse_start_at",
     "parse_value",
+    "result_to_json",
     "run_parameters",
     "run_to_json",
     "scheduled_time",

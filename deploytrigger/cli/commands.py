@@ -1,4 +1,5 @@
-"""The commands: the argument parser, ``run``, ``status``, ``logs``, ``cancel``, ``deployments``."""
+"""The commands: the argument parser, ``run``, ``status``, ``result``, ``logs``, ``cancel``,
+``deployments``."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from .output import (
     log_line,
     log_to_json,
     one_line,
+    result_to_json,
     run_to_json,
     state_line,
 )
@@ -140,6 +142,30 @@ def build_parser() -> argparse.ArgumentParser:
 
     status = commands.add_parser("status", parents=common, help="show a run's state")
     status.add_argument("run_id", metavar="RUN_ID")
+
+    result = commands.add_parser(
+        "result", parents=common, help="print a finished run's return value as JSON"
+    )
+    result.add_argument("run_id", metavar="RUN_ID")
+    result.add_argument(
+        "--allow-pickle",
+        action="store_true",
+        help="load a pickled result (unpickling runs code: only from storage you trust)",
+    )
+    result.add_argument("--wait", action="store_true", help="wait for the run to be final first")
+    result.add_argument(
+        "--timeout",
+        type=non_negative_seconds,
+        metavar="SECONDS",
+        help="with --wait: stop waiting after this long (exit 3); default: until final",
+    )
+    result.add_argument(
+        "--poll-interval",
+        type=non_negative_seconds,
+        default=DEFAULT_POLL_INTERVAL,
+        metavar="SECONDS",
+        help=f"seconds between polls with --wait (default {DEFAULT_POLL_INTERVAL:g})",
+    )
 
     logs = commands.add_parser("logs", parents=common, help="print a run's log lines")
     logs.add_argument("run_id", metavar="RUN_ID")
@@ -271,6 +297,19 @@ def _status_command(args: argparse.Namespace, out: Output, state: Dict[str, Any]
     return exit_code_for_run(run)
 
 
+def _result_command(args: argparse.Namespace, out: Output, state: Dict[str, Any]) -> int:
+    if args.timeout is not None and not args.wait:
+        raise UsageError("--timeout needs --wait")
+    with _client(args) as client:
+        if args.wait:
+            handle = client.handle(args.run_id, poll_interval=args.poll_interval)
+            value = handle.read_result(args.timeout, allow_pickle=args.allow_pickle)
+        else:
+            value = client.read_result(args.run_id, allow_pickle=args.allow_pickle)
+    out.result(result_to_json(value))
+    return EXIT_COMPLETED
+
+
 def _logs_command(args: argparse.Namespace, out: Output, state: Dict[str, Any]) -> int:
     with _client(args) as client:
         records: Iterable[LogRecord] = (
@@ -336,6 +375,7 @@ def _deployments_command(args: argparse.Namespace, out: Output, state: Dict[str,
 _COMMANDS = {
     "run": _run_command,
     "status": _status_command,
+    "result": _result_command,
     "logs": _logs_command,
     "cancel": _cancel_command,
     "deployments": _deployments_command,

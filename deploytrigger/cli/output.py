@@ -6,14 +6,17 @@ Results go to stdout; progress and errors to stderr (:class:`Output`).
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import date, datetime, time, timedelta, timezone
 from typing import Any, Dict, Optional, TextIO
 
 from .. import (
     FlowRun,
+    FlowRunFailedError,
+    FlowRunTimeoutError,
     InvalidArgumentError,
     LogRecord,
     ParameterRejectedError,
+    ResultNotReadyError,
     StateType,
 )
 from .parsing import UsageError
@@ -33,6 +36,7 @@ __all__ = [
     "log_line",
     "log_to_json",
     "one_line",
+    "result_to_json",
     "run_to_json",
     "state_line",
 ]
@@ -70,9 +74,15 @@ def exit_code_for_run(run: FlowRun) -> int:
 
 
 def exit_code_for_error(exc: BaseException) -> int:
-    """2 for bad input (found by the client or refused by the deployment), else 5."""
+    """2 for bad input (found by the client or refused by the deployment); for a
+    result that is not there, the code of the run (1 or 4 when it did not complete,
+    3 when it is not final); else 5."""
     if isinstance(exc, (UsageError, InvalidArgumentError, ParameterRejectedError)):
         return EXIT_USAGE
+    if isinstance(exc, FlowRunFailedError):
+        return exit_code_for_run(exc.flow_run)
+    if isinstance(exc, (ResultNotReadyError, FlowRunTimeoutError)):
+        return EXIT_NOT_FINAL
     return EXIT_API_ERROR
 
 
@@ -110,6 +120,30 @@ def log_to_json(record: LogRecord) -> Dict[str, Any]:
         "name": record.name,
         "message": record.message,
     }
+
+
+def _jsonable(value: Any) -> Any:
+    """``json.dumps``' fallback for the types a result decodes to: ISO times, seconds, lists."""
+    if isinstance(value, (datetime, date, time)):
+        return value.isoformat()
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, (set, frozenset)):
+        try:
+            return sorted(value)
+        except TypeError:  # mixed types
+            return list(value)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "backslashreplace")
+    if isinstance(value, BaseException):
+        return {"__exc_type__": type(value).__qualname__, "message": str(value)}
+    return str(value)  # UUID, Decimal, paths, anything else
+
+
+def result_to_json(value: Any) -> str:
+    """A run's return value as one line of JSON: times in ISO 8601, timedeltas in
+    seconds, sets as lists, UUIDs, decimals and paths as strings."""
+    return json.dumps(value, default=_jsonable)
 
 
 def one_line(text: str) -> str:
