@@ -5,13 +5,23 @@ pointing at a server: ``python examples/flows.py``. Each flow becomes one
 deployment, named ``<flow>/<deployment>`` as listed in ``DEPLOYMENTS``.
 ``add/add-dep`` carries the deployment default ``y=10``: a run given only ``x``
 shows that the server merges run parameters over deployment defaults.
+
+The ``*-result`` flows persist their return value in each of the ways
+``deploytrigger.read_result`` reads (see ``tests/test_results_integration.py``);
+``add`` persists nothing. Two of them name a storage block that must exist when
+they run (``RESULT_BLOCK`` and ``REMOTE_BLOCK``; the tests create them).
 """
 
 import time
-from typing import Dict, List, Optional
+import uuid
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Dict, List, Optional
 
 from prefect import flow, serve
 from prefect.deployments import run_deployment as prefect_run_deployment
+from prefect.filesystems import WritableFileSystem
 
 
 @flow(name="add", log_prints=True)
@@ -43,6 +53,87 @@ def echo(value: Optional[dict] = None, items: Optional[list] = None) -> dict:
     return {"value": value, "items": items}
 
 
+def sample_value(x: int) -> Dict[str, Any]:
+    """A return value with the types Prefect's JSON serializer marks (datetime, UUID, set...)."""
+    return {
+        "x": x,
+        "when": datetime(2026, 11, 23, 18, 30, tzinfo=timezone.utc),
+        "day": date(2026, 11, 23),
+        "took": timedelta(minutes=1, seconds=30),
+        "id": uuid.UUID("12345678-1234-5678-1234-567812345678"),
+        "price": Decimal("9.99"),
+        "where": Path("/tmp/report.csv"),
+        "tags": {"a", "b"},
+        "items": [1, "two", None, 3.5],
+    }
+
+
+@flow(name="json-result", result_serializer="json")
+def json_result(x: int = 1) -> Dict[str, Any]:
+    """Persist the sample value as JSON in the default storage ($PREFECT_HOME/storage)."""
+    return sample_value(x)
+
+
+@flow(name="compressed-result", result_serializer="compressed/json")
+def compressed_result(x: int = 1) -> Dict[str, Any]:
+    """Persist the sample value as compressed JSON."""
+    return sample_value(x)
+
+
+@flow(name="pickle-result", persist_result=True)
+def pickle_result(x: int = 1) -> Dict[str, Any]:
+    """Persist with Prefect's default serializer: (cloud)pickle."""
+    return {"x": x, "when": datetime(2026, 11, 23, tzinfo=timezone.utc)}
+
+
+@flow(name="json-fail", result_serializer="json")
+def json_fail(message: str = "bad input") -> None:
+    """Fail; the exception is persisted as JSON (type and message)."""
+    raise ValueError(message)
+
+
+RESULT_BLOCK = "local-file-system/deploytrigger-results"
+"""A ``LocalFileSystem`` block that ``block-result`` persists in (created by the tests)."""
+
+
+@flow(name="block-result", result_storage=RESULT_BLOCK, result_serializer="json")
+def block_result(x: int = 1) -> List[int]:
+    """Persist ``[x, x * 2]`` as JSON in the ``RESULT_BLOCK`` storage block."""
+    return [x, x * 2]
+
+
+class FakeRemoteStorage(WritableFileSystem):
+    """A storage block type of our own, standing in for S3/GCS/Azure in the tests.
+
+    It writes to a local directory, ``bucket``; the tests read it back through
+    ``Client(result_reader=...)`` as users would read a real bucket with their SDK.
+    """
+
+    _block_type_name = "Fake Remote Storage"
+    _block_type_slug = "fake-remote-storage"
+
+    bucket: str
+
+    async def read_path(self, path: str) -> bytes:
+        return (Path(self.bucket) / path).read_bytes()
+
+    async def write_path(self, path: str, content: bytes) -> str:
+        target = Path(self.bucket) / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(content)
+        return str(target)
+
+
+REMOTE_BLOCK = "fake-remote-storage/deploytrigger-remote"
+"""A ``FakeRemoteStorage`` block that ``remote-result`` persists in (created by the tests)."""
+
+
+@flow(name="remote-result", result_storage=REMOTE_BLOCK, result_serializer="json")
+def remote_result(x: int = 1) -> Dict[str, int]:
+    """Persist ``{"x": x}`` as JSON in the ``REMOTE_BLOCK`` storage block."""
+    return {"x": x}
+
+
 DEPLOYMENTS = {
     "add": add.to_deployment(
         name="add-dep", tags=["examples"], version="1.0", parameters={"y": 10}
@@ -50,6 +141,12 @@ DEPLOYMENTS = {
     "fail": fail.to_deployment(name="fail-dep"),
     "sleepy": sleepy.to_deployment(name="sleepy-dep"),
     "echo": echo.to_deployment(name="echo-dep", enforce_parameter_schema=True),
+    "json-result": json_result.to_deployment(name="json-result-dep"),
+    "compressed-result": compressed_result.to_deployment(name="compressed-result-dep"),
+    "pickle-result": pickle_result.to_deployment(name="pickle-result-dep"),
+    "json-fail": json_fail.to_deployment(name="json-fail-dep"),
+    "block-result": block_result.to_deployment(name="block-result-dep"),
+    "remote-result": remote_result.to_deployment(name="remote-result-dep"),
 }
 
 

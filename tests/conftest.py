@@ -20,6 +20,12 @@ DEPLOYMENT_NAMES: Tuple[str, ...] = (
     "fail/fail-dep",
     "sleepy/sleepy-dep",
     "echo/echo-dep",
+    "json-result/json-result-dep",
+    "compressed-result/compressed-result-dep",
+    "pickle-result/pickle-result-dep",
+    "json-fail/json-fail-dep",
+    "block-result/block-result-dep",
+    "remote-result/remote-result-dep",
 )
 POOL_NAME = "test-pool"
 POOL_QUEUE_NAME = "wq"
