@@ -7,9 +7,10 @@ deployment, named ``<flow>/<deployment>`` as listed in ``DEPLOYMENTS``.
 shows that the server merges run parameters over deployment defaults.
 
 The ``*-result`` flows persist their return value in each of the ways
-``deploytrigger.read_result`` reads (see ``tests/test_results_integration.py``);
-``add`` persists nothing. Two of them name a storage block that must exist when
-they run (``RESULT_BLOCK`` and ``REMOTE_BLOCK``; the tests create them).
+``deploytrigger.read_result`` reads, and ``json-fail`` its exception (see
+``tests/test_results_integration.py``); ``add`` persists nothing. Two of them
+name a storage block that must exist when they run (``RESULT_BLOCK`` and
+``REMOTE_BLOCK``; the tests create them).
 """
 
 import time
