@@ -116,19 +116,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="an infrastructure override, parsed like --param (repeatable)",
     )
-    run.add_argument(
+    _seconds(
+        run,
         "--timeout",
-        type=non_negative_seconds,
-        metavar="SECONDS",
-        help="stop waiting after this long (exit 3 if not final); default: wait until final",
+        "stop waiting after this long (exit 3 if not final); default: wait until final",
     )
-    run.add_argument(
-        "--poll-interval",
-        type=non_negative_seconds,
-        default=DEFAULT_POLL_INTERVAL,
-        metavar="SECONDS",
-        help=f"seconds between polls (default {DEFAULT_POLL_INTERVAL:g})",
-    )
+    _poll_interval(run, "polls")
     run.add_argument("--no-wait", action="store_true", help="print the run id and exit")
     run.add_argument(
         "--watch", action="store_true", help="stream state changes and the run's log lines"
@@ -153,32 +146,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="load a pickled result (unpickling runs code: only from storage you trust)",
     )
     result.add_argument("--wait", action="store_true", help="wait for the run to be final first")
-    result.add_argument(
+    _seconds(
+        result,
         "--timeout",
-        type=non_negative_seconds,
-        metavar="SECONDS",
-        help="with --wait: stop waiting after this long (exit 3); default: until final",
+        "with --wait: stop waiting after this long (exit 3); default: until final",
     )
-    result.add_argument(
-        "--poll-interval",
-        type=non_negative_seconds,
-        default=DEFAULT_POLL_INTERVAL,
-        metavar="SECONDS",
-        help=f"seconds between polls with --wait (default {DEFAULT_POLL_INTERVAL:g})",
-    )
+    _poll_interval(result, "polls with --wait")
 
     logs = commands.add_parser("logs", parents=common, help="print a run's log lines")
     logs.add_argument("run_id", metavar="RUN_ID")
     logs.add_argument(
         "-f", "--follow", action="store_true", help="keep printing until the run is final"
     )
-    logs.add_argument(
-        "--poll-interval",
-        type=non_negative_seconds,
-        default=DEFAULT_POLL_INTERVAL,
-        metavar="SECONDS",
-        help=f"seconds between reads with --follow (default {DEFAULT_POLL_INTERVAL:g})",
-    )
+    _poll_interval(logs, "reads with --follow")
 
     cancel = commands.add_parser("cancel", parents=common, help="cancel a run")
     cancel.add_argument("run_id", metavar="RUN_ID")
@@ -188,6 +168,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     deployments.add_argument("--flow", metavar="NAME", help="only the deployments of this flow")
     return parser
+
+
+def _seconds(
+    parser: argparse.ArgumentParser, flag: str, text: str, default: Optional[float] = None
+) -> None:
+    """An option taking seconds (>= 0), e.g. ``--timeout``."""
+    parser.add_argument(
+        flag, type=non_negative_seconds, default=default, metavar="SECONDS", help=text
+    )
+
+
+def _poll_interval(parser: argparse.ArgumentParser, between: str) -> None:
+    text = f"seconds between {between} (default {DEFAULT_POLL_INTERVAL:g})"
+    _seconds(parser, "--poll-interval", text, DEFAULT_POLL_INTERVAL)
 
 
 def _client(args: argparse.Namespace) -> Client:
