@@ -211,7 +211,9 @@ class Results:
                 f"flow run {_named(run)} carries a result record deploytrigger does not "
                 f"read (no storage_key or serializer): {str(data)[:200]}",
                 flow_run=run,
-                serializer=str(serializer.get("type")) if serializer else "unknown",
+                serializer=(
+                    str(serializer.get("type")) if isinstance(serializer, Mapping) else "unknown"
+                ),
             )
         block_id = data.get("storage_block_id")
         return _Record(

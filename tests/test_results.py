@@ -577,6 +577,7 @@ def test_a_failed_runs_missing_exception_file_is_read_once_only(
     [
         ({"storage_key": None, "serializer": JSON}, "json"),
         ({"storage_key": "/x"}, "unknown"),
+        ({"storage_key": "/x", "serializer": ["json"]}, "unknown"),
     ],
 )
 def test_a_record_without_key_or_serializer_is_a_decode_error(
