@@ -170,9 +170,8 @@ class Results:
                 "wait for it first (FlowRunHandle.read_result waits)",
                 flow_run=run,
             )
-        record = self._record(run)
         if state.type is not StateType.COMPLETED:
-            exception_type = self._exception_type(run, record, allow_pickle)
+            exception_type = self._exception_type(run, allow_pickle)
             raise FlowRunFailedError(
                 f"flow run {_named(run)} ended {state.type.value}"
                 + (f": {state.message}" if state.message else "")
@@ -181,6 +180,7 @@ class Results:
                 flow_run=run,
                 exception_type=exception_type,
             )
+        record = self._record(run)
         if record is None:
             raise ResultNotPersistedError(
                 f"flow run {_named(run)} completed without persisting its result, so "
@@ -244,13 +244,15 @@ class Results:
                 serializer=record.serializer_type,
             ) from exc
 
-    def _exception_type(
-        self, run: FlowRun, record: Optional[_Record], allow_pickle: bool
-    ) -> Optional[str]:
-        """The qualified name of the exception a failed run persisted, when it can be read."""
-        if record is None or (is_pickled(record.serializer) and not allow_pickle):
-            return None
+    def _exception_type(self, run: FlowRun, allow_pickle: bool) -> Optional[str]:
+        """The qualified name of the exception a failed run persisted, when it can be read.
+
+        Best effort, one read: the run failed either way.
+        """
         try:
+            record = self._record(run)
+            if record is None or (is_pickled(record.serializer) and not allow_pickle):
+                return None
             value = self._decode(run, record, self._fetch(run, record, 1), allow_pickle)
         except DeployTriggerError as exc:
             logger.debug("exception of flow run %s not readable: %s", run.id, exc)

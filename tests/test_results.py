@@ -572,6 +572,15 @@ def test_a_failed_runs_missing_exception_file_is_read_once_only(
     assert caught.value.exception_type is None and fake_time.sleeps == []
 
 
+def test_a_failed_run_with_an_unreadable_record_still_raises_that_it_failed(
+    client: Client, http: responses.RequestsMock
+) -> None:
+    serve_run(http, "FAILED", data={"storage_key": None}, message="boom")
+    with pytest.raises(FlowRunFailedError, match="boom") as caught:
+        client.read_result(RUN_ID)
+    assert caught.value.exception_type is None
+
+
 @pytest.mark.parametrize(
     ("data", "serializer"),
     [
