@@ -5,11 +5,14 @@ from __future__ import annotations
 import contextlib
 import uuid
 from datetime import datetime
-from typing import Any, ContextManager, Iterable, Mapping, Optional, Union
+from typing import TYPE_CHECKING, Any, ContextManager, Iterable, Mapping, Optional, Union
 
-from .client import Client, RunRef
+from .client import Client
 from .exceptions import InvalidArgumentTypeError
 from .models import FlowRun
+
+if TYPE_CHECKING:
+    from .batch import RunRef
 
 __all__ = ["read_result", "run_deployment"]
 

@@ -26,15 +26,12 @@ from typing import (
     Union,
 )
 
-from . import batch
-from . import logs as _logs
 from .deployments import DEFAULT_DEPLOYMENT_CACHE_TTL, Deployments
 from .exceptions import InvalidArgumentError
 from .handles import FlowRunHandle
 from .models import Deployment, Flow, FlowRun, LogRecord
 from .parents import Parents
 from .payloads import PAGE_LIMIT, as_uuid, check_wait_arguments
-from .results import ResultReader, Results
 from .runs import Runs
 from .settings import Settings, resolve_settings, warn_insecure_once
 from .transport import DEFAULT_POOL_SIZE, Transport
@@ -44,9 +41,10 @@ from .waiting import ALL_COMPLETED, DEFAULT_OUTAGE_TOLERANCE, Poller
 if TYPE_CHECKING:
     import tenacity
 
-__all__ = ["Client"]
+    from .batch import Call, DoneAndNotDone, RunRef
+    from .results import ResultReader, Results
 
-RunRef = batch.RunRef
+__all__ = ["Client"]
 
 
 class Client:
@@ -118,7 +116,12 @@ class Client:
             self._transport, clock=clock, cache_ttl=deployment_cache_ttl
         )
         self._parents = Parents(self._transport, self._deployments)
-        results = Results(self._transport, sleep=sleep, reader=result_reader)
+
+        def results() -> Results:  # on first use: a script that only triggers never loads it
+            from .results import Results
+
+            return Results(self._transport, sleep=sleep, reader=result_reader)
+
         self._runs = Runs(self._transport, self._deployments, self._parents, self.poller, results)
 
     # -- lifecycle ---------------------------------------------------------------
@@ -206,6 +209,8 @@ class Client:
     def read_all_logs(self, flow_run_id: Union[uuid.UUID, str]) -> List[LogRecord]:
         """Every line a run has logged so far, oldest first, each once (page by page)."""
         run = self.read_flow_run(flow_run_id)  # a clear error for an unknown run
+        from . import logs as _logs
+
         return _logs.read_all(self._runs, run.id)
 
     def follow_logs(
@@ -224,6 +229,8 @@ class Client:
         """
         run_id = as_uuid(flow_run_id, "flow_run_id")
         check_wait_arguments(timeout, poll_interval)
+        from . import logs as _logs
+
         return _logs.follow(self._runs, run_id, poll_interval=float(poll_interval), timeout=timeout)
 
     def watch(
@@ -252,6 +259,8 @@ class Client:
         known = flow_run if isinstance(flow_run, FlowRun) else None
         run_id = known.id if known is not None else as_uuid(flow_run, "flow_run")
         wait_timeout = check_wait_arguments(timeout, poll_interval)
+        from . import logs as _logs
+
         return _logs.watch(
             self._runs,
             run_id,
@@ -459,7 +468,7 @@ class Client:
         timeout: Optional[float] = None,
         poll_interval: float = 5,
         return_when: str = ALL_COMPLETED,
-    ) -> batch.DoneAndNotDone:
+    ) -> DoneAndNotDone:
         """Wait for many runs, like ``concurrent.futures.wait``, batching the polls.
 
         One poll is one ``POST /flow_runs/filter`` per 200 pending runs. Done
@@ -471,6 +480,8 @@ class Client:
         removed: a timeout is not an error. Raises ``FlowRunNotFoundError`` for
         a run that does not exist.
         """
+        from . import batch
+
         return batch.wait_all(
             self._runs, runs, timeout=timeout, poll_interval=poll_interval, return_when=return_when
         )
@@ -485,11 +496,13 @@ class Client:
         ``FlowRunTimeoutError`` (``.not_done``) when ``timeout`` seconds pass
         with runs still not final, after yielding those that were.
         """
+        from . import batch
+
         return batch.as_completed(self._runs, runs, timeout=timeout, poll_interval=poll_interval)
 
     def run_many(
         self,
-        calls: Iterable[batch.Call],
+        calls: Iterable[Call],
         max_workers: int = 16,
         timeout: Optional[float] = None,
         poll_interval: float = 5,
@@ -507,6 +520,8 @@ class Client:
         first failure (in call order) is raised once every call has been tried;
         the runs the other calls created keep going.
         """
+        from . import batch
+
         return batch.run_many(
             self._runs,
             self.submit,

@@ -12,7 +12,18 @@ from __future__ import annotations
 import logging
 import uuid
 from datetime import datetime, timezone
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Union
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Callable,
+    Dict,
+    Iterable,
+    List,
+    Mapping,
+    Optional,
+    Sequence,
+    Union,
+)
 
 from .deployments import Deployments, json_list, read_or_not_found
 from .exceptions import (
@@ -41,9 +52,11 @@ from .payloads import (
     rejected_parameter,
 )
 from .reader import cancel_if_interrupted, cancel_if_timed_out
-from .results import Results
 from .transport import Transport, refine
 from .waiting import NOTHING, Deadline, Poller
+
+if TYPE_CHECKING:
+    from .results import Results
 
 __all__ = ["Runs", "cancel_state"]
 
@@ -70,7 +83,7 @@ class Runs:
         deployments: resolves deployment names (with its cache).
         parents: links new runs to the current parent run.
         poller: the poll engine of every wait.
-        results: reads the persisted results of runs.
+        results: makes the reader of persisted results, on first use.
     """
 
     def __init__(
@@ -79,13 +92,14 @@ class Runs:
         deployments: Deployments,
         parents: Parents,
         poller: Poller,
-        results: Results,
+        results: Callable[[], Results],
     ) -> None:
         self._transport = transport
         self._deployments = deployments
         self._parents = parents
         self.poller = poller
-        self._results = results
+        self._make_results = results
+        self._results: Optional[Results] = None
 
     # -- reading ----------------------------------------------------------------------
 
@@ -149,6 +163,8 @@ class Runs:
         run = flow_run
         if not isinstance(run, FlowRun) or not run.is_final():
             run = self.read_flow_run(run.id if isinstance(run, FlowRun) else run)
+        if self._results is None:
+            self._results = self._make_results()
         return self._results.read(run, allow_pickle=allow_pickle)
 
     # -- creating -----------------------------------------------------------------------
