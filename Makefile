@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean prod-up prod-down bench-scale
+.PHONY: demo test lint docs bench clean prod-up prod-down bench-scale
 
 $(STAMP): setup.cfg setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -22,8 +22,12 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-logo
 
-test: lint
+test: lint docs
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The Sphinx site in docs/_build/html; any warning (a broken reference, a bad docstring) fails.
+docs: $(STAMP)
+	$(BIN)/sphinx-build -E -W --keep-going -q -b html docs docs/_build/html
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
@@ -42,4 +46,4 @@ bench-scale: $(STAMP)
 	$(BIN)/python benchmarks/scale.py $(SCALE_ARGS)
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache docs/_build

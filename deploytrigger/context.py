@@ -257,6 +257,7 @@ class ParentAwareThreadPoolExecutor(futures.ThreadPoolExecutor):
     """
 
     def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> futures.Future[T]:
+        """Schedule ``fn(*args, **kwargs)`` under the parent current here and now."""
         return super().submit(propagate(fn), *args, **kwargs)
 
 
