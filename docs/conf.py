@@ -28,7 +28,7 @@ html_theme_options = {"description": "Trigger Prefect deployments from synchrono
 # keep the order of the source, which follows the flow of a call.
 autodoc_member_order = "bysource"
 autodoc_typehints = "signature"
-autodoc_default_options = {"members": True, "show-inheritance": True}
+autodoc_default_options = {"members": True}
 autodoc_preserve_defaults = True
 napoleon_google_docstring = True
 napoleon_numpy_docstring = False
