@@ -368,7 +368,8 @@ class Backend:
             message=state.get("message"),
             scheduled_time=records.iso(scheduled) if scheduled is not None else None,
         )
-        run = _Run(base, [first], [])
+        run = _Run(base, [], [])
+        self._enter(run, first)
         if deployment is not None and state_type == "SCHEDULED":
             outcome = deployment.outcome
             run.steps = plan(outcome, max(now, expected))
@@ -391,9 +392,33 @@ class Backend:
             data = None
             if state_type in FINAL_TYPES and run.result_path is not None:
                 data = result_record(run.result_path)
-            run.history.append(
-                self._state(state_type, run.base["id"], when, message=message, data=data)
+            self._enter(
+                run, self._state(state_type, run.base["id"], when, message=message, data=data)
             )
+
+    def _enter(self, run: _Run, state: Dict[str, Any]) -> None:
+        """Give a run a new state; a subflow's placeholder task run takes a copy, as on a server."""
+        parent_task_run_id = run.base["parent_task_run_id"]
+        placeholder = self.task_runs.get(str(parent_task_run_id))
+        if parent_task_run_id is not None:
+            state["state_details"]["task_run_id"] = parent_task_run_id
+        run.history.append(state)
+        if placeholder is None:
+            return
+        copy = json.loads(json.dumps(state))
+        copy["id"] = new_id()
+        copy["state_details"].update(
+            flow_run_id=placeholder["flow_run_id"],
+            task_run_id=placeholder["id"],
+            child_flow_run_id=run.base["id"],
+        )
+        placeholder.update(
+            state=copy,
+            state_id=copy["id"],
+            state_type=copy["type"],
+            state_name=copy["name"],
+            updated=copy["timestamp"],
+        )
 
     def _state(
         self,
@@ -470,7 +495,7 @@ class Backend:
         run.steps = []
         if not force and state_type == "CANCELLING" and current["type"] == "SCHEDULED":
             cancelled = self._state("CANCELLED", run.base["id"], now)
-            run.history.append(cancelled)
+            self._enter(run, cancelled)
             reason = "Scheduled flow run has no infrastructure to terminate."
             return 201, records.orchestration_result("REJECT", cancelled, reason)
         new = self._state(
@@ -481,7 +506,7 @@ class Backend:
             message=proposed.get("message"),
             data=proposed.get("data"),
         )
-        run.history.append(new)
+        self._enter(run, new)
         if state_type == "CANCELLING" and run.base["deployment_id"] is not None:
             # The process running it stops it at once, as a runner does on its next poll.
             run.steps = [(now, "CANCELLED", proposed.get("message"))]
@@ -531,6 +556,9 @@ class Backend:
 
     def _filter_task_runs(self, *, body: Any, **_: Any) -> Answer:
         limit, offset = _page(body)
+        now = self._clock()
+        for run in self.runs.values():  # placeholders follow their subflows' states
+            self._advance(run, now)
         flow_run_ids = _any_of(body, "task_runs", "flow_run_id", uuids=True)
         found = [
             task_run

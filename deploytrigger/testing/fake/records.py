@@ -67,9 +67,9 @@ _STATE_DETAILS: Mapping[str, Any] = {
 
 
 def iso(moment: float) -> str:
-    """A POSIX time (seconds) as the server writes datetimes: UTC, microseconds, ``Z``."""
+    """A POSIX time (seconds) as the server writes datetimes: UTC, ``Z``, microseconds unless 0."""
     when = dt.datetime.fromtimestamp(moment, dt.timezone.utc)
-    return when.isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return when.isoformat().replace("+00:00", "Z")
 
 
 def parse_time(text: Any) -> Optional[float]:
