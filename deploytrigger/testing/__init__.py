@@ -1,9 +1,16 @@
 """Tooling to run real Prefect servers and proxies for tests, demos and benchmarks.
 
-Nothing here is imported by ``import deploytrigger``: import the modules
-themselves, e.g. ``from deploytrigger.testing.local_server import LocalPrefect``.
+Nothing here is imported by ``import deploytrigger``. The fake Prefect API is
+exported here (``from deploytrigger.testing import fake_prefect``); import the
+other modules themselves, e.g.
+``from deploytrigger.testing.local_server import LocalPrefect``.
 
 Modules:
+    fake: :func:`~deploytrigger.testing.fake.fake_prefect`, a fake Prefect API
+        on loopback (standard library only) for testing code that triggers
+        deployments, without a Prefect server.
+    pytest_plugin: the ``fake_prefect`` pytest fixture (registered through the
+        ``pytest11`` entry point; only pytest imports it).
     processes: child processes in their own process group, stopped by pid.
     local_server: :class:`~deploytrigger.testing.local_server.LocalPrefect`, a
         throwaway Prefect server on loopback, optionally serving a flows script.
@@ -17,3 +24,7 @@ Only ``requests`` and the standard library are imported. Starting a server
 needs Prefect for this interpreter (the ``server`` extra); the production stack
 also needs PostgreSQL's ``initdb`` and ``pg_ctl``.
 """
+
+from .fake import FakePrefect, fake_prefect
+
+__all__ = ["FakePrefect", "fake_prefect"]
