@@ -14,12 +14,14 @@ guide may name only options the parser has and the exit codes it uses.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import re
 import textwrap
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Dict, List, Optional, Set
+from typing import Any, Dict, Iterator, List, Optional, Set
 
 import pytest
 
@@ -135,6 +137,36 @@ def run_example(example: Example) -> Dict[str, object]:
     return namespace
 
 
+
+# -- running the examples ----------------------------------------------------------------
+
+EXAMPLE_DEPLOYMENTS: Dict[str, Dict[str, Any]] = {
+    "etl/nightly": {"parameters": {"day": "2026-11-23"}, "result": {"rows": 42}},
+    "etl/daily": {"parameters": {"day": "2026-11-23"}, "result": {"rows": 7}},
+    "add/add-dep": {"parameters": {"x": 1, "y": 10}, "result": 11},
+    "json-result/json-result-dep": {
+        "parameters": {"x": 1},
+        "result": {
+            "when": datetime(2026, 11, 23, 18, 0, tzinfo=timezone.utc),
+            "tags": {"a", "b"},
+        },
+    },
+}
+"""The deployments every example finds on the fake, each run completing at once with a result."""
+
+
+@contextlib.contextmanager
+def example_server() -> Iterator[Any]:
+    """A fresh fake Prefect API with :data:`EXAMPLE_DEPLOYMENTS`; ``Client()`` uses it."""
+    from deploytrigger.testing import fake_prefect
+
+    with fake_prefect() as fake:
+        for name, spec in EXAMPLE_DEPLOYMENTS.items():
+            fake.add_deployment(name, parameters=spec["parameters"])
+            fake.set_outcome(name, "COMPLETED", result=spec["result"])
+        yield fake
+
+
 # -- the collector -----------------------------------------------------------------------
 
 SAMPLE = """\
@@ -240,3 +272,53 @@ def test_cli_guide_exit_code_table_is_the_one_the_cli_uses() -> None:
     table = text.split("Exit codes:", 1)[1].split("\n\n", 2)[1]
     documented = {int(m) for m in re.findall(r"^(\d+)\s", table, flags=re.M)}
     assert documented == set(EXIT_CODES) | {EXIT_INTERRUPTED}
+
+
+# -- every example runs ------------------------------------------------------------------
+
+EXAMPLES = all_examples()
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=[ex.where for ex in EXAMPLES])
+def test_example_runs(example: Example) -> None:
+    if example.skip is not None:
+        pytest.skip(f"skip-example: {example.skip}")
+    with example_server():
+        run_example(example)
+
+
+def test_examples_are_found_and_few_are_skipped() -> None:
+    where = {ex.path.relative_to(ROOT).as_posix() for ex in EXAMPLES}
+    assert {"README.rst", "docs/guides/running.rst", "docs/guides/many-runs.rst"} <= where
+    skipped = [ex.where for ex in EXAMPLES if ex.skip is not None]
+    assert len(skipped) <= len(EXAMPLES) // 4, skipped
+
+
+def test_the_runner_fails_on_a_broken_example() -> None:
+    broken = Example(README, 1, "import deploytrigger\nrun = deploytrigger.run_deployment(\n", None)
+    with pytest.raises(SyntaxError):
+        run_example(broken)
+    raising = Example(README, 1, "import deploytrigger\nassert deploytrigger.Clinet\n", None)
+    with pytest.raises(AttributeError):
+        run_example(raising)
+
+
+def test_the_runner_fails_on_a_deployment_the_fake_does_not_have() -> None:
+    import deploytrigger
+
+    code = "import deploytrigger\ndeploytrigger.run_deployment('etl/weekly', timeout=0)\n"
+    with example_server(), pytest.raises(deploytrigger.DeploymentNotFoundError):
+        run_example(Example(README, 1, code, None))
+
+
+def test_examples_run_against_the_fake_and_see_its_results() -> None:
+    code = (
+        "import deploytrigger\n"
+        "run = deploytrigger.run_deployment('add/add-dep', parameters={'x': 5})\n"
+        "value = deploytrigger.read_result(run)\n"
+    )
+    with example_server() as fake:
+        namespace = run_example(Example(README, 1, code, None))
+        assert len(fake.runs) == 1
+    assert namespace["value"] == 11
+    assert namespace["run"].parameters == {"x": 5, "y": 10}  # type: ignore[attr-defined]
