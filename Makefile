@@ -1,6 +1,6 @@
 # Two entry points do all set-up on a fresh machine (only Python needed):
 #   make demo   a real local Prefect server and flow, triggered and awaited by deploytrigger
-#   make test   ruff, mypy, lint-imports and the whole test suite (unit + integration)
+#   make test   ruff, mypy, lint-imports, the docs build and the whole test suite (unit + integration)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
