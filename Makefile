@@ -33,9 +33,9 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
 
 # A production-shaped stack (PostgreSQL, server, process pool, 2 workers) left running
-# until prod-down; state in .prod/state.json.
+# until prod-down; state in .prod/state.json. Scale-out: make prod-up PROD_ARGS="--api-servers 2".
 prod-up: $(STAMP)
-	$(BIN)/python benchmarks/prod_stack.py up
+	$(BIN)/python benchmarks/prod_stack.py up $(PROD_ARGS)
 
 prod-down:
 	$(BIN)/python benchmarks/prod_stack.py down

@@ -5,6 +5,7 @@ flows of ``examples/flows.py``; this script starts it and leaves it running,
 and stops it again from another process (``make prod-up`` / ``make prod-down``)::
 
     python benchmarks/prod_stack.py up       # start; state in .prod/state.json
+    python benchmarks/prod_stack.py up --api-servers 2   # scale-out: 2 API servers, a balancer
     python benchmarks/prod_stack.py status   # what runs, and whether the server is healthy
     python benchmarks/prod_stack.py down     # stop everything by pid, delete the temp dirs
 """
@@ -22,15 +23,12 @@ import requests
 
 from deploytrigger.testing.postgres import Postgres
 from deploytrigger.testing.processes import alive, stop_group
-from deploytrigger.testing.prod_stack import SERVER, ProdStack
+from deploytrigger.testing.prod_stack import ProdStack, marker, stop_order
 
 REPO = Path(__file__).resolve().parent.parent
 FLOWS_SCRIPT = REPO / "examples" / "flows.py"
 STATE_DIR = REPO / ".prod"
 STATE_FILE = STATE_DIR / "state.json"
-MARKERS = {SERVER: "server start"}
-"""Text each recorded process's command line must hold to be signalled (workers: the default)."""
-WORKER_MARKER = "worker start"
 
 
 def _load_state() -> Optional[Dict[str, Any]]:
@@ -48,12 +46,19 @@ def cmd_up(options: argparse.Namespace) -> int:
         print(f"already up ({STATE_FILE}); run 'down' first", file=sys.stderr)
         return 1
     STATE_DIR.mkdir(exist_ok=True)
-    stack = ProdStack(FLOWS_SCRIPT, workers=options.workers)
-    print("starting PostgreSQL, the Prefect server and the workers ...", flush=True)
+    stack = ProdStack(FLOWS_SCRIPT, workers=options.workers, api_servers=options.api_servers)
+    servers = (
+        "the Prefect server"
+        if options.api_servers == 1
+        else (f"{options.api_servers} API servers, the services, the balancer")
+    )
+    print(f"starting PostgreSQL, {servers} and the workers ...", flush=True)
     stack.start()
     stack.detach()
     STATE_FILE.write_text(json.dumps(stack.state, indent=2) + "\n")
     print(f"PREFECT_API_URL={stack.api_url}")
+    if len(stack.backend_urls) > 1:
+        print(f"round-robin over {', '.join(stack.backend_urls)}")
     print(f"work pool {stack.pool!r} with {stack.workers} workers; deployments:")
     for name in stack.deployments:
         print(f"  {name}")
@@ -67,9 +72,10 @@ def cmd_down(options: argparse.Namespace) -> int:
     if state is None:
         print("nothing to stop (no state file)")
         return 0
-    for name, pid in sorted(state["pids"].items(), key=lambda item: item[0] == SERVER):
+    markers = state.get("markers", {})
+    for name, pid in sorted(state["pids"].items(), key=lambda item: stop_order(item[0])):
         print(f"stopping {name} (pid {pid})", flush=True)
-        stop_group(pid, marker=MARKERS.get(name, WORKER_MARKER))
+        stop_group(pid, marker=markers.get(name, marker(name)))
     data_dir = state["postgres"]["data_dir"]
     if data_dir:
         print("stopping PostgreSQL", flush=True)
@@ -89,6 +95,8 @@ def cmd_status(options: argparse.Namespace) -> int:
         print("down (no state file)")
         return 1
     print(f"PREFECT_API_URL={state['api_url']}  base dir {state['base_dir']}")
+    if len(state.get("backends", [])) > 1:
+        print(f"  API servers behind the balancer: {', '.join(state['backends'])}")
     for name, pid in state["pids"].items():
         print(f"  {name:16} pid {pid:<8} {'running' if alive(pid) else 'GONE'}")
     pg = Postgres(Path(state["postgres"]["data_dir"]), state["postgres"]["port"])
@@ -107,6 +115,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="start the stack and leave it running")
     up.add_argument("--workers", type=int, default=2)
+    up.add_argument(
+        "--api-servers",
+        type=int,
+        default=1,
+        help="API server processes on the database; above 1 behind a round-robin balancer",
+    )
     sub.add_parser("down", help="stop everything 'up' started")
     sub.add_parser("status", help="show pids and server health")
     options = parser.parse_args(argv)

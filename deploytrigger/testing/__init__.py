@@ -16,6 +16,8 @@ Modules:
         throwaway Prefect server on loopback, optionally serving a flows script.
     proxy: :class:`~deploytrigger.testing.proxy.Proxy`, a loopback reverse proxy
         that records and counts requests and injects seeded faults.
+    balancer: :class:`~deploytrigger.testing.balancer.Balancer`, a round-robin
+        proxy over several API servers that routes around dead ones.
     postgres: a throwaway PostgreSQL cluster for a Prefect server.
     prod_stack: :class:`~deploytrigger.testing.prod_stack.ProdStack`, PostgreSQL,
         a Prefect server, a process work pool with deployments, and workers.

@@ -11,11 +11,17 @@ process given :attr:`ProdStack.state`):
 
 1. a throwaway PostgreSQL cluster (:class:`~deploytrigger.testing.postgres.Postgres`);
 2. the Prefect server with ``PREFECT_API_DATABASE_CONNECTION_URL`` pointing at it;
+   or, with ``api_servers=2`` (scale-out), two API-only servers on that database
+   (``prefect server start --no-services``), the background services once in a
+   process of their own (``prefect server services start``), and a round-robin
+   :class:`~deploytrigger.testing.balancer.Balancer` process in front of the API
+   servers, whose URL is the stack's ``api_url``;
 3. a ``process`` work pool and deployments of a flows script (:data:`DEPLOYMENTS`),
    created over REST with a ``set_working_directory`` pull step, so a worker
    runs the flow from the script's directory (no image, no storage block);
 4. ``prefect worker start --pool <pool>`` processes that poll every second and
-   run each flow run in a subprocess.
+   run each flow run in a subprocess (they talk to ``api_url``: the balancer
+   when there is one).
 
 This module imports nothing from Prefect; the interpreter needs the ``server``
 extra (Prefect and ``asyncpg``) and PostgreSQL's programs.
@@ -23,8 +29,12 @@ extra (Prefect and ``asyncpg``) and PostgreSQL's programs.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 import shutil
+import signal
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional
@@ -39,12 +49,19 @@ from deploytrigger.testing.local_server import (
     server_healthy,
 )
 from deploytrigger.testing.postgres import Postgres
-from deploytrigger.testing.processes import Child, Harness, free_port, wait_until
+from deploytrigger.testing.processes import Child, Harness, free_port, wait_gone, wait_until
 
 POOL_NAME = "prod-pool"
 """The work pool's default name."""
 SERVER = "server"
-"""The server's name among :attr:`ProdStack.children`; the workers are ``prod-worker-<n>``."""
+"""The server's name among :attr:`ProdStack.children`; the workers are ``prod-worker-<n>``.
+
+With several API servers they are ``server-<n>``, beside :data:`SERVICES` and :data:`BALANCER`.
+"""
+SERVICES = "services"
+"""The background services' process (scale-out only)."""
+BALANCER = "balancer"
+"""The round-robin balancer's process (scale-out only)."""
 
 _INT = {"type": "integer"}
 _NUMBER = {"type": "number"}
@@ -80,7 +97,11 @@ class ProdStack(Harness):
         flows_script: The Python file that defines the deployments' flows; the
             workers run them from its directory.
         deployments: The deployments to create, as :data:`DEPLOYMENTS`.
-        workers: How many ``prefect worker start`` processes (at least one).
+        workers: How many ``prefect worker start`` processes; 0 leaves the runs
+            of the pool's deployments to something else to execute.
+        api_servers: How many API server processes share the database; above
+            one they are API-only, behind a round-robin balancer, with the
+            background services run once in a process of their own.
         pool: The work pool's name.
         worker_limit: Flow runs each worker executes at once (each is a Python
             subprocess importing Prefect: a few per core at most).
@@ -90,13 +111,15 @@ class ProdStack(Harness):
             temporary directory by default (deleted on stop).
 
     Attributes:
-        api_url: ``http://127.0.0.1:<port>/api`` once started.
+        api_url: ``http://127.0.0.1:<port>/api`` once started: the server's, or
+            the balancer's when there are several API servers.
+        backend_urls: Each API server's own URL, in the balancer's turn order.
         base_dir: The directory with ``pg/``, ``home/`` and ``*.log`` while started.
         postgres: The database while started.
-        children: The server and the workers by name, while started.
+        children: The servers, services, balancer and workers by name, while started.
 
     Raises:
-        ValueError: ``workers`` is below one.
+        ValueError: ``workers`` is below zero or ``api_servers`` below one.
         FileNotFoundError: ``flows_script`` is not a file.
     """
 
@@ -106,19 +129,23 @@ class ProdStack(Harness):
         *,
         deployments: Mapping[str, Mapping[str, Any]] = DEPLOYMENTS,
         workers: int = 2,
+        api_servers: int = 1,
         pool: str = POOL_NAME,
         worker_limit: int = 4,
         startup_timeout: float = 240.0,
         env: Optional[Mapping[str, str]] = None,
         base_dir: Optional[Path] = None,
     ) -> None:
-        if workers < 1:
-            raise ValueError("a work pool needs at least one worker")
+        if workers < 0:
+            raise ValueError(f"workers must be 0 or more, not {workers}")
+        if api_servers < 1:
+            raise ValueError(f"a stack needs at least one API server, not {api_servers}")
         if not Path(flows_script).is_file():
             raise FileNotFoundError(f"no flows script at {flows_script}")
         self.flows_script = Path(flows_script).resolve()
         self.deployments = dict(deployments)
         self.workers = workers
+        self.api_servers = api_servers
         self.pool = pool
         self.worker_limit = worker_limit
         self.startup_timeout = startup_timeout
@@ -127,6 +154,7 @@ class ProdStack(Harness):
         self.base_dir: Optional[Path] = None
         self.port = 0
         self.api_url = ""
+        self.backend_urls: List[str] = []
         self.postgres: Optional[Postgres] = None
         self.children: Dict[str, Child] = {}
 
@@ -150,7 +178,9 @@ class ProdStack(Harness):
                 "data_dir": str(self.postgres.data_dir) if self.postgres else None,
                 "url": self.postgres.url if self.postgres else None,
             },
+            "backends": list(self.backend_urls),
             "pids": {name: child.pid for name, child in self.children.items()},
+            "markers": {name: marker(name) for name in self.children},
             "logs": {name: str(child.log_path) for name, child in self.children.items()},
             "deployments": sorted(self.deployments),
         }
@@ -166,13 +196,17 @@ class ProdStack(Harness):
         (self.base_dir / "home").mkdir(exist_ok=True)
         self.postgres = Postgres(self.base_dir / "pg")
         self.postgres.start()
-        self._start_server()
+        if self.api_servers == 1:
+            self._start_server()
+        else:
+            self._start_scaled_out()
         self._create_pool_and_deployments()
-        self._start_workers()
+        if self.workers:
+            self._start_workers()
 
     def _stop(self) -> None:
-        """Stop the workers, the server and PostgreSQL by pid; delete base_dir."""
-        for name in sorted(self.children, key=lambda n: n == SERVER):  # workers first
+        """Stop the workers, the balancer, the servers and PostgreSQL by pid; delete base_dir."""
+        for name in sorted(self.children, key=stop_order):
             self.children.pop(name).stop()
         if self.postgres is not None:
             self.postgres.stop()
@@ -239,11 +273,48 @@ class ProdStack(Harness):
         """Whether the server answers ``GET /api/health`` with ``true``."""
         return server_healthy(self.api_url)
 
+    def kill(self, name: str) -> None:
+        """Kill child ``name``'s process group with SIGKILL, as a crash would, and wait for it.
+
+        It stays in :attr:`children` (stopping it again later is harmless).
+
+        Raises:
+            KeyError: No child has that name.
+        """
+        child = self.children[name]
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, signal.SIGKILL)
+        child.process.wait(30)
+        wait_gone(child.pid, 10)
+
     def _start_server(self) -> None:
         self.port = free_port()
         self.api_url = f"http://127.0.0.1:{self.port}/api"
+        self.backend_urls = [self.api_url]
         server = self._spawn(SERVER, server_command(self.port))
         self._wait_until(self.healthy, "GET /api/health to answer true", server)
+
+    def _start_scaled_out(self) -> None:
+        """API-only servers (the first one migrates the database), the services once, a balancer."""
+        ports = [free_port() for _ in range(self.api_servers)]
+        self.backend_urls = [f"http://127.0.0.1:{port}/api" for port in ports]
+        self.port = free_port()
+        self.api_url = f"http://127.0.0.1:{self.port}/api"
+        names = [f"{SERVER}-{index}" for index in range(self.api_servers)]
+        first = self._spawn(names[0], [*server_command(ports[0]), "--no-services"])
+        self._wait_until(lambda: server_healthy(self.backend_urls[0]), f"{names[0]} health", first)
+        migrated = {"PREFECT_API_DATABASE_MIGRATE_ON_START": "false"}
+        for name, port in zip(names[1:], ports[1:]):
+            self._spawn(name, [*server_command(port), "--no-services"], migrated)
+        self._spawn(SERVICES, [*prefect_command(), "server", "services", "start"], migrated)
+        for name, url in zip(names[1:], self.backend_urls[1:]):
+            child = self.children[name]
+            self._wait_until(functools.partial(server_healthy, url), f"{name} health", child)
+        balancer = [sys.executable, "-m", "deploytrigger.testing.balancer"]
+        balancer += ["--port", str(self.port), *self.backend_urls]
+        self._wait_until(
+            self.healthy, "the balancer's GET /api/health", self._spawn(BALANCER, balancer)
+        )
 
     def _create_pool_and_deployments(self) -> None:
         with requests.Session() as http:
@@ -265,16 +336,35 @@ class ProdStack(Harness):
             self.children[names[-1]],
         )
 
-    def _spawn(self, name: str, args: List[str]) -> Child:
+    def _spawn(self, name: str, args: List[str], env: Optional[Mapping[str, str]] = None) -> Child:
         assert self.base_dir is not None
         log = self.base_dir / f"{name}.log"
-        child = Child(name, args, self.environment(), log, cwd=self.base_dir)
+        child = Child(name, args, self.environment(env), log, cwd=self.base_dir)
         self.children[name] = child
         return child
 
     def _wait_until(self, ready: Callable[[], bool], what: str, watched: Child) -> None:
         children = self.children.values()
         wait_until(ready, what, children=children, watched=watched, timeout=self.startup_timeout)
+
+
+def marker(name: str) -> str:
+    """Text in the command line of the stack's process ``name``, checked before signalling it."""
+    if name == BALANCER:
+        return "deploytrigger.testing.balancer"
+    if name == SERVICES:
+        return "services start"
+    if name == SERVER or name.startswith(f"{SERVER}-"):
+        return "server start"
+    return "worker start"
+
+
+def stop_order(name: str) -> int:
+    """Where process ``name`` comes when stopping: workers, balancer, services, servers."""
+    order = {BALANCER: 1, SERVICES: 2}
+    if name == SERVER or name.startswith(f"{SERVER}-"):
+        return 3
+    return order.get(name, 0)
 
 
 def _post(http: requests.Session, url: str, body: Mapping[str, Any]) -> Dict[str, Any]:

@@ -44,7 +44,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Dict, FrozenSet, List, Optional, Sequence, Tuple
+from typing import Any, Dict, FrozenSet, List, Optional, Sequence, Tuple, Type
 from urllib.parse import urlsplit
 
 import requests
@@ -141,6 +141,7 @@ class Proxy:
         upstream: The real server's API URL (``http://127.0.0.1:4200/api``).
         seed: Seeds every random choice, so a run is repeatable.
         ssl_context: Serve HTTPS with this server-side context.
+        port: The loopback port to listen on; a free one by default.
 
     Attributes:
         api_url: The proxy's API URL (same path as ``upstream``).
@@ -149,7 +150,12 @@ class Proxy:
     """
 
     def __init__(
-        self, upstream: str, *, seed: int = 0, ssl_context: Optional[ssl.SSLContext] = None
+        self,
+        upstream: str,
+        *,
+        seed: int = 0,
+        ssl_context: Optional[ssl.SSLContext] = None,
+        port: int = 0,
     ) -> None:
         parts = urlsplit(upstream)
         self.upstream_origin = f"{parts.scheme}://{parts.netloc}"
@@ -158,7 +164,7 @@ class Proxy:
         self._lock = threading.Lock()
         self._random = random.Random(seed)
         self._stopping = threading.Event()
-        self._server = _Server(("127.0.0.1", 0), _Handler)
+        self._server = _Server(("127.0.0.1", port), self._handler_class())
         self._server.proxy = self
         if ssl_context is not None:
             self._server.socket = ssl_context.wrap_socket(self._server.socket, server_side=True)
@@ -169,6 +175,10 @@ class Proxy:
 
     def __repr__(self) -> str:
         return f"Proxy({self.api_url!r} -> {self.upstream_origin!r})"
+
+    def _handler_class(self) -> Type[_Handler]:
+        """The class that serves each connection; a subclass may serve its own."""
+        return _Handler
 
     # -- lifecycle --------------------------------------------------------------
 
@@ -355,10 +365,14 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _forward(self, body: bytes) -> Tuple[int, Dict[str, str], bytes]:
         """Send the request upstream; the answer's status, headers and undecoded body."""
+        return self._send(self.server.proxy.upstream_origin, body)
+
+    def _send(self, origin: str, body: bytes) -> Tuple[int, Dict[str, str], bytes]:
+        """Send the request to ``origin`` (``scheme://host:port``), as :meth:`_forward` does."""
         headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
         with self.upstream.request(
             self.command,
-            self.server.proxy.upstream_origin + self.path,
+            origin + self.path,
             data=body or None,
             headers=headers,
             timeout=UPSTREAM_TIMEOUT_SECONDS,
