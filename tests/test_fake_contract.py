@@ -303,6 +303,16 @@ def test_missing_things_answer_404_with_the_servers_detail(target: Target) -> No
             client.cancel_flow_run(nobody)
 
 
+def test_deployments_of_a_flow_are_listed_by_name(target: Target) -> None:
+    with target.client() as client:
+        listed = client.read_deployments(flow_name="add")
+        by_id = client.read_deployment(listed[0].id)
+    assert [(d.name, d.tags, d.parameters, d.version) for d in listed] == [
+        ("add-dep", ("examples",), {"y": 10}, "1.0")
+    ]
+    assert by_id == listed[0]
+
+
 def test_server_endpoints_health_version_and_csrf(target: Target) -> None:
     assert target.get("/health").json() is True
     assert target.get("/admin/version").json() == "3.8.8"

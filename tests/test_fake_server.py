@@ -8,6 +8,7 @@ timelines on an injected clock, results, recorded requests, and bad input.
 import datetime as dt
 import os
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Dict, Iterator, List
 
@@ -95,6 +96,32 @@ def test_stopped_fake_refuses_connections_and_says_it_is_not_started() -> None:
         requests.get(url + "/health", timeout=2)
     with pytest.raises(RuntimeError):
         fake.runs  # noqa: B018
+
+
+def test_stopping_the_fake_closes_kept_alive_connections() -> None:
+    session = requests.Session()
+    with fake_prefect() as fake:
+        url = fake.api_url
+        assert session.get(url + "/health", timeout=5).json() is True
+    with pytest.raises(requests.ConnectionError):
+        session.get(url + "/health", timeout=5)
+    session.close()
+
+
+def test_many_threads_trigger_at_once_and_each_gets_its_own_run(fake: FakePrefect) -> None:
+    fake.add_deployment("etl/nightly")
+    with deploytrigger.Client() as client, ThreadPoolExecutor(max_workers=8) as pool:
+        runs = list(
+            pool.map(
+                lambda i: client.run_deployment(
+                    "etl/nightly", parameters={"i": i}, timeout=5, poll_interval=0
+                ),
+                range(32),
+            )
+        )
+    assert all(run.state is not None and run.state.is_completed() for run in runs)
+    assert sorted(run.parameters["i"] for run in fake.runs) == list(range(32))
+    assert len({run.id for run in runs}) == 32
 
 
 # -- run_deployment through the module-level functions -------------------------------------

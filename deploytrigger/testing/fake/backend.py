@@ -76,6 +76,9 @@ class _Invalid(Exception):
         self.loc, self.msg, self.given, self.error_type = loc, msg, given, error_type
 
 
+_NOT_AFTER_FINAL = ("CANCELLING", "PAUSED", "CRASHED")
+"""States the server refuses (ABORT) to a run that is already final, unless forced."""
+
 _UUID = r"[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}"
 _SEGMENT = r"[^/]+"
 
@@ -480,16 +483,7 @@ class Backend:
         self._advance(run, now)
         current = run.history[-1]
         force = body.get("force") is True
-        if (
-            not force
-            and current["type"] in FINAL_TYPES
-            and state_type
-            in (
-                "CANCELLING",
-                "PAUSED",
-                "CRASHED",
-            )
-        ):
+        if not force and current["type"] in FINAL_TYPES and state_type in _NOT_AFTER_FINAL:
             reason = f"Run is already in terminal state {current['type']}."
             return 200, records.orchestration_result("ABORT", current, reason)
         run.steps = []

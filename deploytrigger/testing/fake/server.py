@@ -8,16 +8,29 @@ is active, ``PREFECT_API_URL`` points at it, so ``deploytrigger.run_deployment``
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import socket
 import tempfile
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Mapping, Optional, Type
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Callable,
+    Dict,
+    Iterable,
+    List,
+    Mapping,
+    Optional,
+    Set,
+    Type,
+)
 
 from .backend import Backend, RecordedRequest
 from .outcomes import NO_RESULT, Outcome
@@ -68,16 +81,44 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(content)
 
+    def setup(self) -> None:
+        super().setup()
+        self.server.track(self.connection, open_=True)
+
+    def finish(self) -> None:
+        self.server.track(self.connection, open_=False)
+        super().finish()
+
     def log_message(self, format: str, *args: Any) -> None:
         """Quiet: the requests are recorded in ``FakePrefect.requests`` instead."""
 
 
 class _Server(ThreadingHTTPServer):
+    """The HTTP server; it closes kept-alive connections too when it stops."""
+
     daemon_threads = True
 
     def __init__(self, backend: Backend) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.backend = backend
+        self._connections: Set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+
+    def track(self, connection: socket.socket, *, open_: bool) -> None:
+        """Remember an open connection (``open_``), or forget a closed one."""
+        with self._connections_lock:
+            if open_:
+                self._connections.add(connection)
+            else:
+                self._connections.discard(connection)
+
+    def close_connections(self) -> None:
+        """Shut every open connection, so no client keeps talking to a stopped fake."""
+        with self._connections_lock:
+            connections, self._connections = list(self._connections), set()
+        for connection in connections:
+            with contextlib.suppress(OSError):  # the client closed it already
+                connection.shutdown(socket.SHUT_RDWR)
 
 
 def _split_name(name: Any) -> List[str]:
@@ -150,6 +191,7 @@ class FakePrefect:
         if server is not None:
             server.shutdown()
             server.server_close()
+            server.close_connections()
         if thread is not None:
             thread.join(timeout=5)
         for key, value in self._saved.items():
