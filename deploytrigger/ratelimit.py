@@ -12,9 +12,10 @@ burst of up to one second's worth (at least one request) after a quiet spell.
 
 It adapts like TCP's congestion control (additive increase, multiplicative
 decrease): a 429 answer halves the current rate (never below 1 % of the budget,
-nor below one request a minute); each successful answer gives back 1 % of the
-budget, up to the budget. A server that limits below the budget is thus probed
-gently instead of hammered, and a passing 429 costs little.
+nor below one request a minute); each successful answer (status below 400)
+gives back 1 % of the budget, up to the budget; other errors change nothing. A
+server that limits below the budget is thus probed gently instead of hammered,
+and a passing 429 costs little.
 
 When clients ask for different budgets for the same URL, the lowest applies.
 """

@@ -225,7 +225,7 @@ class Transport:
             if self.rate_budget is not None:
                 if response.status_code == 429:
                     self.rate_budget.limited()
-                else:
+                elif response.status_code < 400:
                     self.rate_budget.succeeded()
             if response.status_code in RETRY_STATUSES:
                 raise RetryableStatus(

@@ -178,3 +178,16 @@ def test_no_budget_unless_one_is_asked_for(monkeypatch: pytest.MonkeyPatch) -> N
     with Client(API) as client:
         assert client._transport.rate_budget is not None
         assert client._transport.rate_budget.per_minute == 120
+
+
+def test_an_error_that_is_not_a_429_leaves_the_rate_as_it_is(
+    http: Any, fake_time: FakeTime
+) -> None:
+    http.get(HEALTH, status=404, json={"detail": "Not Found"})
+    budget = RateBudget(600, clock=fake_time.clock, sleep=fake_time.sleep)
+    budget.limited()
+    transport = Transport(resolve_settings(API), rate_budget=budget)
+    with pytest.raises(APIError):
+        transport.request("GET", "/health")
+
+    assert budget.rate == 300

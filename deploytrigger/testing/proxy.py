@@ -126,9 +126,10 @@ class Rule:
         )
 
 
-@dataclass(frozen=True)
+@dataclass
 class Received:
-    """One request as the proxy received it, and what it did with it (``"forward"``: nothing)."""
+    """One request as the proxy received it, what it did with it (``"forward"``: nothing),
+    and the status the client was answered (None: no answer, or not yet)."""
 
     method: str
     path: str
@@ -136,6 +137,7 @@ class Received:
     wall: float
     action: str
     body: bytes = field(default=b"", repr=False)
+    status: Optional[int] = None
 
 
 class Proxy:
@@ -182,6 +184,7 @@ class Proxy:
         self._tokens = self._burst
         self._refilled = time.monotonic()
         self._retry_after = retry_after
+        self._current = threading.local()  # the record of the request each handler thread serves
         self.received: List[Received] = []
         self._rules: List[Rule] = []
         self._lock = threading.Lock()
@@ -297,35 +300,45 @@ class Proxy:
     def _decide(self, method: str, path: str, body: bytes = b"") -> Optional[Rule]:
         """Record a request and pick the rule that acts on it (None: forward it)."""
         with self._lock:
-            now = time.monotonic()
-            if self.upstream_path_of(path) is None:
-                self.received.append(Received(method, path, now, time.time(), "unknown-path", body))
-                return _UNKNOWN_PATH
-            if self._over_rate(now):
-                self.received.append(Received(method, path, now, time.time(), "limited", body))
-                return Rule(
-                    action="status",
-                    status=429,
-                    headers={} if self._retry_after is None else {"Retry-After": self._retry_after},
-                    body=b'{"detail":"rate limited by the test proxy"}',
-                )
-            matching = [
-                rule
-                for rule in self._rules
-                if re.search(rule.method, method) and re.search(rule.path, path)
-            ]
-            for rule in matching:  # every matching rule counts the request
-                rule.seen += 1
-            chosen = next((rule for rule in matching if rule.fires(self._random)), None)
-            if chosen is not None:
-                chosen.fired += 1
-                if chosen.action == "mixed":
-                    chosen = self._random.choice(list(chosen.mix))
-            action = chosen.action if chosen else "forward"
-            self.received.append(
-                Received(method, path, time.monotonic(), time.time(), action, body)
+            rule = self._choose(method, path, body)
+            self._current.record = self.received[-1]
+            return rule
+
+    def _answered(self, status: int) -> None:
+        """Note the status this thread's request was answered with."""
+        record = getattr(self._current, "record", None)
+        if record is not None:
+            record.status = status
+
+    def _choose(self, method: str, path: str, body: bytes) -> Optional[Rule]:
+        """Record a request and pick its rule; called with the lock held."""
+        now = time.monotonic()
+        if self.upstream_path_of(path) is None:
+            self.received.append(Received(method, path, now, time.time(), "unknown-path", body))
+            return _UNKNOWN_PATH
+        if self._over_rate(now):
+            self.received.append(Received(method, path, now, time.time(), "limited", body))
+            return Rule(
+                action="status",
+                status=429,
+                headers={} if self._retry_after is None else {"Retry-After": self._retry_after},
+                body=b'{"detail":"rate limited by the test proxy"}',
             )
-            return chosen
+        matching = [
+            rule
+            for rule in self._rules
+            if re.search(rule.method, method) and re.search(rule.path, path)
+        ]
+        for rule in matching:  # every matching rule counts the request
+            rule.seen += 1
+        chosen = next((rule for rule in matching if rule.fires(self._random)), None)
+        if chosen is not None:
+            chosen.fired += 1
+            if chosen.action == "mixed":
+                chosen = self._random.choice(list(chosen.mix))
+        action = chosen.action if chosen else "forward"
+        self.received.append(Received(method, path, time.monotonic(), time.time(), action, body))
+        return chosen
 
 
 _UNKNOWN_PATH = Rule(action="status", status=404, body=b'{"detail":"Not Found"}')
@@ -436,6 +449,7 @@ class _Handler(BaseHTTPRequestHandler):
             return response.status_code, answer, content
 
     def _answer(self, status: int, headers: Dict[str, str], body: bytes) -> None:
+        self.server.proxy._answered(status)
         try:
             self.send_response(status)
             for key, value in headers.items():
