@@ -33,3 +33,14 @@ def test_requests_above_the_rate_are_answered_429_and_recorded_as_limited() -> N
         assert proxy.actions() == {"forward": 2, "limited": 2}
     finally:
         proxy.stop()
+
+
+def test_the_status_a_request_was_answered_is_recorded_on_its_record() -> None:
+    proxy = Proxy(UPSTREAM)
+    try:
+        proxy._decide("POST", "/api/flows/")
+        proxy._answered(403)
+        proxy._decide("GET", "/api/health")
+        assert [r.status for r in proxy.received] == [403, None]
+    finally:
+        proxy.stop()
