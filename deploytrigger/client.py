@@ -59,8 +59,14 @@ class Client:
         request_timeout: seconds one HTTP request may take (default 30).
         verify: True, False or a CA bundle path; else ``PREFECT_API_SSL_CERT_FILE``
             and ``PREFECT_API_TLS_INSECURE_SKIP_VERIFY``; else True.
-        max_retries: retries after the first attempt of a transiently failed request
-            (default 5).
+        max_retries: retries after the first attempt of a transiently failed request;
+            else ``PREFECT_CLIENT_MAX_RETRIES``; else as many as ``retry_budget`` allows.
+        retry_budget: seconds one request may spend retrying 408, 429, 502, 503 and
+            connection failures (from its first attempt; 0: no retries); else
+            ``DEPLOYTRIGGER_RETRY_BUDGET``; else 90. Waits never outlast a caller's timeout.
+        max_requests_per_minute: a request-rate budget shared by every client of this
+            process for the same API URL, adapting to 429s (``ratelimit.py``); else
+            ``DEPLOYTRIGGER_MAX_REQUESTS_PER_MINUTE``; else none.
         pool_size: connections kept open to the server; size it for your threads.
         sleep, clock, backoff: how to wait between retries and polls, a monotonic
             clock in seconds, the wait before a retry the server sets no time for
@@ -97,6 +103,8 @@ class Client:
         deployment_cache_ttl: float = DEFAULT_DEPLOYMENT_CACHE_TTL,
         outage_tolerance: float = DEFAULT_OUTAGE_TOLERANCE,
         result_reader: Optional[ResultReader] = None,
+        retry_budget: Optional[float] = None,
+        max_requests_per_minute: Optional[float] = None,
     ) -> None:
         self.settings: Settings = resolve_settings(
             api_url,
@@ -105,12 +113,14 @@ class Client:
             verify=verify,
             request_timeout=request_timeout,
             max_retries=max_retries,
+            retry_budget=retry_budget,
+            max_requests_per_minute=max_requests_per_minute,
         )
         if self.settings.verify is False:
             warn_insecure_once()
         self.poller = Poller(sleep=sleep, clock=clock, outage_tolerance=outage_tolerance)
         self._transport = Transport(
-            self.settings, pool_size=pool_size, sleep=sleep, backoff=backoff
+            self.settings, pool_size=pool_size, sleep=sleep, clock=clock, backoff=backoff
         )
         self._deployments = Deployments(
             self._transport, clock=clock, cache_ttl=deployment_cache_ttl

@@ -15,6 +15,7 @@ kept as ``__cause__``)::
     ├── APIError                    the server answered with an error status
     │   ├── AuthenticationError     401: missing or wrong credentials
     │   ├── PermissionDeniedError   403: credentials lack the permission
+    │   │   └── CSRFError           the server's CSRF protection refused even a fresh token
     │   ├── NotFoundError           (also LookupError) 404
     │   │   ├── DeploymentNotFoundError
     │   │   └── FlowRunNotFoundError
@@ -46,6 +47,7 @@ __all__ = [
     "APIError",
     "AuthenticationError",
     "BadRequestError",
+    "CSRFError",
     "ConfigurationError",
     "ConnectionFailedError",
     "DeployTriggerError",
@@ -165,6 +167,14 @@ class AuthenticationError(APIError):
 
 class PermissionDeniedError(APIError):
     """403: the credentials are valid but not allowed to do this."""
+
+
+class CSRFError(PermissionDeniedError):
+    """403 from the server's CSRF protection, still after a fresh token (or none was issued).
+
+    deploytrigger fetches a CSRF token on the first refusal and sends the
+    request again with it; this error means the server refused that too.
+    """
 
 
 class NotFoundError(APIError, LookupError):

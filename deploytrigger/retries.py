@@ -1,10 +1,17 @@
 """When and how long to retry one HTTP request; separate from polling a run.
 
-Retried: connection failures, 429, 502 and 503. A request that could have
-taken effect on the server (a read timeout, a reset after sending, a 502/503
-from a proxy) is retried only when it is idempotent, so a retry can never
-duplicate what it creates. Waits grow exponentially with jitter and are never
-shorter than what a ``Retry-After`` header asks.
+Retried: connection failures, 408, 429, 502 and 503. A request that could
+have taken effect on the server (a read timeout, a reset after sending, a
+408/502/503 from a proxy) is retried only when it is idempotent, so a retry can
+never duplicate what it creates. Waits grow exponentially with jitter and are
+never shorter than what a ``Retry-After`` header asks.
+
+Retries stop at the first of: the request's **retry budget** (seconds since its
+first attempt; no retry starts after it), the caller's deadline, and
+``max_retries`` when one is set. An answer marked ``Prefect-Maintenance: true``
+(the server is in maintenance and did not act) is retried whatever the method
+and does not count against ``max_retries``; only the budget and the deadline
+bound it, as in Prefect's own client.
 """
 
 from __future__ import annotations
@@ -22,10 +29,19 @@ from .waiting import Deadline
 if TYPE_CHECKING:
     import tenacity
 
-__all__ = ["RETRY_STATUSES", "RetryableStatus", "parse_retry_after", "retrying"]
+__all__ = [
+    "RETRY_STATUSES",
+    "RetryableStatus",
+    "in_maintenance",
+    "parse_retry_after",
+    "retrying",
+    "sent_nothing",
+]
 
-RETRY_STATUSES = frozenset({429, 502, 503})
-"""Statuses retried: rate limited, bad gateway, unavailable."""
+RETRY_STATUSES = frozenset({408, 429, 502, 503})
+"""Statuses retried: request timeout, rate limited, bad gateway, unavailable."""
+
+MAINTENANCE_HEADER = "Prefect-Maintenance"
 
 MAX_RETRY_AFTER = 300.0
 """A ``Retry-After`` longer than this (seconds) is not waited for: the error is raised."""
@@ -38,6 +54,12 @@ class RetryableStatus(Exception):
         super().__init__(response.status_code)
         self.response = response
         self.retry_after = retry_after
+        self.maintenance = in_maintenance(response)
+
+
+def in_maintenance(response: requests.Response) -> bool:
+    """Whether the answer says the server is in maintenance (``Prefect-Maintenance: true``)."""
+    return str(response.headers.get(MAINTENANCE_HEADER, "")).strip().lower() == "true"
 
 
 def parse_retry_after(value: Optional[str], now: Optional[datetime] = None) -> Optional[float]:
@@ -65,7 +87,7 @@ def parse_retry_after(value: Optional[str], now: Optional[datetime] = None) -> O
     return max(0.0, seconds)
 
 
-def _sent_nothing(exc: BaseException) -> bool:
+def sent_nothing(exc: BaseException) -> bool:
     """True when the request surely never reached the server (connect phase)."""
     if isinstance(exc, requests.exceptions.ConnectTimeout):
         return True
@@ -80,11 +102,11 @@ def is_retryable(exc: BaseException, idempotent: bool) -> bool:
     if isinstance(exc, RetryableStatus):
         if exc.retry_after is not None and exc.retry_after > MAX_RETRY_AFTER:
             return False
-        return idempotent or exc.response.status_code == 429
+        return idempotent or exc.maintenance or exc.response.status_code == 429
     if isinstance(exc, requests.exceptions.SSLError):
         return False
     if isinstance(exc, (requests.exceptions.ConnectionError, requests.exceptions.Timeout)):
-        return idempotent or _sent_nothing(exc)
+        return idempotent or sent_nothing(exc)
     return False
 
 
@@ -97,9 +119,10 @@ def _retry_after(state: tenacity.RetryCallState) -> float:
 
 def retrying(
     *,
-    max_retries: int,
+    max_retries: Optional[int],
     idempotent: bool,
     deadline: Optional[Deadline] = None,
+    budget: Optional[Deadline] = None,
     sleep: Callable[[float], None] = time.sleep,
     backoff: Optional[Callable[[tenacity.RetryCallState], float]] = None,
     before_sleep: Optional[Callable[[tenacity.RetryCallState], None]] = None,
@@ -107,9 +130,12 @@ def retrying(
     """The tenacity configuration for one request.
 
     Args:
-        max_retries: retries after the first attempt.
+        max_retries: retries after the first attempt (answers in maintenance not
+            counted); None: as many as ``budget`` and ``deadline`` allow.
         idempotent: whether sending the request twice has the effect of sending it once.
-        deadline: no retry starts after it, nor one whose ``Retry-After`` outlasts it.
+        deadline: the caller's: no retry starts after it, nor one whose
+            ``Retry-After`` outlasts it.
+        budget: the end of the request's retry budget, treated like ``deadline``.
         sleep: how to wait; injected by tests.
         backoff: the wait before each retry when the server asks none;
             exponential from 0.5 s to 10 s with up to 1 s of jitter by default.
@@ -120,27 +146,34 @@ def retrying(
     base_wait = backoff or (
         tenacity.wait_exponential(multiplier=0.5, max=10.0) + tenacity.wait_random(0, 1.0)
     )
+    limits = [limit for limit in (deadline, budget) if limit is not None and limit.at is not None]
+    uncounted = [0]  # attempts answered "in maintenance", which max_retries does not count
+
+    def remaining() -> Optional[float]:
+        left = [limit.remaining() or 0.0 for limit in limits]
+        return min(left) if left else None
 
     def wait(state: tenacity.RetryCallState) -> float:
         return max(base_wait(state), _retry_after(state))
 
     def stop(state: tenacity.RetryCallState) -> bool:
-        if state.attempt_number > max_retries:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, RetryableStatus) and exc.maintenance:
+            uncounted[0] += 1
+        if max_retries is not None and state.attempt_number - uncounted[0] > max_retries:
             return True
-        if deadline is None or deadline.at is None:
-            return False
-        remaining = deadline.remaining() or 0.0
-        return remaining <= 0.0 or _retry_after(state) >= remaining
+        left = remaining()
+        return left is not None and (left <= 0.0 or _retry_after(state) >= left)
 
-    def wait_within_deadline(state: tenacity.RetryCallState) -> float:
+    def wait_within_limits(state: tenacity.RetryCallState) -> float:
         seconds = wait(state)
-        remaining = None if deadline is None else deadline.remaining()
-        return seconds if remaining is None else max(min(seconds, remaining), _retry_after(state))
+        left = remaining()
+        return seconds if left is None else max(min(seconds, left), _retry_after(state))
 
     return tenacity.Retrying(
         retry=tenacity.retry_if_exception(lambda exc: is_retryable(exc, idempotent)),
         stop=stop,
-        wait=wait_within_deadline,
+        wait=wait_within_limits,
         sleep=sleep,
         reraise=True,
         before_sleep=before_sleep,

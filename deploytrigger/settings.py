@@ -3,10 +3,12 @@
 Precedence, highest first: explicit arguments, then the environment
 (``PREFECT_API_URL``, ``PREFECT_API_KEY``, ``PREFECT_API_AUTH_STRING``,
 ``PREFECT_API_SSL_CERT_FILE``, ``PREFECT_API_TLS_INSECURE_SKIP_VERIFY``,
-``PREFECT_API_REQUEST_TIMEOUT``), then the active profile in
+``PREFECT_API_REQUEST_TIMEOUT``, ``PREFECT_CLIENT_MAX_RETRIES``), then the active profile in
 ``$PREFECT_HOME/profiles.toml`` (home ``~/.prefect`` by default; the file can be
 moved with ``PREFECT_PROFILES_PATH`` and the profile chosen with
-``PREFECT_PROFILE``), then built-in defaults.
+``PREFECT_PROFILE``), then built-in defaults. deploytrigger's own settings
+(``DEPLOYTRIGGER_RETRY_BUDGET``, ``DEPLOYTRIGGER_MAX_REQUESTS_PER_MINUTE``) come
+from arguments or the environment only: Prefect's profiles are Prefect's.
 """
 
 from __future__ import annotations
@@ -24,13 +26,25 @@ from urllib.parse import urlsplit, urlunsplit
 from .exceptions import ConfigurationError
 from .urls import redact_url
 
-__all__ = ["DEFAULT_MAX_RETRIES", "DEFAULT_REQUEST_TIMEOUT", "Settings", "resolve_settings"]
+__all__ = [
+    "DEFAULT_MAX_RETRIES",
+    "DEFAULT_REQUEST_TIMEOUT",
+    "DEFAULT_RETRY_BUDGET",
+    "Settings",
+    "resolve_settings",
+]
 
 DEFAULT_REQUEST_TIMEOUT = 30.0
 """Seconds one HTTP request may take (connecting and reading) unless configured."""
 
-DEFAULT_MAX_RETRIES = 5
-"""Retries after the first attempt of a request that failed transiently."""
+DEFAULT_MAX_RETRIES: Optional[int] = None
+"""No limit on the number of retries of a request: its retry budget bounds them."""
+
+DEFAULT_RETRY_BUDGET = 90.0
+"""Seconds one request may spend retrying transient failures (Prefect's client: about 62)."""
+
+RETRY_BUDGET_VARIABLE = "DEPLOYTRIGGER_RETRY_BUDGET"
+RATE_VARIABLE = "DEPLOYTRIGGER_MAX_REQUESTS_PER_MINUTE"
 
 _SETTING_NAMES = (
     "PREFECT_API_URL",
@@ -61,7 +75,11 @@ class Settings:
             over ``api_key`` when both are set.
         verify: True to verify TLS with the system CAs, a path to a CA bundle, or False.
         request_timeout: seconds one HTTP request may take.
-        max_retries: retries after the first attempt of a transiently failed request.
+        max_retries: retries after the first attempt of a transiently failed
+            request; None: as many as ``retry_budget`` allows.
+        retry_budget: seconds one request may spend retrying (from its first attempt).
+        max_requests_per_minute: the request-rate budget shared by every client
+            of this process for this API URL (``ratelimit.py``); None: no budget.
     """
 
     api_url: str = field(repr=False)
@@ -69,12 +87,16 @@ class Settings:
     auth_string: Optional[str] = field(default=None, repr=False)
     verify: Verify = True
     request_timeout: float = DEFAULT_REQUEST_TIMEOUT
-    max_retries: int = DEFAULT_MAX_RETRIES
+    max_retries: Optional[int] = DEFAULT_MAX_RETRIES
+    retry_budget: float = DEFAULT_RETRY_BUDGET
+    max_requests_per_minute: Optional[float] = None
 
     def __repr__(self) -> str:
         return (
             f"Settings(api_url={redact_url(self.api_url)!r}, verify={self.verify!r}, "
-            f"request_timeout={self.request_timeout!r}, max_retries={self.max_retries!r})"
+            f"request_timeout={self.request_timeout!r}, max_retries={self.max_retries!r}, "
+            f"retry_budget={self.retry_budget!r}, "
+            f"max_requests_per_minute={self.max_requests_per_minute!r})"
         )
 
     @property
@@ -98,6 +120,8 @@ def resolve_settings(
     verify: Optional[Verify] = None,
     request_timeout: Optional[float] = None,
     max_retries: Optional[int] = None,
+    retry_budget: Optional[float] = None,
+    max_requests_per_minute: Optional[float] = None,
     environ: Optional[Mapping[str, str]] = None,
 ) -> Settings:
     """Merge explicit arguments, the environment and the active Prefect profile.
@@ -110,7 +134,13 @@ def resolve_settings(
             ``PREFECT_API_TLS_INSECURE_SKIP_VERIFY``; True, False or a CA bundle path.
         request_timeout: seconds per HTTP request; overrides ``PREFECT_API_REQUEST_TIMEOUT``.
         max_retries: retries per request after the first attempt (0 disables
-            retrying); overrides ``PREFECT_CLIENT_MAX_RETRIES``.
+            retrying); overrides ``PREFECT_CLIENT_MAX_RETRIES``. Unset: no count
+            limit, the retry budget bounds retries.
+        retry_budget: seconds one request may spend retrying transient failures
+            (0 disables retrying); overrides ``DEPLOYTRIGGER_RETRY_BUDGET``; 90 by default.
+        max_requests_per_minute: a request-rate budget for every client of this
+            process that talks to this API URL; overrides
+            ``DEPLOYTRIGGER_MAX_REQUESTS_PER_MINUTE``; none by default.
         environ: the environment to read; ``os.environ`` by default.
 
     Returns:
@@ -170,10 +200,16 @@ def resolve_settings(
     if max_retries is None:
         raw_retries, retries_source = lookup("PREFECT_CLIENT_MAX_RETRIES")
         max_retries = DEFAULT_MAX_RETRIES if raw_retries is None else _whole(raw_retries)
-    if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+    if max_retries is not None and (
+        isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0
+    ):
         raise ConfigurationError(
             f"max_retries (from {retries_source}) must be a whole number >= 0, not {max_retries!r}"
         )
+    budget = _own_number(retry_budget, "retry_budget", RETRY_BUDGET_VARIABLE, env, zero_ok=True)
+    rate = _own_number(
+        max_requests_per_minute, "max_requests_per_minute", RATE_VARIABLE, env, zero_ok=False
+    )
 
     return Settings(
         api_url=url,
@@ -182,7 +218,33 @@ def resolve_settings(
         verify=verify,
         request_timeout=timeout,
         max_retries=max_retries,
+        retry_budget=DEFAULT_RETRY_BUDGET if budget is None else budget,
+        max_requests_per_minute=rate,
     )
+
+
+def _own_number(
+    value: Any, name: str, variable: str, env: Mapping[str, str], *, zero_ok: bool
+) -> Optional[float]:
+    """A deploytrigger setting: the argument, else its environment variable, else None."""
+    source = f"argument {name}"
+    if value is None:
+        text = env.get(variable, "").strip()
+        if not text:
+            return None
+        value, source = text, f"environment variable {variable}"
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if isinstance(value, bool) or not math.isfinite(number) or number < 0 or (
+        number == 0 and not zero_ok
+    ):
+        least = ">= 0" if zero_ok else "> 0"
+        raise ConfigurationError(
+            f"{name} (from {source}) must be a finite number {least}, not {value!r}"
+        )
+    return number
 
 
 def normalize_api_url(value: str, source: str = "argument") -> str:

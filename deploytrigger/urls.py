@@ -1,13 +1,15 @@
 """API URLs: the one place credentials are taken out of them, and the UI links they give.
 
-Pure functions over strings; nothing here sends a request.
+Functions over strings; nothing here sends a request. The one setting read
+here, ``PREFECT_UI_URL``, is read when a link is made, as Prefect reads it.
 """
 
 from __future__ import annotations
 
 import functools
+import os
 import re
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
 from urllib.parse import urlsplit, urlunsplit
 
 __all__ = ["redact_url", "ui_base_url", "ui_url", "without_credentials"]
@@ -33,8 +35,13 @@ def redact_url(url: str) -> str:
     return without_credentials(url, "***")
 
 
-def ui_base_url(api_url: Optional[str]) -> Optional[str]:
+def ui_base_url(
+    api_url: Optional[str], environ: Optional[Mapping[str, str]] = None
+) -> Optional[str]:
     """The Prefect UI's base URL for an API URL, or None when it cannot be derived.
+
+    ``PREFECT_UI_URL`` in ``environ`` (``os.environ`` by default), when set,
+    is the answer whatever the API URL (a UI served elsewhere, behind a proxy).
 
     ``http://host:port/api`` (a self-hosted server, which serves its UI next to
     the API) gives ``http://host:port``; Prefect Cloud's
@@ -42,6 +49,9 @@ def ui_base_url(api_url: Optional[str]) -> Optional[str]:
     ``https://app.prefect.cloud/account/A/workspace/W``. Credentials in the URL
     are dropped.
     """
+    configured = (os.environ if environ is None else environ).get("PREFECT_UI_URL", "").strip()
+    if configured:
+        return without_credentials(configured).rstrip("/")
     if not api_url:
         return None
     parts = urlsplit(without_credentials(api_url))
@@ -61,7 +71,13 @@ def ui_base_url(api_url: Optional[str]) -> Optional[str]:
     return None
 
 
-def ui_url(api_url: Optional[str], flow_run_id: Any) -> Optional[str]:
-    """The flow run's page in the Prefect UI, or None when the UI cannot be derived."""
-    base = ui_base_url(api_url)
+def ui_url(
+    api_url: Optional[str], flow_run_id: Any, environ: Optional[Mapping[str, str]] = None
+) -> Optional[str]:
+    """The flow run's page in the Prefect UI, or None when the UI cannot be derived.
+
+    ``PREFECT_UI_URL`` (in ``environ``, ``os.environ`` by default) overrides the
+    UI derived from ``api_url``.
+    """
+    base = ui_base_url(api_url, environ)
     return None if base is None else f"{base}/runs/flow-run/{flow_run_id}"

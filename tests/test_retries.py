@@ -118,7 +118,7 @@ def test_retryable_matrix(
 def test_500_is_never_a_retryable_status() -> None:
     from deploytrigger.retries import RETRY_STATUSES
 
-    assert frozenset({429, 502, 503}) == RETRY_STATUSES
+    assert frozenset({408, 429, 502, 503}) == RETRY_STATUSES
 
 
 # -- retrying ------------------------------------------------------------------------------
@@ -247,3 +247,94 @@ def test_retrying_calls_before_sleep_once_per_retry() -> None:
 
     assert policy(call) == "ok"
     assert seen == [1, 2]
+
+
+# -- 408, maintenance, the retry budget ---------------------------------------------------
+
+
+def maintenance(code: int = 503) -> RetryableStatus:
+    response = requests.Response()
+    response.status_code = code
+    response.headers["Prefect-Maintenance"] = "true"
+    return RetryableStatus(response, None)
+
+
+def test_408_is_retried_only_for_idempotent_requests() -> None:
+    assert is_retryable(status(408), idempotent=True)
+    assert not is_retryable(status(408), idempotent=False)
+
+
+def test_an_answer_in_maintenance_is_retried_even_when_not_idempotent() -> None:
+    assert maintenance().maintenance and not status(503).maintenance
+    assert is_retryable(maintenance(), idempotent=False)
+
+
+def test_answers_in_maintenance_do_not_count_against_max_retries() -> None:
+    time = FakeTime()
+    call = scripted([maintenance(), maintenance(), maintenance(), status(503), status(503)])
+    policy = retrying(max_retries=1, idempotent=True, sleep=time.sleep, backoff=lambda s: 1.0)
+
+    with pytest.raises(RetryableStatus) as info:
+        policy(call)
+
+    assert not info.value.maintenance  # the counted retry was used up by 503s
+    assert call.count == 5  # type: ignore[attr-defined]
+
+
+def test_maintenance_is_bounded_by_the_retry_budget() -> None:
+    time = FakeTime()
+    call = scripted([maintenance()])
+    budget = Deadline(10.0, time.clock)
+    policy = retrying(
+        max_retries=0, idempotent=True, budget=budget, sleep=time.sleep, backoff=lambda s: 3.0
+    )
+
+    with pytest.raises(RetryableStatus):
+        policy(call)
+
+    assert time.sleeps == [3.0, 3.0, 3.0, 1.0]
+    assert call.count == 5  # type: ignore[attr-defined]
+
+
+def test_without_max_retries_the_budget_alone_stops_retrying() -> None:
+    time = FakeTime()
+    call = scripted([status(503)])
+    budget = Deadline(60.0, time.clock)
+    policy = retrying(max_retries=None, idempotent=True, budget=budget, sleep=time.sleep)
+
+    with pytest.raises(RetryableStatus):
+        policy(call)
+
+    assert sum(time.sleeps) == pytest.approx(60.0)
+    assert len(time.sleeps) >= 8  # exponential backoff, capped: many retries fit in a minute
+
+
+def test_the_earlier_of_budget_and_deadline_wins() -> None:
+    time = FakeTime()
+    call = scripted([refused()])
+    policy = retrying(
+        max_retries=None,
+        idempotent=True,
+        deadline=Deadline(4.0, time.clock),
+        budget=Deadline(60.0, time.clock),
+        sleep=time.sleep,
+        backoff=lambda s: 3.0,
+    )
+
+    with pytest.raises(requests.ConnectionError):
+        policy(call)
+
+    assert time.sleeps == [3.0, 1.0]
+
+
+def test_a_retry_after_beyond_the_budget_is_not_waited_for() -> None:
+    time = FakeTime()
+    call = scripted([status(429, retry_after=30.0), "ok"])
+    policy = retrying(
+        max_retries=None, idempotent=True, budget=Deadline(20.0, time.clock), sleep=time.sleep
+    )
+
+    with pytest.raises(RetryableStatus):
+        policy(call)
+
+    assert time.sleeps == []

@@ -18,6 +18,7 @@ from deploytrigger import Client, ConfigurationError
 from deploytrigger.settings import (
     DEFAULT_MAX_RETRIES,
     DEFAULT_REQUEST_TIMEOUT,
+    DEFAULT_RETRY_BUDGET,
     _parse_simple_toml,
     resolve_settings,
 )
@@ -126,7 +127,9 @@ def test_defaults_apply_when_nothing_sets_timeout_retries_or_verify(home: Path) 
     settings = resolve_settings(ARG_URL, environ=environ(home))
 
     assert settings.request_timeout == DEFAULT_REQUEST_TIMEOUT == 30.0
-    assert settings.max_retries == DEFAULT_MAX_RETRIES == 5
+    assert settings.max_retries is DEFAULT_MAX_RETRIES is None  # the retry budget bounds them
+    assert settings.retry_budget == DEFAULT_RETRY_BUDGET == 90.0
+    assert settings.max_requests_per_minute is None
     assert settings.verify is True
     assert settings.api_key is None
     assert settings.auth_string is None
@@ -514,3 +517,54 @@ def test_max_retries_from_the_environment_must_be_a_whole_number(home: Path, val
 
     with pytest.raises(ConfigurationError, match="PREFECT_CLIENT_MAX_RETRIES"):
         resolve_settings(ARG_URL, environ=env)
+
+
+# -- retry budget and request-rate budget ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwarg", "variable", "arg_value", "env_value"),
+    [
+        ("retry_budget", "DEPLOYTRIGGER_RETRY_BUDGET", 20.0, "45"),
+        ("max_requests_per_minute", "DEPLOYTRIGGER_MAX_REQUESTS_PER_MINUTE", 600.0, "1200"),
+    ],
+)
+def test_deploytrigger_settings_come_from_the_argument_then_the_environment(
+    home: Path, kwarg: str, variable: str, arg_value: float, env_value: str
+) -> None:
+    env = environ(home, **{variable: env_value})
+    write_profiles(home, f'active = "local"\n[profiles.local]\n{variable} = "7"\n')
+
+    assert getattr(resolve_settings(ARG_URL, **{kwarg: arg_value}, environ=env), kwarg) == arg_value
+    assert getattr(resolve_settings(ARG_URL, environ=env), kwarg) == float(env_value)
+    # Prefect's profile is Prefect's: deploytrigger's own settings are not read from it
+    assert getattr(resolve_settings(ARG_URL, environ=environ(home)), kwarg) in (
+        DEFAULT_RETRY_BUDGET,
+        None,
+    )
+
+
+def test_retry_budget_zero_is_accepted_a_rate_of_zero_is_not(home: Path) -> None:
+    assert resolve_settings(ARG_URL, retry_budget=0, environ=environ(home)).retry_budget == 0
+    with pytest.raises(ConfigurationError, match="max_requests_per_minute"):
+        resolve_settings(ARG_URL, max_requests_per_minute=0, environ=environ(home))
+
+
+@pytest.mark.parametrize("value", ["soon", "-1", "inf", "nan"])
+def test_a_bad_budget_in_the_environment_names_the_variable(home: Path, value: str) -> None:
+    for variable in ("DEPLOYTRIGGER_RETRY_BUDGET", "DEPLOYTRIGGER_MAX_REQUESTS_PER_MINUTE"):
+        with pytest.raises(ConfigurationError, match=variable):
+            resolve_settings(ARG_URL, environ=environ(home, **{variable: value}))
+
+
+def test_a_boolean_budget_argument_is_refused(home: Path) -> None:
+    with pytest.raises(ConfigurationError, match="retry_budget"):
+        resolve_settings(ARG_URL, retry_budget=True, environ=environ(home))
+
+
+def test_settings_repr_shows_the_budgets(home: Path) -> None:
+    settings = resolve_settings(
+        ARG_URL, retry_budget=12, max_requests_per_minute=300, environ=environ(home)
+    )
+    assert "retry_budget=12.0" in repr(settings)
+    assert "max_requests_per_minute=300.0" in repr(settings)

@@ -21,6 +21,13 @@ status     an answer made up by the proxy: ``status`` with ``headers`` and
 garbage    ``200`` with a body that is not JSON, not forwarded
 ========== ====================================================================
 
+Two more modes, set when constructed: ``api_path`` serves the API under
+another path (``/api/accounts/A/workspaces/W``, as Prefect Cloud does) and
+forwards each request to the same place below the upstream's path; and
+``max_per_minute`` answers ``429`` (action ``"limited"``, not forwarded) to the
+requests above that rate, measured with a token bucket that holds one second's
+worth (``burst``) and refills continuously.
+
 ::
 
     with Proxy(api_url) as proxy:
@@ -119,9 +126,10 @@ class Rule:
         )
 
 
-@dataclass(frozen=True)
+@dataclass
 class Received:
-    """One request as the proxy received it, and what it did with it (``"forward"``: nothing)."""
+    """One request as the proxy received it, what it did with it (``"forward"``: nothing),
+    and the status the client was answered (None: no answer, or not yet)."""
 
     method: str
     path: str
@@ -129,6 +137,7 @@ class Received:
     wall: float
     action: str
     body: bytes = field(default=b"", repr=False)
+    status: Optional[int] = None
 
 
 class Proxy:
@@ -142,9 +151,16 @@ class Proxy:
         seed: Seeds every random choice, so a run is repeatable.
         ssl_context: Serve HTTPS with this server-side context.
         port: The loopback port to listen on; a free one by default.
+        api_path: The path the proxy serves the API under (``upstream``'s by
+            default); requests below it go to the same place below ``upstream``'s
+            path, others get 404 (action ``"unknown-path"``).
+        max_per_minute: Answer 429 to requests above this rate (None: no limit).
+        burst: Requests the rate limit lets through at once after a quiet spell
+            (default: one second's worth, at least 1).
+        retry_after: The ``Retry-After`` header of those 429s (None: none).
 
     Attributes:
-        api_url: The proxy's API URL (same path as ``upstream``).
+        api_url: The proxy's API URL (``api_path`` on the proxy's host and port).
         upstream_origin: ``scheme://host:port`` of ``upstream``.
         received: Every request received since the last :meth:`clear_received`.
     """
@@ -156,9 +172,21 @@ class Proxy:
         seed: int = 0,
         ssl_context: Optional[ssl.SSLContext] = None,
         port: int = 0,
+        api_path: Optional[str] = None,
+        max_per_minute: Optional[float] = None,
+        burst: Optional[float] = None,
+        retry_after: Optional[str] = None,
     ) -> None:
         parts = urlsplit(upstream)
         self.upstream_origin = f"{parts.scheme}://{parts.netloc}"
+        self.upstream_path = parts.path.rstrip("/")
+        self.api_path = (parts.path if api_path is None else api_path).rstrip("/")
+        self.max_per_minute = max_per_minute
+        self._burst = max(1.0, (max_per_minute or 0) / 60.0) if burst is None else burst
+        self._tokens = self._burst
+        self._refilled = time.monotonic()
+        self._retry_after = retry_after
+        self._current = threading.local()  # the record of the request each handler thread serves
         self.received: List[Received] = []
         self._rules: List[Rule] = []
         self._lock = threading.Lock()
@@ -170,7 +198,7 @@ class Proxy:
             self._server.socket = ssl_context.wrap_socket(self._server.socket, server_side=True)
         port = self._server.server_address[1]
         scheme = "https" if ssl_context is not None else "http"
-        self.api_url = f"{scheme}://127.0.0.1:{port}{parts.path}"
+        self.api_url = f"{scheme}://127.0.0.1:{port}{self.api_path}"
         self._thread: Optional[threading.Thread] = None
 
     def __repr__(self) -> str:
@@ -254,26 +282,72 @@ class Proxy:
 
     # -- decisions --------------------------------------------------------------
 
+    def upstream_path_of(self, path: str) -> Optional[str]:
+        """The upstream path for a path received (query kept); None: not below ``api_path``."""
+        if not path.startswith(self.api_path):
+            return None
+        rest = path[len(self.api_path) :]
+        if rest and rest[0] not in "/?":
+            return None
+        return self.upstream_path + rest
+
+    def _over_rate(self, now: float) -> bool:
+        """Whether a request at ``now`` is above ``max_per_minute``; takes a token if not."""
+        if self.max_per_minute is None:
+            return False
+        rate = self.max_per_minute / 60.0
+        self._tokens = min(self._burst, self._tokens + (now - self._refilled) * rate)
+        self._refilled = now
+        if self._tokens < 1.0:
+            return True
+        self._tokens -= 1.0
+        return False
+
     def _decide(self, method: str, path: str, body: bytes = b"") -> Optional[Rule]:
         """Record a request and pick the rule that acts on it (None: forward it)."""
         with self._lock:
-            matching = [
-                rule
-                for rule in self._rules
-                if re.search(rule.method, method) and re.search(rule.path, path)
-            ]
-            for rule in matching:  # every matching rule counts the request
-                rule.seen += 1
-            chosen = next((rule for rule in matching if rule.fires(self._random)), None)
-            if chosen is not None:
-                chosen.fired += 1
-                if chosen.action == "mixed":
-                    chosen = self._random.choice(list(chosen.mix))
-            action = chosen.action if chosen else "forward"
-            self.received.append(
-                Received(method, path, time.monotonic(), time.time(), action, body)
+            rule = self._choose(method, path, body)
+            self._current.record = self.received[-1]
+            return rule
+
+    def _answered(self, status: int) -> None:
+        """Note the status this thread's request was answered with."""
+        record = getattr(self._current, "record", None)
+        if record is not None:
+            record.status = status
+
+    def _choose(self, method: str, path: str, body: bytes) -> Optional[Rule]:
+        """Record a request and pick its rule; called with the lock held."""
+        now = time.monotonic()
+        if self.upstream_path_of(path) is None:
+            self.received.append(Received(method, path, now, time.time(), "unknown-path", body))
+            return _UNKNOWN_PATH
+        if self._over_rate(now):
+            self.received.append(Received(method, path, now, time.time(), "limited", body))
+            return Rule(
+                action="status",
+                status=429,
+                headers={} if self._retry_after is None else {"Retry-After": self._retry_after},
+                body=b'{"detail":"rate limited by the test proxy"}',
             )
-            return chosen
+        matching = [
+            rule
+            for rule in self._rules
+            if re.search(rule.method, method) and re.search(rule.path, path)
+        ]
+        for rule in matching:  # every matching rule counts the request
+            rule.seen += 1
+        chosen = next((rule for rule in matching if rule.fires(self._random)), None)
+        if chosen is not None:
+            chosen.fired += 1
+            if chosen.action == "mixed":
+                chosen = self._random.choice(list(chosen.mix))
+        action = chosen.action if chosen else "forward"
+        self.received.append(Received(method, path, time.monotonic(), time.time(), action, body))
+        return chosen
+
+
+_UNKNOWN_PATH = Rule(action="status", status=404, body=b'{"detail":"Not Found"}')
 
 
 def _endpoint(method: str, path: str) -> str:
@@ -370,9 +444,10 @@ class _Handler(BaseHTTPRequestHandler):
     def _send(self, origin: str, body: bytes) -> Tuple[int, Dict[str, str], bytes]:
         """Send the request to ``origin`` (``scheme://host:port``), as :meth:`_forward` does."""
         headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
+        proxy = self.server.proxy
         with self.upstream.request(
             self.command,
-            origin + self.path,
+            origin + (proxy.upstream_path_of(self.path) or ""),
             data=body or None,
             headers=headers,
             timeout=UPSTREAM_TIMEOUT_SECONDS,
@@ -384,6 +459,7 @@ class _Handler(BaseHTTPRequestHandler):
             return response.status_code, answer, content
 
     def _answer(self, status: int, headers: Dict[str, str], body: bytes) -> None:
+        self.server.proxy._answered(status)
         try:
             self.send_response(status)
             for key, value in headers.items():
