@@ -26,7 +26,7 @@ import math
 import os
 import threading
 import time
-from typing import Callable, Dict
+from typing import Callable, Dict, Optional
 
 __all__ = ["RateBudget", "shared_budget"]
 
@@ -81,11 +81,16 @@ class RateBudget:
             self._next = due + interval
             return max(0.0, due - now)
 
-    def acquire(self) -> float:
-        """Wait for the next slot; return the seconds waited."""
+    def acquire(self, max_wait: Optional[float] = None) -> float:
+        """Wait for the next slot; return the seconds it was away.
+
+        With ``max_wait``, wait no longer than that: a return value above
+        ``max_wait`` means the slot was not reached (the caller should not send).
+        """
         wait = self.reserve()
-        if wait > 0:
-            self._sleep(wait)
+        pause = wait if max_wait is None else min(wait, max_wait)
+        if pause > 0:
+            self._sleep(pause)
         return wait
 
     def limited(self) -> None:

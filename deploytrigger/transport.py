@@ -203,7 +203,7 @@ class Transport:
             nonlocal attempts
             attempts += 1
             if self.rate_budget is not None:
-                self.rate_budget.acquire()
+                self._take_slot(method, shown, deadline)
             started = time.monotonic()
             response = self._session.request(
                 method,
@@ -265,6 +265,25 @@ class Transport:
         except requests.exceptions.RequestException as exc:
             raise self._transport_error(exc, method, shown, attempts) from exc
         return response, attempts
+
+    def _take_slot(self, method: str, shown: str, deadline: Optional[Deadline]) -> None:
+        """Wait for this request's slot in the rate budget, but not past ``deadline``.
+
+        Raises:
+            RateLimitedError: the slot comes after the caller's deadline; the
+                request is not sent (a wait then ends with the run as last seen).
+        """
+        assert self.rate_budget is not None
+        remaining = None if deadline is None else deadline.remaining()
+        wait = self.rate_budget.acquire(max_wait=remaining)
+        if remaining is not None and wait > remaining:
+            raise RateLimitedError(
+                f"{method} {shown} not sent: the request-rate budget's next slot "
+                f"({wait:.1f}s away) comes after the deadline",
+                retry_after=wait,
+                method=method,
+                url=shown,
+            )
 
     def _fetch_csrf_token(self, client_id: str) -> Optional[Dict[str, Any]]:
         """A CSRF token for ``client_id``, or None when the server issues none (422, 404)."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 import pytest
 import requests
@@ -11,10 +11,11 @@ import responses
 from run_stubs import API, FakeTime, isolate_prefect_env
 from urllib3.exceptions import MaxRetryError, NewConnectionError
 
-from deploytrigger import APIError, Client, ConnectionFailedError, ServerError
+from deploytrigger import APIError, Client, ConnectionFailedError, RateLimitedError, ServerError
 from deploytrigger.ratelimit import RateBudget
 from deploytrigger.settings import resolve_settings
 from deploytrigger.transport import FIRST_CONTACT_RETRIES, Transport
+from deploytrigger.waiting import Deadline
 
 HEALTH = f"{API}/health"
 FLOWS = f"{API}/flows/"
@@ -142,9 +143,9 @@ def test_every_attempt_takes_a_slot_and_a_429_lowers_the_rate_a_success_restores
     rates: List[float] = []
     acquire = budget.acquire
 
-    def counting_acquire() -> float:
+    def counting_acquire(max_wait: Optional[float] = None) -> float:
         rates.append(budget.rate)
-        return acquire()
+        return acquire(max_wait)
 
     budget.acquire = counting_acquire  # type: ignore[method-assign]
     transport = Transport(
@@ -191,3 +192,31 @@ def test_an_error_that_is_not_a_429_leaves_the_rate_as_it_is(
         transport.request("GET", "/health")
 
     assert budget.rate == 300
+
+
+def test_a_slot_after_the_deadline_is_not_waited_for_and_the_request_not_sent(
+    http: Any, fake_time: FakeTime
+) -> None:
+    http.get(HEALTH, json=True)
+    budget = RateBudget(1, clock=fake_time.clock, sleep=fake_time.sleep)  # one a minute
+    transport = Transport(resolve_settings(API), rate_budget=budget)
+    assert transport.request("GET", "/health") is True  # the burst's one slot
+
+    with pytest.raises(RateLimitedError, match="after the deadline") as raised:
+        transport.request("GET", "/health", deadline=Deadline(5, fake_time.clock))
+
+    assert fake_time.sleeps == [5]  # waited up to the deadline, not the minute
+    assert raised.value.retry_after == pytest.approx(60)
+    assert raised.value.status_code is None
+    assert len(http.calls) == 1
+
+
+def test_a_slot_before_the_deadline_is_waited_for(http: Any, fake_time: FakeTime) -> None:
+    http.get(HEALTH, json=True)
+    budget = RateBudget(6, clock=fake_time.clock, sleep=fake_time.sleep)  # one every 10 s
+    transport = Transport(resolve_settings(API), rate_budget=budget)
+    transport.request("GET", "/health")
+
+    assert transport.request("GET", "/health", deadline=Deadline(30, fake_time.clock)) is True
+    assert fake_time.sleeps == [10]
+    assert len(http.calls) == 2
