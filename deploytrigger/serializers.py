@@ -217,19 +217,24 @@ def _time(data: Any) -> time:
 
 _NUMBER = r"(\d+(?:\.\d+)?)"
 _DURATION = re.compile(
-    rf"([-+]?)P(?:{_NUMBER}W)?(?:{_NUMBER}D)?(?:T(?:{_NUMBER}H)?(?:{_NUMBER}M)?(?:{_NUMBER}S)?)?"
+    rf"([-+]?)P(?:{_NUMBER}Y)?(?:{_NUMBER}M)?(?:{_NUMBER}W)?(?:{_NUMBER}D)?"
+    rf"(?:T(?:{_NUMBER}H)?(?:{_NUMBER}M)?(?:{_NUMBER}S)?)?"
 )
 
 
 def _timedelta(data: Any) -> timedelta:
-    """An ISO 8601 duration (pydantic's ``P1DT2H0.5S``, ``-PT5S``) or a number of seconds."""
+    """An ISO 8601 duration (pydantic's ``P1Y35DT2H0.5S``, ``-PT5S``) or a number of seconds.
+
+    As pydantic reads them, a year is 365 days and a month 30.
+    """
     if isinstance(data, (int, float)) and not isinstance(data, bool):
         return timedelta(seconds=data)
     match = _DURATION.fullmatch(_text(data))
     sign, *parts = match.groups() if match is not None else ("", None)
     if not any(parts):
         raise ValueError("not an ISO 8601 duration")
-    weeks, days, hours, minutes, seconds = (float(part or 0) for part in parts)
+    years, months, weeks, days, hours, minutes, seconds = (float(part or 0) for part in parts)
+    days += 365 * years + 30 * months
     value = timedelta(weeks=weeks, days=days, hours=hours, minutes=minutes, seconds=seconds)
     return -value if sign == "-" else value
 

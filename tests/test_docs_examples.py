@@ -19,7 +19,7 @@ import io
 import re
 import textwrap
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Set
 
@@ -149,6 +149,7 @@ EXAMPLE_DEPLOYMENTS: Dict[str, Dict[str, Any]] = {
         "result": {
             "when": datetime(2026, 11, 23, 18, 0, tzinfo=timezone.utc),
             "tags": {"a", "b"},
+            "took": timedelta(minutes=1, seconds=30),
         },
     },
 }

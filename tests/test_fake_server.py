@@ -410,3 +410,21 @@ def test_runs_get_distinct_generated_names(fake: FakePrefect) -> None:
     for _ in range(3):
         deploytrigger.run_deployment("etl/nightly", timeout=0)
     assert len(set(_names(fake.runs))) == 3
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        dt.timedelta(0),
+        dt.timedelta(days=400, seconds=3601),
+        dt.timedelta(seconds=-5),
+        dt.timedelta(days=-9, seconds=46328, microseconds=488225),
+        dt.timedelta(microseconds=1),
+        dt.timedelta(minutes=90),
+    ],
+)
+def test_timedeltas_are_written_as_prefects_json_serializer_writes_them(
+    value: dt.timedelta,
+) -> None:
+    serializers = pytest.importorskip("prefect.serializers")
+    assert encode_result(value) == serializers.JSONSerializer().dumps(value)

@@ -133,6 +133,7 @@ def _marked(value: Any) -> Any:
         (dt.datetime, lambda v: v.isoformat()),
         (dt.date, lambda v: v.isoformat()),
         (dt.time, lambda v: v.isoformat()),
+        (dt.timedelta, iso_duration),
         (uuid.UUID, str),
         (decimal.Decimal, str),
         (PurePath, str),
@@ -147,5 +148,23 @@ def _marked(value: Any) -> Any:
     raise TypeError(
         f"a {type(value).__name__} cannot be written by Prefect's JSON serializer; "
         "give the fake a JSON value (dict, list, str, int, float, bool, None, or a "
-        "datetime, date, UUID, Decimal, path, set or bytes)"
+        "datetime, date, timedelta, UUID, Decimal, path, set or bytes)"
     )
+
+
+def iso_duration(value: dt.timedelta) -> str:
+    """``value`` as the ISO 8601 duration Prefect writes (``P1Y35DT1H0.5S``, ``-PT5S``)."""
+    sign = "-" if value < dt.timedelta(0) else ""
+    value = abs(value)
+    years, days = divmod(value.days, 365)
+    minutes, seconds = divmod(value.seconds, 60)
+    hours, minutes = divmod(minutes, 60)
+    date = "".join(f"{amount}{unit}" for amount, unit in ((years, "Y"), (days, "D")) if amount)
+    time = "".join(f"{amount}{unit}" for amount, unit in ((hours, "H"), (minutes, "M")) if amount)
+    if value.microseconds:
+        time += f"{seconds}.{value.microseconds:06d}".rstrip("0") + "S"
+    elif seconds:
+        time += f"{seconds}S"
+    if not date and not time:
+        return "PT0S"
+    return f"{sign}P{date}{'T' + time if time else ''}"
