@@ -121,7 +121,11 @@ class Rule:
 
 @dataclass(frozen=True)
 class Received:
-    """One request as the proxy received it, and what it did with it (``"forward"``: nothing)."""
+    """One request as the proxy received it, and what it did with it (``"forward"``: nothing).
+
+    ``client_port`` is the port of the client's end of the connection it came
+    on: requests with the same port came on the same connection.
+    """
 
     method: str
     path: str
@@ -129,6 +133,7 @@ class Received:
     wall: float
     action: str
     body: bytes = field(default=b"", repr=False)
+    client_port: int = 0
 
 
 class Proxy:
@@ -244,7 +249,9 @@ class Proxy:
 
     # -- decisions --------------------------------------------------------------
 
-    def _decide(self, method: str, path: str, body: bytes = b"") -> Optional[Rule]:
+    def _decide(
+        self, method: str, path: str, body: bytes = b"", client_port: int = 0
+    ) -> Optional[Rule]:
         """Record a request and pick the rule that acts on it (None: forward it)."""
         with self._lock:
             matching = [
@@ -261,7 +268,7 @@ class Proxy:
                     chosen = self._random.choice(list(chosen.mix))
             action = chosen.action if chosen else "forward"
             self.received.append(
-                Received(method, path, time.monotonic(), time.time(), action, body)
+                Received(method, path, time.monotonic(), time.time(), action, body, client_port)
             )
             return chosen
 
@@ -324,7 +331,7 @@ class _Handler(BaseHTTPRequestHandler):
         proxy = self.server.proxy
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
-        rule = proxy._decide(self.command, self.path, body)
+        rule = proxy._decide(self.command, self.path, body, self.client_address[1])
         action = rule.action if rule else "forward"
         if action == "reset":
             self._reset()
