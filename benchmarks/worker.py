@@ -4,8 +4,10 @@ Run by ``benchmarks/run.py``, never by hand::
 
     python benchmarks/worker.py LIB TASK API_URL [ARGS...]
 
-LIB is ``deploytrigger``, ``prefect`` (Prefect's own sync ``run_deployment``
-and sync client) or ``raw`` (a minimal ``requests`` loop). Every library does
+LIB is ``deploytrigger`` (a reused ``Client``), ``module`` (the module-level
+``deploytrigger.run_deployment`` over the default client), ``prefect``
+(Prefect's own sync ``run_deployment`` and sync client) or ``raw`` (a minimal
+``requests`` loop). Every library does
 the same work per trigger: resolve ``flow/deployment`` by name, create the run.
 Triggered runs are scheduled far in the future so nothing executes them.
 """
@@ -34,6 +36,13 @@ def deploytrigger_trigger(api_url: str, threads: int) -> Callable[[], Any]:
 
     client = Client(api_url, pool_size=max(32, threads))
     return lambda: client.run_deployment(DEPLOYMENT, timeout=0, scheduled_time=FAR_FUTURE)
+
+
+def module_trigger(api_url: str, threads: int) -> Callable[[], Any]:
+    """The module-level function: the default client comes from PREFECT_API_URL (= api_url)."""
+    import deploytrigger
+
+    return lambda: deploytrigger.run_deployment(DEPLOYMENT, timeout=0, scheduled_time=FAR_FUTURE)
 
 
 def prefect_trigger(api_url: str, threads: int) -> Callable[[], Any]:
@@ -80,7 +89,12 @@ def raw_trigger(api_url: str, threads: int) -> Callable[[], Any]:
     return trigger
 
 
-TRIGGERS = {"deploytrigger": deploytrigger_trigger, "prefect": prefect_trigger, "raw": raw_trigger}
+TRIGGERS = {
+    "deploytrigger": deploytrigger_trigger,
+    "module": module_trigger,
+    "prefect": prefect_trigger,
+    "raw": raw_trigger,
+}
 
 
 def raw_steady_trigger(api_url: str, threads: int) -> Callable[[], Any]:
@@ -158,6 +172,25 @@ def cpu(lib: str, api_url: str, count: str) -> Dict[str, Any]:
         "cpu_per_trigger": cpu_seconds / int(count),
         "wall_per_trigger": (time.perf_counter() - wall) / int(count),
     }
+
+
+def count(lib: str, api_url: str, triggers: str, threads: str) -> Dict[str, Any]:
+    """``triggers`` steady-state triggers from ``threads`` threads, for the caller to count.
+
+    Warms up first (one trigger per thread: imports, connections, caches),
+    then prints ``READY`` and waits for a line on stdin, so that the caller's
+    proxy counts only the steady-state requests.
+    """
+    workers = int(threads)
+    trigger = TRIGGERS[lib](api_url, workers)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(lambda _: trigger(), range(workers)))
+        print("READY", flush=True)
+        sys.stdin.readline()
+        started = time.perf_counter()
+        list(pool.map(lambda _: trigger(), range(int(triggers))))
+        elapsed = time.perf_counter() - started
+    return {"triggers": int(triggers), "seconds": elapsed}
 
 
 def poll(lib: str, api_url: str, ids_file: str, interval: str, rounds: str) -> Dict[str, Any]:
@@ -248,6 +281,7 @@ TASKS: Dict[str, Callable[..., Dict[str, Any]]] = {
     "latency": latency,
     "cpu": cpu,
     "fanout": fanout,
+    "count": count,
     "poll": poll,
     "complete": complete,
 }

@@ -57,6 +57,7 @@ if TYPE_CHECKING:
         parent_run,
         propagate,
     )
+    from .defaults import configure, default_client, reset_default_client
     from .handles import FlowRunHandle
     from .models import FINAL_STATES, Deployment, Flow, FlowRun, LogRecord, State, StateType
     from .results import StorageBlock
@@ -67,6 +68,9 @@ if TYPE_CHECKING:
 _LAZY: Dict[str, str] = {
     "run_deployment": "api",
     "read_result": "api",
+    "configure": "defaults",
+    "default_client": "defaults",
+    "reset_default_client": "defaults",
     "ALL_COMPLETED": "waiting",
     "FIRST_COMPLETED": "waiting",
     "DoneAndNotDone": "batch",
@@ -159,9 +163,12 @@ __all__ = [
     "ThreadPoolExecutor",
     "TransportError",
     "__version__",
+    "configure",
     "current_parent",
+    "default_client",
     "parent_run",
     "propagate",
     "read_result",
+    "reset_default_client",
     "run_deployment",
 ]

@@ -1,13 +1,19 @@
-"""Module-level functions: open a :class:`Client`, delegate, close it."""
+"""Module-level functions: the given :class:`Client`, or the default client, does the work.
+
+Without ``client=`` they use the process-wide default client
+(``defaults.py``): made once per configuration, shared by every thread,
+fork-safe, so that a steady-state trigger costs one request as it does with
+a long-lived :class:`Client`.
+"""
 
 from __future__ import annotations
 
-import contextlib
 import uuid
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, ContextManager, Iterable, Mapping, Optional, Union
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Union
 
 from .client import Client
+from .defaults import default_client
 from .exceptions import InvalidArgumentTypeError
 from .models import FlowRun
 
@@ -17,13 +23,15 @@ if TYPE_CHECKING:
 __all__ = ["read_result", "run_deployment"]
 
 
-def _client_for(client: Optional[Client]) -> ContextManager[Client]:
-    """``client`` itself, or a new :class:`Client` from the environment, closed after use."""
-    if client is not None and not isinstance(client, Client):
+def _client_for(client: Optional[Client]) -> Client:
+    """``client`` itself, or the default client for the configuration in force now."""
+    if client is None:
+        return default_client()
+    if not isinstance(client, Client):
         raise InvalidArgumentTypeError(
             f"client must be a deploytrigger.Client or None, not {type(client).__name__}"
         )
-    return contextlib.nullcontext(client) if client is not None else Client()
+    return client
 
 
 def run_deployment(
@@ -45,9 +53,11 @@ def run_deployment(
 ) -> FlowRun:
     """Create a flow run of a deployment and return it once final or when time runs out.
 
-    With ``client=None`` a :class:`Client` is configured from the environment
-    (``PREFECT_API_URL`` ...) for this call and closed afterwards; pass a client
-    to reuse its connections. The other arguments are those of
+    With ``client=None`` the default client is used: the one for the options
+    of :func:`~deploytrigger.configure` and the environment (``PREFECT_API_URL``
+    ...) as they are now, made on first use and then reused by every call and
+    thread of this process (not by its forked children). A given ``client``
+    wins. The other arguments are those of
     :meth:`Client.run_deployment`, with Prefect's semantics: ``timeout=0``
     returns the new run at once, ``timeout=None`` waits for a final state, a
     positive timeout returns the run in whatever state it has when time runs out,
@@ -58,22 +68,21 @@ def run_deployment(
     Raises:
         DeployTriggerError: see :meth:`Client.run_deployment`.
     """
-    with _client_for(client) as active:
-        return active.run_deployment(
-            name,
-            parameters=parameters,
-            scheduled_time=scheduled_time,
-            flow_run_name=flow_run_name,
-            timeout=timeout,
-            poll_interval=poll_interval,
-            tags=tags,
-            idempotency_key=idempotency_key,
-            work_queue_name=work_queue_name,
-            as_subflow=as_subflow,
-            job_variables=job_variables,
-            cancel_on_timeout=cancel_on_timeout,
-            cancel_on_interrupt=cancel_on_interrupt,
-        )
+    return _client_for(client).run_deployment(
+        name,
+        parameters=parameters,
+        scheduled_time=scheduled_time,
+        flow_run_name=flow_run_name,
+        timeout=timeout,
+        poll_interval=poll_interval,
+        tags=tags,
+        idempotency_key=idempotency_key,
+        work_queue_name=work_queue_name,
+        as_subflow=as_subflow,
+        job_variables=job_variables,
+        cancel_on_timeout=cancel_on_timeout,
+        cancel_on_interrupt=cancel_on_interrupt,
+    )
 
 
 def read_result(
@@ -81,9 +90,9 @@ def read_result(
 ) -> Any:
     """The return value of a finished run, as :meth:`Client.read_result` reads it.
 
-    With ``client=None`` a :class:`Client` is configured from the environment
-    for this call. A result in a storage block other than ``local-file-system``
-    needs a client made with ``result_reader=``.
+    With ``client=None`` the default client is used (see :func:`run_deployment`).
+    A result in a storage block other than ``local-file-system`` needs a client
+    made with ``result_reader=`` (``configure(result_reader=...)`` gives the
+    default client one).
     """
-    with _client_for(client) as active:
-        return active.read_result(flow_run, allow_pickle=allow_pickle)
+    return _client_for(client).read_result(flow_run, allow_pickle=allow_pickle)

@@ -5,6 +5,7 @@ unit tests run without one. It serves ``examples/flows.py``, run by path
 (the demo serves the same script).
 """
 
+import sys
 from pathlib import Path
 from typing import Any, Dict, Iterator, Tuple
 
@@ -30,6 +31,15 @@ DEPLOYMENT_NAMES: Tuple[str, ...] = (
 POOL_NAME = "test-pool"
 POOL_QUEUE_NAME = "wq"
 POOLED_DEPLOYMENT = "pooled/pooled-dep"
+
+
+@pytest.fixture(autouse=True)
+def fresh_default_client() -> Iterator[None]:
+    """No test sees the default client (its deployment cache) of another test."""
+    yield
+    defaults = sys.modules.get("deploytrigger.defaults")
+    if defaults is not None:
+        defaults.reset_default_client()
 
 
 @pytest.fixture(scope="session")

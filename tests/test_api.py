@@ -105,7 +105,7 @@ def server_answers(http: responses.RequestsMock) -> None:
     )
 
 
-def test_without_a_client_one_is_built_from_prefect_api_url_and_closed(
+def test_without_a_client_the_default_client_from_prefect_api_url_is_used_and_kept_open(
     monkeypatch: pytest.MonkeyPatch,
     http: responses.RequestsMock,
     closed_clients: List[Client],
@@ -119,11 +119,23 @@ def test_without_a_client_one_is_built_from_prefect_api_url_and_closed(
     assert run.id == uuid.UUID(RUN_ID)
     assert [c.request.url for c in http.calls] == [BY_NAME, CREATE]
     assert http.calls[1].request.headers["Authorization"] == "Bearer pnu_env_key"
-    assert len(closed_clients) == 1
-    assert closed_clients[0].settings.api_url == API
+    assert closed_clients == []
+    assert deploytrigger.default_client().settings.api_url == API
 
 
-def test_without_a_client_it_is_closed_even_when_the_call_fails(
+def test_without_a_client_steady_state_triggers_cost_one_request_each(
+    monkeypatch: pytest.MonkeyPatch, http: responses.RequestsMock
+) -> None:
+    monkeypatch.setenv("PREFECT_API_URL", API)
+    server_answers(http)
+
+    for x in range(3):
+        run_deployment("add/add-dep", parameters={"x": x}, timeout=0)
+
+    assert [c.request.url for c in http.calls] == [BY_NAME, CREATE, CREATE, CREATE]
+
+
+def test_without_a_client_a_failed_call_leaves_the_default_client_usable(
     monkeypatch: pytest.MonkeyPatch,
     http: responses.RequestsMock,
     closed_clients: List[Client],
@@ -134,7 +146,24 @@ def test_without_a_client_it_is_closed_even_when_the_call_fails(
     with pytest.raises(DeploymentNotFoundError):
         run_deployment("add/add-dep", timeout=0)
 
-    assert len(closed_clients) == 1
+    assert closed_clients == []
+    http.replace(
+        responses.GET,
+        BY_NAME,
+        json={"id": DEPLOYMENT_ID, "name": "add-dep", "flow_id": FLOW_ID, "parameters": {}},
+    )
+    server_answers(http)
+    assert run_deployment("add/add-dep", timeout=0).id == uuid.UUID(RUN_ID)
+
+
+def test_a_given_client_wins_over_the_configured_default(
+    monkeypatch: pytest.MonkeyPatch, http: responses.RequestsMock
+) -> None:
+    deploytrigger.configure(api_url="http://elsewhere.test/api")
+    server_answers(http)
+    with Client(API) as client:
+        run_deployment("add/add-dep", client=client, timeout=0)
+    assert [c.request.url for c in http.calls] == [BY_NAME, CREATE]
 
 
 def test_without_a_client_or_url_it_raises_configuration_error_before_any_request(

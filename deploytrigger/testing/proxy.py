@@ -129,7 +129,11 @@ class Rule:
 @dataclass
 class Received:
     """One request as the proxy received it, what it did with it (``"forward"``: nothing),
-    and the status the client was answered (None: no answer, or not yet)."""
+    and the status the client was answered (None: no answer, or not yet).
+
+    ``client_port`` is the port of the client's end of the connection it came
+    on: requests with the same port came on the same connection.
+    """
 
     method: str
     path: str
@@ -138,6 +142,7 @@ class Received:
     action: str
     body: bytes = field(default=b"", repr=False)
     status: Optional[int] = None
+    client_port: int = 0
 
 
 class Proxy:
@@ -303,10 +308,12 @@ class Proxy:
         self._tokens -= 1.0
         return False
 
-    def _decide(self, method: str, path: str, body: bytes = b"") -> Optional[Rule]:
+    def _decide(
+        self, method: str, path: str, body: bytes = b"", client_port: int = 0
+    ) -> Optional[Rule]:
         """Record a request and pick the rule that acts on it (None: forward it)."""
         with self._lock:
-            rule = self._choose(method, path, body)
+            rule = self._choose(method, path, body, client_port)
             self._current.record = self.received[-1]
             return rule
 
@@ -316,14 +323,20 @@ class Proxy:
         if record is not None:
             record.status = status
 
-    def _choose(self, method: str, path: str, body: bytes) -> Optional[Rule]:
+    def _choose(self, method: str, path: str, body: bytes, client_port: int) -> Optional[Rule]:
         """Record a request and pick its rule; called with the lock held."""
         now = time.monotonic()
         if self.upstream_path_of(path) is None:
-            self.received.append(Received(method, path, now, time.time(), "unknown-path", body))
+            self.received.append(
+                Received(
+                    method, path, now, time.time(), "unknown-path", body, client_port=client_port
+                )
+            )
             return _UNKNOWN_PATH
         if self._over_rate(now):
-            self.received.append(Received(method, path, now, time.time(), "limited", body))
+            self.received.append(
+                Received(method, path, now, time.time(), "limited", body, client_port=client_port)
+            )
             return Rule(
                 action="status",
                 status=429,
@@ -343,7 +356,11 @@ class Proxy:
             if chosen.action == "mixed":
                 chosen = self._random.choice(list(chosen.mix))
         action = chosen.action if chosen else "forward"
-        self.received.append(Received(method, path, time.monotonic(), time.time(), action, body))
+        self.received.append(
+            Received(
+                method, path, time.monotonic(), time.time(), action, body, client_port=client_port
+            )
+        )
         return chosen
 
 
@@ -408,7 +425,7 @@ class _Handler(BaseHTTPRequestHandler):
         proxy = self.server.proxy
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
-        rule = proxy._decide(self.command, self.path, body)
+        rule = proxy._decide(self.command, self.path, body, self.client_address[1])
         action = rule.action if rule else "forward"
         if action == "reset":
             self._reset()
