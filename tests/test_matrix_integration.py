@@ -86,7 +86,13 @@ def test_server_is_the_version_asked_for(
     assert get(matrix_prefect.api_url, "/admin/version") == prefect_version
 
 
-def test_trigger_and_wait_with_parameters_tags_and_job_variables(client: Client) -> None:
+#: Server versions whose flow runs carry no ``labels`` (3.4.25 and 3.8.8 have them).
+UNLABELLED = ("2.20.25", "3.0.0")
+
+
+def test_trigger_and_wait_with_parameters_tags_and_job_variables(
+    client: Client, prefect_version: str
+) -> None:
     run = client.run_deployment(
         "add/add-dep",
         parameters={"a": 2, "b": 5},
@@ -102,6 +108,11 @@ def test_trigger_and_wait_with_parameters_tags_and_job_variables(client: Client)
     assert run.run_count == 1
     assert run.total_run_time is not None and run.total_run_time > dt.timedelta(0)
     assert run.start_time is not None and run.end_time is not None
+    assert run.flow_version is not None and run.created is not None
+    if prefect_version in UNLABELLED:
+        assert run.labels == {} and "labels" not in run.raw
+    else:
+        assert run.labels["prefect.deployment.id"] == str(run.deployment_id)
     assert logged(client, run.id, "adding") == ["adding 2 and 5"]
 
 
