@@ -36,7 +36,6 @@ from .payloads import PAGE_LIMIT
 
 __all__ = [
     "CURRENT",
-    "PREFECT_2",
     "TASK_KEY_PREFIX",
     "Dialect",
     "dialect_for",
@@ -77,8 +76,6 @@ class Dialect:
 
 CURRENT = Dialect(None)
 """The shape of the newest Prefect 3 (3.8.8), for servers that do not tell their version."""
-PREFECT_2 = Dialect("2", TASK_KEY_PREFIX_2, parents_input=False)
-"""The shape of Prefect 2.x (checked against 2.20.25)."""
 
 _VERSION = re.compile(r"\s*v?(\d+)\.(\d+)(?:\.(\d+))?")
 
@@ -100,9 +97,10 @@ def dialect_for(version: Any) -> Dialect:
     if parsed is None:
         return CURRENT
     shown = str(version).strip()
-    if parsed[0] < 3:
+    if parsed[0] < 3:  # checked against 2.20.25
         return Dialect(shown, TASK_KEY_PREFIX_2, parents_input=False)
     return Dialect(shown, TASK_KEY_PREFIX, parents_input=parsed[:2] >= PARENTS_INPUT_SINCE)
+
 
 EMPIRICAL_POLICY: Mapping[str, Any] = {
     "max_retries": 0,

@@ -140,8 +140,7 @@ class Parents:
                 DYNAMIC_KEYS.forget(parent.flow_run_id)  # read the keys in use again
         else:
             logger.warning(
-                "no free dynamic key for %s in flow run %s after %d tries; "
-                "sharing task run %s",
+                "no free dynamic key for %s in flow run %s after %d tries; sharing task run %s",
                 key_name,
                 parent.flow_run_id,
                 MAX_KEY_ATTEMPTS,

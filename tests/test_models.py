@@ -477,9 +477,10 @@ def test_scheduled_run_tells_when_it_is_due() -> None:
     )
     due = dt.datetime(2099, 1, 1, 12, tzinfo=UTC)
     assert run.scheduled_time == due == run.next_scheduled_start_time
-    assert run.state is not None and run.state.state_details["scheduled_time"] == details[
-        "scheduled_time"
-    ]
+    assert (
+        run.state is not None
+        and run.state.state_details["scheduled_time"] == details["scheduled_time"]
+    )
 
 
 def test_paused_state_tells_when_it_times_out() -> None:
