@@ -16,7 +16,7 @@ against the records each server writes):
 
 No version gets ``labels``: Prefect 3.x's client sends an empty mapping, which
 the server stores as it stores an absent one, and Prefect 2.x and 3.0 refuse
-the field (422 "extra fields not permitted").
+the field (422: their request schemas forbid unknown fields).
 """
 
 from __future__ import annotations
