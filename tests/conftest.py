@@ -123,6 +123,7 @@ MATRIX_DEPLOYMENTS: Tuple[str, ...] = (
     "fail/fail-dep",
     "sleepy/sleepy-dep",
     "parent/parent-dep",
+    "parent-task/parent-task-dep",
 )
 
 

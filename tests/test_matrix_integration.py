@@ -55,7 +55,12 @@ def task_runs_of(api_url: str, flow_run_id: Any) -> List[Dict[str, Any]]:
     )
     response.raise_for_status()
     runs: List[Dict[str, Any]] = response.json()
-    return sorted(runs, key=lambda run: int(run["dynamic_key"]))
+    return sorted(runs, key=lambda run: numeric_key(run["dynamic_key"]))
+
+
+def numeric_key(dynamic_key: str) -> int:
+    """Placeholders count "0", "1", ...; a Prefect 3 task's own key is a UUID (sorted last)."""
+    return int(dynamic_key) if dynamic_key.isdigit() else sys.maxsize
 
 
 def wait_for_state(client: Client, run_id: uuid.UUID, state: StateType) -> FlowRun:
@@ -224,3 +229,29 @@ def test_reused_idempotency_key_finishes_the_idle_placeholder(
     assert idle["name"] == first.name
     assert (idle["state_type"], idle["state_name"]) == ("COMPLETED", "Completed")
     assert idle["state"]["state_details"]["child_flow_run_id"] == str(first.id)
+
+
+def test_placeholder_under_a_task_run_parent_equals_prefects_own(
+    client: Client, matrix_prefect: LocalPrefect, prefect_version: str
+) -> None:
+    """Prefect 3.6+ names the calling task run in ``__parents__``; older versions do not."""
+    parent = client.run_deployment("parent-task/parent-task-dep", timeout=WAIT, poll_interval=1)
+    assert parent.state is not None and parent.state.is_completed(), parent.state
+    prefix = key_prefix(prefect_version)
+    (caller,) = [
+        run for run in task_runs_of(matrix_prefect.api_url, parent.id)
+        if not run["task_key"].startswith(prefix)
+    ]  # fmt: skip
+    with parent_run(parent.id, task_run_id=caller["id"]):
+        client.run_deployment(
+            "add/add-dep", parameters={"a": 1, "b": 2}, scheduled_time=FAR_FUTURE, timeout=0
+        )
+    theirs, ours = [
+        run for run in task_runs_of(matrix_prefect.api_url, parent.id)
+        if run["task_key"].startswith(prefix)
+    ]  # fmt: skip
+    assert (theirs["dynamic_key"], ours["dynamic_key"]) == ("0", "1")
+    assert {key: ours.get(key) for key in CREATED_FIELDS} == {
+        key: theirs.get(key) for key in CREATED_FIELDS
+    }
+    assert ("__parents__" in ours["task_inputs"]) == (prefect_version == "3.8.8")

@@ -9,7 +9,7 @@ placeholder task run it writes with deploytrigger's.
 import time
 from typing import Any, Dict, Optional
 
-from prefect import flow, get_run_logger, serve
+from prefect import flow, get_run_logger, serve, task
 from prefect.deployments import run_deployment
 
 
@@ -38,10 +38,22 @@ def parent(child: str = "add/add-dep", parameters: Optional[Dict[str, Any]] = No
     return str(run.id)
 
 
+@task
+def trigger_in_task(child: str) -> str:
+    return str(run_deployment(child, parameters={"a": 1, "b": 2}, timeout=0).id)
+
+
+@flow(name="parent-task")
+def parent_task(child: str = "add/add-dep") -> str:
+    """The same from inside a task: Prefect 3.6+ records that task in ``__parents__``."""
+    return trigger_in_task(child)
+
+
 if __name__ == "__main__":
     serve(
         add.to_deployment(name="add-dep", tags=["matrix"]),
         fail.to_deployment(name="fail-dep"),
         sleepy.to_deployment(name="sleepy-dep"),
         parent.to_deployment(name="parent-dep"),
+        parent_task.to_deployment(name="parent-task-dep"),
     )
