@@ -1,12 +1,14 @@
 # Two entry points do all set-up on a fresh machine (only Python needed):
 #   make demo   a real local Prefect server and flow, triggered and awaited by deploytrigger
-#   make test   ruff, mypy, lint-imports, the docs build and the whole test suite (unit + integration)
+#   make test   ruff, mypy, lint-imports, the docs build and the whole test suite (unit + integration),
+#               the version matrix against Prefect 2.20.25 included
+#   make test-matrix  the version matrix against every server version (tests/servers)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint docs bench clean prod-up prod-down bench-scale
+.PHONY: demo test test-matrix lint docs bench clean prod-up prod-down bench-scale
 
 $(STAMP): setup.cfg setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +31,10 @@ test: lint docs
 docs: $(STAMP)
 	$(BIN)/sphinx-build -E -W --keep-going -q -b html docs docs/_build/html
 
+# Server environments are created on first use under .venv-servers/ (about 1 min each).
+test-matrix: $(STAMP)
+	$(BIN)/python -m pytest -m matrix --prefect-versions=all $(PYTEST_ARGS)
+
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
 
@@ -46,4 +52,4 @@ bench-scale: $(STAMP)
 	$(BIN)/python benchmarks/scale.py $(SCALE_ARGS)
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache docs/_build
+	rm -rf $(VENV) .venv-servers build *.egg-info .pytest_cache .mypy_cache .ruff_cache docs/_build

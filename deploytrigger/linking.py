@@ -2,9 +2,21 @@
 
 Prefect shows a run started by ``run_deployment`` inside a flow as a subflow
 through a task run of the parent ("placeholder") whose id the child carries as
-``parent_task_run_id``. This module builds that task run's body exactly as
-Prefect 3's client sends it, except that we name it after the deployment
-(Prefect leaves the name to the server, which invents one like "mottled-crab").
+``parent_task_run_id``. This module builds that task run's body as the
+server's own version of ``run_deployment`` writes it (:class:`Dialect`, from
+``GET /admin/version``), except that we name it after the deployment (Prefect
+leaves the name to the server, which invents one like "mottled-crab") and
+choose its id, so that an answer carrying another id shows that the key was
+already taken. What differs per version (checked in each version's source and
+against the records each server writes):
+
+- the task key's prefix: ``prefect.deployments.deployments.run_deployment.``
+  on 2.x, ``prefect.deployments.flow_runs.run_deployment.`` on 3.x;
+- ``task_inputs["__parents__"]`` naming a task-run parent: from 3.6 on only.
+
+No version gets ``labels``: Prefect 3.x's client sends an empty mapping, which
+the server stores as it stores an absent one, and Prefect 2.x and 3.0 refuse
+the field (422: their request schemas forbid unknown fields).
 """
 
 from __future__ import annotations
@@ -13,15 +25,23 @@ import contextlib
 import re
 import sys
 import unicodedata
+import uuid
+from dataclasses import dataclass
 from html.entities import name2codepoint
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
 from .context import ParentRun
+from .models import FlowRun
 from .payloads import PAGE_LIMIT
 
 __all__ = [
+    "CURRENT",
     "TASK_KEY_PREFIX",
+    "Dialect",
+    "dialect_for",
+    "duplicate_state",
     "existing_keys",
+    "parse_version",
     "placeholder_payload",
     "slugify",
     "task_key",
@@ -29,7 +49,58 @@ __all__ = [
 ]
 
 TASK_KEY_PREFIX = "prefect.deployments.flow_runs.run_deployment."
-"""Prefect names the placeholder's task key after the module and function that make it."""
+"""Prefect names the placeholder's task key after the module and function that make it (3.x)."""
+TASK_KEY_PREFIX_2 = "prefect.deployments.deployments.run_deployment."
+"""The same in Prefect 2.x, whose ``run_deployment`` is in ``prefect.deployments.deployments``."""
+PARENTS_INPUT_SINCE = (3, 6)
+"""The first Prefect release whose ``run_deployment`` records the calling task run in
+``task_inputs["__parents__"]``."""
+
+# -- server versions ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """How one Prefect server version's ``run_deployment`` writes a placeholder.
+
+    Attributes:
+        version: the server's version as it reported it, or None when unknown.
+        task_key_prefix: what the task key starts with.
+        parents_input: whether a task-run parent goes into ``task_inputs["__parents__"]``.
+    """
+
+    version: Optional[str]
+    task_key_prefix: str = TASK_KEY_PREFIX
+    parents_input: bool = True
+
+
+CURRENT = Dialect(None)
+"""The shape of the newest Prefect 3 (3.8.8), for servers that do not tell their version."""
+
+_VERSION = re.compile(r"\s*v?(\d+)\.(\d+)(?:\.(\d+))?")
+
+
+def parse_version(text: Any) -> Optional[Tuple[int, int, int]]:
+    """``(major, minor, patch)`` of a version like ``"3.4.25"`` or ``"2.20.25+dev"``, else None."""
+    match = _VERSION.match(text) if isinstance(text, str) else None
+    if match is None:
+        return None
+    return int(match.group(1)), int(match.group(2)), int(match.group(3) or 0)
+
+
+def dialect_for(version: Any) -> Dialect:
+    """The placeholder shape for a server that reported ``version`` (``GET /admin/version``).
+
+    An unknown or unreadable version gets :data:`CURRENT`.
+    """
+    parsed = parse_version(version)
+    if parsed is None:
+        return CURRENT
+    shown = str(version).strip()
+    if parsed[0] < 3:  # checked against 2.20.25
+        return Dialect(shown, TASK_KEY_PREFIX_2, parents_input=False)
+    return Dialect(shown, TASK_KEY_PREFIX, parents_input=parsed[:2] >= PARENTS_INPUT_SINCE)
+
 
 EMPIRICAL_POLICY: Mapping[str, Any] = {
     "max_retries": 0,
@@ -108,7 +179,7 @@ def slugify(text: str) -> str:
     return _DASHES.sub("-", text).strip("-")
 
 
-def task_key(deployment_name: str) -> str:
+def task_key(deployment_name: str, dialect: Dialect = CURRENT) -> str:
     """The placeholder's task key for ``"flow/deployment"``, as Prefect derives it."""
     slug = slugify(deployment_name)
     if not deployment_name.isascii():
@@ -117,7 +188,7 @@ def task_key(deployment_name: str) -> str:
         prefect_slugify = getattr(sys.modules.get("prefect.utilities.slugify"), "slugify", None)
         if callable(prefect_slugify):
             slug = str(prefect_slugify(deployment_name))
-    return TASK_KEY_PREFIX + slug
+    return dialect.task_key_prefix + slug
 
 
 # -- bodies -------------------------------------------------------------------------------
@@ -130,6 +201,8 @@ def placeholder_payload(
     parameter_names: Iterable[str],
     parent: ParentRun,
     dynamic_key: str,
+    task_run_id: uuid.UUID,
+    dialect: Dialect = CURRENT,
 ) -> Dict[str, Any]:
     """The body of ``POST /task_runs/`` for the placeholder of one child run.
 
@@ -141,21 +214,24 @@ def placeholder_payload(
             (empty) entry in ``task_inputs``, as Prefect records inputs.
         parent: the parent run.
         dynamic_key: the key that makes this placeholder unique in the parent.
+        task_run_id: the id to give it; an answer with another id is a task run
+            that already had this (flow run, task key, dynamic key).
+        dialect: the server version's shape.
     """
     task_inputs: Dict[str, List[Dict[str, str]]] = {name: [] for name in parameter_names}
-    if parent.task_run_id is not None:
+    if parent.task_run_id is not None and dialect.parents_input:
         task_inputs["__parents__"] = [{"input_type": "task_run", "id": str(parent.task_run_id)}]
     return {
+        "id": str(task_run_id),
         "name": deployment_name,
         "flow_run_id": str(parent.flow_run_id),
-        "task_key": task_key(deployment_name),
+        "task_key": task_key(deployment_name, dialect),
         "dynamic_key": dynamic_key,
         "cache_key": None,
         "cache_expiration": None,
         "task_version": deployment_version,
         "empirical_policy": dict(EMPIRICAL_POLICY),
         "tags": [],
-        "labels": {},
         "state": {"type": "PENDING", "name": "Pending"},
         "task_inputs": task_inputs,
     }
@@ -180,3 +256,27 @@ def existing_keys(task_runs: Any) -> List[Tuple[str, str]]:
         for run in task_runs
         if isinstance(run, Mapping)
     ]
+
+
+def duplicate_state(run: FlowRun) -> Dict[str, Any]:
+    """The final state for a placeholder that ``run``, an existing run, made superfluous.
+
+    An ``idempotency_key`` already used makes ``create_flow_run`` answer with
+    the run created before, linked to another placeholder (or none). Ours then
+    mirrors that run: its final state (type, name, message), with
+    ``child_flow_run_id`` pointing at it, as the server does for a placeholder
+    whose run changes state. A run not final yet gives a Completed state named
+    "Duplicate", so that the placeholder does not stay Pending for ever (the
+    server only updates the placeholder the run is linked to).
+    """
+    message = f"flow run {run.name!r} ({run.id}) already existed for this idempotency key"
+    details = {"child_flow_run_id": str(run.id)}
+    state = run.state
+    if state is not None and state.is_final():
+        return {
+            "type": state.type.value,
+            "name": state.name,
+            "message": state.message or message,
+            "state_details": details,
+        }
+    return {"type": "COMPLETED", "name": "Duplicate", "message": message, "state_details": details}

@@ -141,14 +141,44 @@ def _strings(value: Any, key: str, what: str) -> Tuple[str, ...]:
     return tuple(str(v) for v in value)
 
 
+def _seconds(value: Any, key: str, what: str) -> Optional[timedelta]:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidResponseError(f"the server sent a {what} whose {key!r} is not a number")
+    return timedelta(seconds=value)
+
+
+def _count(value: Any, key: str, what: str) -> int:
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidResponseError(f"the server sent a {what} whose {key!r} is not a whole number")
+    return value
+
+
+def _text(value: Any) -> Optional[str]:
+    return None if value is None else str(value)
+
+
 @dataclass(frozen=True)
 class State:
-    """A run's state: its type, display name, message and when it was entered."""
+    """A run's state: its type, display name, message and when it was entered.
+
+    Attributes:
+        scheduled_time: when a Scheduled (or Late, or AwaitingRetry) run is due
+            to start, from ``state_details``; None for other states.
+        pause_timeout: when a Paused run gives up waiting, from ``state_details``.
+        state_details: the server's ``state_details`` object as sent (empty when none).
+    """
 
     type: StateType
     name: str
     message: Optional[str] = None
     timestamp: Optional[datetime] = None
+    scheduled_time: Optional[datetime] = None
+    pause_timeout: Optional[datetime] = None
+    state_details: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -161,11 +191,15 @@ class State:
             raise InvalidResponseError(
                 f"the server sent an unknown state type {raw_type!r}"
             ) from None
+        details = _mapping(data.get("state_details"), "state_details", "state")
         return cls(
             type=state_type,
             name=str(data.get("name") or state_type.value.title()),
             message=data.get("message"),
             timestamp=parse_datetime(data.get("timestamp")),
+            scheduled_time=parse_datetime(details.get("scheduled_time")),
+            pause_timeout=parse_datetime(details.get("pause_timeout")),
+            state_details=details,
             raw=dict(data),
         )
 
@@ -215,7 +249,23 @@ class State:
 
 @dataclass(frozen=True)
 class FlowRun:
-    """A flow run as the API last described it."""
+    """A flow run as the API last described it.
+
+    Fields the server did not send keep their defaults (a Prefect 2 server
+    sends no ``labels``); everything else it sent stays in ``raw``.
+
+    Attributes:
+        run_count: how many times the run has started (retries count again).
+        total_run_time: how long it has run in all, over every start.
+        estimated_run_time: ``total_run_time`` plus the current run so far.
+        work_pool_name: the work pool its deployment sends it to, if any.
+        labels: the server's labels (Prefect 3), e.g. ``prefect.flow.id``.
+        flow_version: the version of the flow's code that ran.
+        deployment_version: the deployment's version when the run was created.
+        infrastructure_pid: what the worker or runner reports as the process.
+        created: when the server created the run.
+        next_scheduled_start_time: when a Scheduled run is due.
+    """
 
     id: uuid.UUID
     name: str
@@ -231,6 +281,16 @@ class FlowRun:
     expected_start_time: Optional[datetime] = None
     start_time: Optional[datetime] = None
     end_time: Optional[datetime] = None
+    run_count: int = 0
+    total_run_time: Optional[timedelta] = None
+    estimated_run_time: Optional[timedelta] = None
+    work_pool_name: Optional[str] = None
+    labels: Dict[str, Any] = field(default_factory=dict)
+    flow_version: Optional[str] = None
+    deployment_version: Optional[str] = None
+    infrastructure_pid: Optional[str] = None
+    created: Optional[datetime] = None
+    next_scheduled_start_time: Optional[datetime] = None
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
     api_url: Optional[str] = field(default=None, repr=False, compare=False)
 
@@ -259,6 +319,18 @@ class FlowRun:
             expected_start_time=parse_datetime(data.get("expected_start_time")),
             start_time=parse_datetime(data.get("start_time")),
             end_time=parse_datetime(data.get("end_time")),
+            run_count=_count(data.get("run_count"), "run_count", "flow run"),
+            total_run_time=_seconds(data.get("total_run_time"), "total_run_time", "flow run"),
+            estimated_run_time=_seconds(
+                data.get("estimated_run_time"), "estimated_run_time", "flow run"
+            ),
+            work_pool_name=_text(data.get("work_pool_name")),
+            labels=_mapping(data.get("labels"), "labels", "flow run"),
+            flow_version=_text(data.get("flow_version")),
+            deployment_version=_text(data.get("deployment_version")),
+            infrastructure_pid=_text(data.get("infrastructure_pid")),
+            created=parse_datetime(data.get("created")),
+            next_scheduled_start_time=parse_datetime(data.get("next_scheduled_start_time")),
             raw=dict(data),
             api_url=None if api_url is None else without_credentials(api_url),
         )
@@ -298,6 +370,11 @@ class FlowRun:
         None for a run parsed without an API URL or one the UI cannot be derived from.
         """
         return ui_url(self.api_url, self.id)
+
+    @property
+    def scheduled_time(self) -> Optional[datetime]:
+        """When the run is due to start while it is Scheduled (its state's ``scheduled_time``)."""
+        return None if self.state is None else self.state.scheduled_time
 
     @property
     def duration(self) -> Optional[timedelta]:

@@ -4,24 +4,40 @@
 the placeholder task run that makes a new run a subflow of the thread's
 current parent (``context.current_parent``), and it tracks a block of code as
 a Running flow run that becomes that parent.
+
+The placeholder takes the shape of the server's version: before its first
+placeholder a client asks ``GET /admin/version`` once and keeps the answer
+(a server that does not answer it gets the newest shape). Nothing is asked
+when no run is linked, so a trigger without a parent stays one request.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import uuid
 from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple
 
 from .context import DYNAMIC_KEYS, ParentRun, current_parent, pushed
 from .deployments import Deployments
 from .exceptions import (
+    APIError,
     BadRequestError,
     DeployTriggerError,
     FlowRunNotFoundError,
     InvalidArgumentError,
 )
-from .linking import existing_keys, placeholder_payload, task_key, task_runs_filter
+from .linking import (
+    CURRENT,
+    Dialect,
+    dialect_for,
+    duplicate_state,
+    existing_keys,
+    placeholder_payload,
+    task_key,
+    task_runs_filter,
+)
 from .models import Deployment, Flow, FlowRun, parse_uuid
 from .payloads import PAGE_LIMIT, DeploymentRef, flow_run_payload
 from .transport import Transport, refine
@@ -29,6 +45,11 @@ from .transport import Transport, refine
 __all__ = ["Parents"]
 
 logger = logging.getLogger("deploytrigger")
+
+MAX_KEY_ATTEMPTS = 32
+"""How many dynamic keys one placeholder tries before it shares the task run that holds the
+last one (what Prefect itself would do); other processes racing for the same keys lose
+each round to one winner at most."""
 
 
 class Parents:
@@ -42,15 +63,41 @@ class Parents:
     def __init__(self, transport: Transport, deployments: Deployments) -> None:
         self._transport = transport
         self._deployments = deployments
+        self._dialect: Optional[Dialect] = None
+        self._dialect_lock = threading.Lock()
+
+    def dialect(self) -> Dialect:
+        """The placeholder shape of this server's version, asked once (``GET /admin/version``).
+
+        A server that answers with an error status (one without that endpoint)
+        gets the newest shape; a server that cannot be reached raises, and the
+        next placeholder asks again.
+        """
+        with self._dialect_lock:
+            if self._dialect is None:
+                try:
+                    version = self._transport.request("GET", "/admin/version")
+                except APIError as exc:
+                    logger.debug("server version unknown (%s); placeholders as Prefect 3", exc)
+                    self._dialect = CURRENT
+                else:
+                    self._dialect = dialect_for(version)
+                    logger.debug("Prefect server version %s", self._dialect.version)
+            return self._dialect
 
     def link(
         self, deployment: Deployment, ref: DeploymentRef, parameters: Mapping[str, Any]
     ) -> Optional[uuid.UUID]:
         """The placeholder task run linking a new run to the current parent run, if any.
 
-        Created as Prefect's ``run_deployment`` creates it (see ``linking.py``).
-        ``POST /task_runs/`` returns the existing task run for a repeated
-        (flow run, task_key, dynamic_key), so retrying it is safe.
+        Created as the server version's ``run_deployment`` creates it (see
+        ``linking.py``), with an id chosen here. ``POST /task_runs/`` returns
+        the existing task run for a repeated (flow run, task_key, dynamic_key):
+        our own after a retried request (same id), or another caller's, which
+        means another process took that key. Then the counters are read again
+        from the server and the next key is tried, so that every call gets its
+        own placeholder. A parent with a fixed dynamic key (a task-run parent
+        outside a flow run) shares the task run holding it, as Prefect does.
 
         Raises:
             FlowRunNotFoundError: the parent run does not exist.
@@ -59,16 +106,57 @@ class Parents:
         if parent is None:
             return None
         deployment_name = self._deployments.full_name(ref, deployment)
-        dynamic_key = DYNAMIC_KEYS.next_key(
-            parent, task_key(deployment_name), lambda: self._task_run_keys(parent.flow_run_id)
+        dialect = self.dialect()
+        key_name = task_key(deployment_name, dialect)
+        for attempt in range(1, MAX_KEY_ATTEMPTS + 1):
+            dynamic_key = DYNAMIC_KEYS.next_key(
+                parent, key_name, lambda: self._task_run_keys(parent.flow_run_id)
+            )
+            wanted = uuid.uuid4()
+            payload = placeholder_payload(
+                deployment_name=deployment_name,
+                deployment_version=deployment.version,
+                parameter_names=parameters,
+                parent=parent,
+                dynamic_key=dynamic_key,
+                task_run_id=wanted,
+                dialect=dialect,
+            )
+            task_run_id = self._create_placeholder(payload, parent)
+            if task_run_id == wanted:
+                break
+            fixed = parent.dynamic_key is not None
+            logger.debug(
+                "dynamic key %s of %s in flow run %s is task run %s already%s",
+                dynamic_key,
+                key_name,
+                parent.flow_run_id,
+                task_run_id,
+                "" if fixed or attempt == MAX_KEY_ATTEMPTS else "; trying the next key",
+            )
+            if fixed:
+                break
+            if parent.prefect_keys is None:
+                DYNAMIC_KEYS.forget(parent.flow_run_id)  # read the keys in use again
+        else:
+            logger.warning(
+                "no free dynamic key for %s in flow run %s after %d tries; sharing task run %s",
+                key_name,
+                parent.flow_run_id,
+                MAX_KEY_ATTEMPTS,
+                task_run_id,
+            )
+        logger.debug(
+            "placeholder task run %s (dynamic key %s) in flow run %s for %s",
+            task_run_id,
+            dynamic_key,
+            parent.flow_run_id,
+            deployment_name,
         )
-        payload = placeholder_payload(
-            deployment_name=deployment_name,
-            deployment_version=deployment.version,
-            parameter_names=parameters,
-            parent=parent,
-            dynamic_key=dynamic_key,
-        )
+        return task_run_id
+
+    def _create_placeholder(self, payload: Dict[str, Any], parent: ParentRun) -> uuid.UUID:
+        """``POST /task_runs/``; the id of the task run the server answered with."""
         try:
             data = self._transport.request("POST", "/task_runs/", body=payload)
         except BadRequestError as exc:
@@ -81,15 +169,42 @@ class Parents:
                 f"cannot link to parent flow run {parent.flow_run_id}: it was not found",
                 flow_run_id=str(parent.flow_run_id),
             ) from exc
-        task_run_id = parse_uuid(data.get("id") if isinstance(data, dict) else None)
-        logger.debug(
-            "placeholder task run %s (dynamic key %s) in flow run %s for %s",
-            task_run_id,
-            dynamic_key,
-            parent.flow_run_id,
-            deployment_name,
+        return parse_uuid(data.get("id") if isinstance(data, dict) else None)
+
+    def settle(self, placeholder_id: Optional[uuid.UUID], run: FlowRun) -> None:
+        """Finish a placeholder that ``run``, returned for a reused idempotency key, made idle.
+
+        When the server answered ``create_flow_run`` with an existing run linked
+        elsewhere, the placeholder just created would stay Pending under the
+        parent. It is named after that run and given a final state mirroring it
+        (``linking.duplicate_state``). Failures are logged, never raised: the
+        run itself was created fine.
+        """
+        if placeholder_id is None or run.parent_task_run_id == placeholder_id:
+            return
+        path = f"/task_runs/{placeholder_id}"
+        state = duplicate_state(run)
+        try:
+            self._transport.request("PATCH", path, body={"name": run.name})
+            self._transport.request(
+                "POST", f"{path}/set_state", body={"state": state, "force": True}
+            )
+        except DeployTriggerError:
+            logger.warning(
+                "could not finish placeholder task run %s of existing flow run %s",
+                placeholder_id,
+                run.id,
+                exc_info=True,
+            )
+            return
+        logger.info(
+            "flow run %s (%s) already existed for its idempotency key; "
+            "placeholder task run %s is %s",
+            run.id,
+            run.name,
+            placeholder_id,
+            state["name"],
         )
-        return task_run_id
 
     def _task_run_keys(self, flow_run_id: uuid.UUID) -> List[Tuple[str, str]]:
         """``(task_key, dynamic_key)`` of every task run of a flow run, page by page."""

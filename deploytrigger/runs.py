@@ -257,17 +257,21 @@ class Runs:
                 raise
             deployment, cached = self._deployments.resolve(ref, refresh=True)
             check_parameter_names(deployment, body["parameters"], shown)
+        parent_task_run_id = None
         if as_subflow:
             parent_task_run_id = self._parents.link(deployment, ref, body["parameters"])
             if parent_task_run_id is not None:
                 body["parent_task_run_id"] = str(parent_task_run_id)
         try:
-            return self.create(deployment.id, body, shown)
+            run = self.create(deployment.id, body, shown)
         except DeploymentNotFoundError:
             if not cached:
                 raise
             deployment, _ = self._deployments.resolve(ref, refresh=True)
-            return self.create(deployment.id, body, shown)
+            run = self.create(deployment.id, body, shown)
+        # A reused idempotency_key returns the run created before, linked elsewhere.
+        self._parents.settle(parent_task_run_id, run)
+        return run
 
     # -- waiting and cancelling ------------------------------------------------------------
 

@@ -7,12 +7,13 @@ unit tests run without one. It serves ``examples/flows.py``, run by path
 
 import sys
 from pathlib import Path
-from typing import Any, Dict, Iterator, Tuple
+from typing import Any, Dict, Iterator, List, Tuple
 
 import pytest
 from server_http import server_session
 
 from deploytrigger.testing.local_server import LocalPrefect
+from deploytrigger.testing.server_venv import server_python
 
 FLOWS_SCRIPT = Path(__file__).resolve().parent.parent / "examples" / "flows.py"
 #: The deployments that ``examples/flows.py`` serves, as ``"<flow>/<deployment>"``.
@@ -115,4 +116,72 @@ def auth_prefect() -> Iterator[LocalPrefect]:
             post(
                 "/deployments/", {"name": AUTH_DEPLOYMENT, "flow_id": flow["id"], "parameters": {}}
             )
+        yield server
+
+
+# -- the server version matrix (tests/test_matrix_integration.py) ---------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+MATRIX_FLOWS_SCRIPT = Path(__file__).resolve().parent / "servers" / "matrix_flows.py"
+#: Every server version the matrix knows; the last one is this environment's own Prefect.
+MATRIX_VERSIONS: Tuple[str, ...] = ("2.20.25", "3.0.0", "3.4.25", "3.8.8")
+OWN_PREFECT_VERSION = "3.8.8"
+#: What a plain ``pytest`` (``make test``) runs the matrix tests against.
+DEFAULT_MATRIX_VERSIONS = "2.20.25"
+MATRIX_DEPLOYMENTS: Tuple[str, ...] = (
+    "add/add-dep",
+    "fail/fail-dep",
+    "sleepy/sleepy-dep",
+    "parent/parent-dep",
+    "parent-task/parent-task-dep",
+)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--prefect-versions",
+        default=DEFAULT_MATRIX_VERSIONS,
+        help=(
+            "server versions for the matrix tests: a comma-separated list of "
+            f"{', '.join(MATRIX_VERSIONS)}, 'all' or 'none' (default: {DEFAULT_MATRIX_VERSIONS})"
+        ),
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "matrix: runs against each server version of --prefect-versions"
+    )
+
+
+def matrix_versions(config: pytest.Config) -> List[str]:
+    """The versions ``--prefect-versions`` names, checked."""
+    option = str(config.getoption("--prefect-versions")).strip()
+    if option == "all":
+        return list(MATRIX_VERSIONS)
+    if option in ("", "none"):
+        return []
+    versions = [version.strip() for version in option.split(",") if version.strip()]
+    unknown = sorted(set(versions) - set(MATRIX_VERSIONS))
+    if unknown:
+        raise pytest.UsageError(f"--prefect-versions: unknown {unknown}; known {MATRIX_VERSIONS}")
+    return versions
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "prefect_version" in metafunc.fixturenames:
+        metafunc.parametrize("prefect_version", matrix_versions(metafunc.config), scope="session")
+
+
+@pytest.fixture(scope="session")
+def matrix_prefect(prefect_version: str) -> Iterator[LocalPrefect]:
+    """A server of ``prefect_version`` serving ``tests/servers/matrix_flows.py``.
+
+    Other versions than this environment's own run from ``.venv-servers``,
+    created on first use (see ``deploytrigger.testing.server_venv``).
+    """
+    python = None
+    if prefect_version != OWN_PREFECT_VERSION:
+        python = server_python(prefect_version, ROOT / ".venv-servers", ROOT / "tests" / "servers")
+    with LocalPrefect(MATRIX_FLOWS_SCRIPT, deployments=MATRIX_DEPLOYMENTS, python=python) as server:
         yield server

@@ -433,6 +433,18 @@ def test_children_of_a_tracked_parent_get_placeholders_with_counted_keys(target:
         "/task_runs/", {"flow_run_id": str(uuid.uuid4()), "task_key": "k", "dynamic_key": "0"}
     )
     assert orphan.status_code == 409
+    # The id a placeholder's creator chose is kept; another task run's id is refused.
+    chosen = str(uuid.uuid4())
+    created = target.post(
+        "/task_runs/",
+        {"id": chosen, "flow_run_id": str(parent.id), "task_key": "k", "dynamic_key": "0"},
+    )
+    assert (created.status_code, created.json()["id"]) == (201, chosen)
+    taken = target.post(
+        "/task_runs/",
+        {"id": chosen, "flow_run_id": str(parent.id), "task_key": "k", "dynamic_key": "1"},
+    )
+    assert taken.status_code == 409
 
 
 def test_logs_posted_to_a_run_are_read_back_in_order(target: Target) -> None:

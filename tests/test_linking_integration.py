@@ -15,6 +15,7 @@ import sys
 import textwrap
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any, Dict, Iterator, List
 
@@ -23,6 +24,7 @@ from server_http import raw
 
 import deploytrigger
 from deploytrigger import Client, StateType, parent_run
+from deploytrigger.testing.processes import Child
 
 pytestmark = pytest.mark.integration
 
@@ -371,3 +373,80 @@ def test_served_parent_flow_links_children_from_a_thread_pool(client: Client, ap
 def test_run_outside_any_parent_stays_top_level(client: Client, api_url: str) -> None:
     run = client.run_deployment("add/add-dep", scheduled_time=FAR_FUTURE, timeout=0)
     assert get(api_url, f"/flow_runs/{run.id}")["parent_task_run_id"] is None
+
+
+# -- several processes under one parent (issue 13) and reused idempotency keys ---------------
+
+FANOUT_SCRIPT = """
+import datetime as dt, json, sys
+import deploytrigger
+
+later = dt.datetime(2099, 1, 1, tzinfo=dt.timezone.utc)
+with deploytrigger.Client(request_timeout=30, max_retries=10) as client:
+    runs = [
+        client.run_deployment(
+            "add/add-dep", parameters={"x": i}, scheduled_time=later, timeout=0
+        )
+        for i in range(int(sys.argv[1]))
+    ]
+print(json.dumps([[str(run.id), str(run.parent_task_run_id)] for run in runs]))
+"""
+
+
+def test_4_processes_under_one_parent_get_100_distinct_placeholders(
+    client: Client, api_url: str, tmp_path: Path
+) -> None:
+    """Each process knows only the parent's id, so all four start counting at the same key."""
+    script = tmp_path / "fanout.py"
+    script.write_text(textwrap.dedent(FANOUT_SCRIPT))
+    with client.flow_run("deploytrigger-4-processes") as parent:
+        env = prefect_env(api_url, tmp_path / "home", PREFECT__FLOW_RUN_ID=str(parent.id))
+        children = [
+            Child(
+                f"fanout-{i}",
+                [sys.executable, str(script), "25"],
+                env,
+                tmp_path / f"fanout-{i}.log",
+                cwd=tmp_path,
+            )
+            for i in range(4)
+        ]
+        try:
+            deadline = time.monotonic() + SUBPROCESS_TIMEOUT
+            for child in children:
+                child.process.wait(timeout=max(1.0, deadline - time.monotonic()))
+        finally:
+            for child in children:
+                child.stop()
+    outputs = []
+    for child in children:
+        assert child.process.returncode == 0, child.log_tail()
+        outputs += json.loads(child.log_path.read_text().strip().splitlines()[-1])
+    placeholders = task_runs_of(api_url, parent.id)
+    assert len(placeholders) == 100
+    assert sorted(int(run["dynamic_key"]) for run in placeholders) == list(range(100))
+    links = {child_id: placeholder_id for child_id, placeholder_id in outputs}
+    assert len(links) == 100 and set(links.values()) == {run["id"] for run in placeholders}
+    stored = children_of(api_url, [run["id"] for run in placeholders])
+    assert {run["id"]: run["parent_task_run_id"] for run in stored} == links
+
+
+def test_reused_idempotency_key_under_a_parent_finishes_the_idle_placeholder(
+    client: Client, api_url: str
+) -> None:
+    key = f"idempotent-{uuid.uuid4()}"
+    with client.flow_run("deploytrigger-idempotent") as parent:
+        first = client.run_deployment(
+            "add/add-dep", scheduled_time=FAR_FUTURE, idempotency_key=key, timeout=0
+        )
+        again = client.run_deployment(
+            "add/add-dep", scheduled_time=FAR_FUTURE, idempotency_key=key, timeout=0
+        )
+    assert again.id == first.id and again.parent_task_run_id == first.parent_task_run_id
+    placeholders = {run["dynamic_key"]: run for run in task_runs_of(api_url, parent.id)}
+    assert placeholders["0"]["id"] == str(first.parent_task_run_id)
+    idle = placeholders["1"]
+    assert idle["name"] == first.name
+    assert (idle["state_type"], idle["state_name"]) == ("COMPLETED", "Duplicate")
+    assert idle["state"]["state_details"]["child_flow_run_id"] == str(first.id)
+    assert client.cancel_flow_run(first.id)

@@ -448,3 +448,69 @@ def test_an_invalid_datetime_from_the_server_is_an_invalid_response(text: str) -
 
     with pytest.raises(InvalidResponseError):
         parse_datetime(text)
+
+
+# -- what users reach for after a run ----------------------------------------------------------
+
+
+def test_flow_run_reads_counts_run_times_pool_labels_and_versions() -> None:
+    run = FlowRun.from_json(flow_run_json(work_pool_name="test-pool"))
+    assert run.run_count == 1
+    assert run.total_run_time == dt.timedelta(seconds=3.623456)
+    assert run.estimated_run_time == dt.timedelta(seconds=3.623456)
+    assert run.work_pool_name == "test-pool"
+    assert run.labels == {"prefect.flow.id": FLOW_ID, "prefect.deployment.id": DEPLOYMENT_ID}
+    assert (run.flow_version, run.deployment_version) == ("f00d", "1a2b3c4d")
+    assert run.infrastructure_pid == "1234"
+    assert run.created == dt.datetime(2026, 11, 23, 20, 0, 0, 100000, tzinfo=UTC)
+    assert run.next_scheduled_start_time is None
+
+
+def test_scheduled_run_tells_when_it_is_due() -> None:
+    details = dict(state_json("SCHEDULED")["state_details"], scheduled_time="2099-01-01T12:00:00Z")
+    run = FlowRun.from_json(
+        flow_run_json(
+            "SCHEDULED",
+            state=state_json("SCHEDULED", state_details=details),
+            next_scheduled_start_time="2099-01-01T12:00:00Z",
+        )
+    )
+    due = dt.datetime(2099, 1, 1, 12, tzinfo=UTC)
+    assert run.scheduled_time == due == run.next_scheduled_start_time
+    assert (
+        run.state is not None
+        and run.state.state_details["scheduled_time"] == details["scheduled_time"]
+    )
+
+
+def test_paused_state_tells_when_it_times_out() -> None:
+    details = dict(state_json("PAUSED")["state_details"], pause_timeout="2026-11-23T21:00:00+00:00")
+    state = State.from_json(state_json("PAUSED", state_details=details))
+    assert state.pause_timeout == dt.datetime(2026, 11, 23, 21, tzinfo=UTC)
+    assert state.scheduled_time is None
+
+
+def test_a_prefect_2_run_without_labels_gets_the_defaults() -> None:
+    data = flow_run_json()
+    for key in ("labels", "run_count", "total_run_time", "estimated_run_time", "created"):
+        del data[key]
+    run = FlowRun.from_json(data)
+    assert (run.labels, run.run_count, run.total_run_time, run.created) == ({}, 0, None, None)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"run_count": "1"},
+        {"run_count": True},
+        {"total_run_time": "3.6"},
+        {"estimated_run_time": [1]},
+        {"labels": ["a"]},
+        {"created": "yesterday"},
+        {"state": state_json(state_details={"scheduled_time": "soon"})},
+        {"state": state_json(state_details=["x"])},
+    ],
+)
+def test_malformed_run_details_are_an_invalid_response(overrides: Dict[str, Any]) -> None:
+    with pytest.raises(InvalidResponseError):
+        FlowRun.from_json(flow_run_json(**overrides))

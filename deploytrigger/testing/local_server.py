@@ -37,12 +37,16 @@ AUTH_STRING_VARIABLE = "PREFECT_SERVER_API_AUTH_STRING"
 """The server setting that makes it require basic auth (``user:password``)."""
 
 
-def prefect_command() -> List[str]:
-    """Return the command that runs Prefect's CLI with this interpreter.
+def prefect_command(python: Optional[str] = None) -> List[str]:
+    """Return the command that runs Prefect's CLI with ``python`` (this interpreter by default).
 
     Raises:
         RuntimeError: Prefect is not installed for this interpreter.
     """
+    if python is not None:
+        # Prefect 2 has no ``__main__``: its console script sits beside the interpreter.
+        script = Path(python).parent / "prefect"
+        return [str(script)] if script.is_file() else [str(python), "-m", "prefect"]
     spec = importlib.util.find_spec("prefect")
     package_init = Path(spec.origin) if spec is not None and spec.origin else None
     if package_init is not None and package_init.with_name("__main__.py").is_file():
@@ -56,9 +60,11 @@ def prefect_command() -> List[str]:
     )
 
 
-def server_command(port: int) -> List[str]:
-    """The command that starts a Prefect server on ``127.0.0.1:<port>``."""
-    return [*prefect_command(), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
+def server_command(port: int, python: Optional[str] = None) -> List[str]:
+    """The command that starts a Prefect server on ``127.0.0.1:<port>`` with ``python``."""
+    return [
+        *prefect_command(python), "server", "start", "--host", "127.0.0.1", "--port", str(port)
+    ]  # fmt: skip
 
 
 def prefect_environment(
@@ -112,6 +118,9 @@ class LocalPrefect(Harness):
             winning over the defaults set here. With
             ``PREFECT_SERVER_API_AUTH_STRING`` the server requires basic auth;
             the flows process and the readiness checks then send it.
+        python: The interpreter that runs the server and the flows script, e.g.
+            one from :func:`~deploytrigger.testing.server_venv.server_python`
+            with another Prefect version; this one by default.
 
     Attributes:
         port: The server's TCP port on 127.0.0.1, chosen when constructed.
@@ -131,6 +140,7 @@ class LocalPrefect(Harness):
         serve_flows: bool = True,
         startup_timeout: float = 180.0,
         env: Optional[Mapping[str, str]] = None,
+        python: Optional[Path] = None,
     ) -> None:
         if flows_script is not None and not Path(flows_script).is_file():
             raise FileNotFoundError(f"no flows script at {flows_script}")
@@ -142,6 +152,7 @@ class LocalPrefect(Harness):
         self.api_url = f"http://127.0.0.1:{self.port}/api"
         self.home: Optional[Path] = None
         self._extra_env: Dict[str, str] = dict(env or {})
+        self.python: Optional[str] = None if python is None else str(python)
         self._server: Optional[Child] = None
         self._flows: Optional[Child] = None
 
@@ -210,7 +221,7 @@ class LocalPrefect(Harness):
         assert self.home is not None
         server = Child(
             "prefect server",
-            server_command(self.port),
+            server_command(self.port, self.python),
             self._environment(),
             self.home / "server.log",
         )
@@ -227,7 +238,7 @@ class LocalPrefect(Harness):
             defaults["PREFECT_API_AUTH_STRING"] = auth_string
         flows = self._flows = Child(
             self.flows_script.name,
-            [sys.executable, str(self.flows_script)],
+            [self.python or sys.executable, str(self.flows_script)],
             self._environment(defaults),
             self.home / "flows.log",
             cwd=self.flows_script.parent,

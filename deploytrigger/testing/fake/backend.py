@@ -525,8 +525,13 @@ class Backend:
                 dynamic_key,
             ):
                 return 200, task_run
+        task_run_id = _chosen_id(body)
+        if task_run_id in self.task_runs:  # the primary key is taken by another task run
+            return 409, {
+                "detail": "Data integrity conflict. This usually means a unique or foreign "
+                "key constraint was violated. See server logs for details."
+            }
         now = self._clock()
-        task_run_id = new_id()
         given = _mapping(body.get("state"))
         state = records.state_json(
             str(given.get("type") or "PENDING"),
@@ -672,6 +677,17 @@ def _any_of(body: Any, *keys: str, uuids: bool = False) -> Optional[List[str]]:
 def _mapping(value: Any) -> Dict[str, Any]:
     """``value`` when it is an object, else an empty one."""
     return dict(value) if isinstance(value, dict) else {}
+
+
+def _chosen_id(body: Any) -> str:
+    """The ``id`` a create request chose for its record (kept, as the server does), or a new one."""
+    chosen = body.get("id") if isinstance(body, dict) else None
+    if chosen is None:
+        return new_id()
+    try:
+        return str(uuid.UUID(str(chosen)))
+    except ValueError:
+        raise _Invalid(["id"], "Input should be a valid UUID", chosen, "uuid_parsing") from None
 
 
 def _canonical(text: str) -> str:
