@@ -12,6 +12,7 @@ from typing import Any, Dict, Iterator, List, Tuple
 import pytest
 from server_http import server_session
 
+from deploytrigger import Client
 from deploytrigger.testing.local_server import LocalPrefect
 from deploytrigger.testing.server_venv import server_python
 
@@ -185,3 +186,17 @@ def matrix_prefect(prefect_version: str) -> Iterator[LocalPrefect]:
         python = server_python(prefect_version, ROOT / ".venv-servers", ROOT / "tests" / "servers")
     with LocalPrefect(MATRIX_FLOWS_SCRIPT, deployments=MATRIX_DEPLOYMENTS, python=python) as server:
         yield server
+
+
+@pytest.fixture
+def closed_clients(monkeypatch: pytest.MonkeyPatch) -> List[Client]:
+    """Every Client closed during the test, in order."""
+    closed: List[Client] = []
+    original = Client.close
+
+    def recording_close(self: Client) -> None:
+        closed.append(self)
+        original(self)
+
+    monkeypatch.setattr(Client, "close", recording_close)
+    return closed

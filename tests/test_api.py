@@ -34,20 +34,6 @@ def http() -> Iterator[responses.RequestsMock]:
         yield mock
 
 
-@pytest.fixture
-def closed_clients(monkeypatch: pytest.MonkeyPatch) -> List[Client]:
-    """Every Client closed during the test, in order."""
-    closed: List[Client] = []
-    original = Client.close
-
-    def recording_close(self: Client) -> None:
-        closed.append(self)
-        original(self)
-
-    monkeypatch.setattr(Client, "close", recording_close)
-    return closed
-
-
 class RecordingClient(Client):
     """Stands in for a Client: records the call and returns a marker."""
 

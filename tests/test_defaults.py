@@ -50,20 +50,6 @@ def http() -> Iterator[responses.RequestsMock]:
         yield mock
 
 
-@pytest.fixture
-def closed(monkeypatch: pytest.MonkeyPatch) -> List[Client]:
-    """Every Client closed during the test, in order."""
-    closed: List[Client] = []
-    original = Client.close
-
-    def recording_close(self: Client) -> None:
-        closed.append(self)
-        original(self)
-
-    monkeypatch.setattr(Client, "close", recording_close)
-    return closed
-
-
 # -- one client per configuration ------------------------------------------------------------
 
 
@@ -143,13 +129,13 @@ def test_without_an_api_url_the_call_raises_configuration_error(
 
 
 def test_the_oldest_configuration_is_closed_beyond_the_limit(
-    monkeypatch: pytest.MonkeyPatch, closed: List[Client]
+    monkeypatch: pytest.MonkeyPatch, closed_clients: List[Client]
 ) -> None:
     made = []
     for index in range(MAX_DEFAULT_CLIENTS + 1):
         monkeypatch.setenv("PREFECT_API_URL", f"http://host{index}.test/api")
         made.append(default_client())
-    assert closed == [made[0]]
+    assert closed_clients == [made[0]]
     monkeypatch.setenv("PREFECT_API_URL", "http://host1.test/api")
     assert default_client() is made[1]
 
@@ -254,13 +240,13 @@ def test_configured_options_win_and_the_rest_still_comes_from_the_environment(
 
 
 def test_configure_closes_the_clients_made_before_and_replaces_the_options(
-    closed: List[Client],
+    closed_clients: List[Client],
 ) -> None:
     configure(request_timeout=3)
     before = default_client()
     configure(max_retries=1)
     after = default_client()
-    assert closed == [before]
+    assert closed_clients == [before]
     assert after.settings.max_retries == 1
     assert after.settings.request_timeout != 3
 
@@ -272,12 +258,12 @@ def test_a_bad_configured_setting_raises_configuration_error_on_use() -> None:
 
 
 def test_reset_closes_the_clients_and_forgets_the_configured_options(
-    closed: List[Client],
+    closed_clients: List[Client],
 ) -> None:
     configure(api_url=OTHER)
     configured = default_client()
     reset_default_client()
-    assert closed == [configured]
+    assert closed_clients == [configured]
     fresh = default_client()
     assert fresh is not configured
     assert fresh.settings.api_url == API
@@ -311,7 +297,7 @@ def in_forked_child(check: Any) -> Any:
 
 @fork_only
 def test_a_forked_child_makes_its_own_client_and_leaves_the_parents_open(
-    closed: List[Client],
+    closed_clients: List[Client],
 ) -> None:
     parent = default_client()
 
@@ -320,12 +306,12 @@ def test_a_forked_child_makes_its_own_client_and_leaves_the_parents_open(
         return {
             "new": mine is not parent,
             "reused": mine is default_client(),
-            "parent_closed": parent in closed,
+            "parent_closed": parent in closed_clients,
         }
 
     assert in_forked_child(child) == {"new": True, "reused": True, "parent_closed": False}
     assert default_client() is parent
-    assert closed == []
+    assert closed_clients == []
 
 
 @fork_only
@@ -356,7 +342,7 @@ def test_a_child_forked_while_another_thread_makes_a_client_does_not_deadlock() 
 
 
 def test_without_the_at_fork_hook_a_changed_pid_still_gives_a_new_client(
-    monkeypatch: pytest.MonkeyPatch, closed: List[Client]
+    monkeypatch: pytest.MonkeyPatch, closed_clients: List[Client]
 ) -> None:
     parent = default_client()
     real_pid = os.getpid()
@@ -364,7 +350,7 @@ def test_without_the_at_fork_hook_a_changed_pid_still_gives_a_new_client(
     child = default_client()
     assert child is not parent
     assert default_client() is child
-    assert closed == []
+    assert closed_clients == []
 
 
 # -- exit --------------------------------------------------------------------------------------
