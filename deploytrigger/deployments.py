@@ -92,6 +92,7 @@ class Deployments:
         self._ttl = cache_ttl
         self._cache: Dict[DeploymentRef, Tuple[float, Deployment]] = {}
         self._lock = threading.Lock()
+        self._reading: Dict[DeploymentRef, threading.Lock] = {}  # one read per name at a time
 
     def read(self, deployment_id: Union[uuid.UUID, str]) -> Deployment:
         """A deployment by id."""
@@ -154,14 +155,44 @@ class Deployments:
             ref: an id or a (flow, deployment) pair (``payloads.parse_deployment_ref``).
             refresh: read it again even when cached.
 
+        Threads that miss the cache for the same deployment at once share one
+        read: the first reads it, the others take its answer from the cache.
+
         Raises:
             DeploymentNotFoundError: no such deployment (and it leaves the cache).
         """
-        now = self._clock()
+        if refresh or self._ttl <= 0:
+            return self._read_and_cache(ref, refresh), False
+        cached = self._cached(ref)
+        if cached is not None:
+            return cached, True
         with self._lock:
-            entry = self._cache.pop(ref, None) if refresh else self._cache.get(ref)
-        if not refresh and entry is not None and now - entry[0] < self._ttl:
-            return entry[1], True
+            reading = self._reading.setdefault(ref, threading.Lock())
+        with reading:
+            cached = self._cached(ref)  # read by the thread this one waited for
+            if cached is not None:
+                return cached, True
+            try:
+                return self._read_and_cache(ref, refresh), False
+            finally:
+                with self._lock:
+                    if self._reading.get(ref) is reading:
+                        del self._reading[ref]
+
+    def _cached(self, ref: DeploymentRef) -> Optional[Deployment]:
+        """The cached deployment ``ref`` names, if younger than the cache's ttl."""
+        with self._lock:
+            entry = self._cache.get(ref)
+        if entry is not None and self._clock() - entry[0] < self._ttl:
+            return entry[1]
+        return None
+
+    def _read_and_cache(self, ref: DeploymentRef, refresh: bool) -> Deployment:
+        """Read the deployment ``ref`` names; cache it (when caching) or forget a missing one."""
+        now = self._clock()
+        if refresh:
+            with self._lock:
+                self._cache.pop(ref, None)
         try:
             deployment = (
                 self.read(ref)
@@ -175,4 +206,4 @@ class Deployments:
         if self._ttl > 0:
             with self._lock:
                 self._cache[ref] = (now, deployment)
-        return deployment, False
+        return deployment

@@ -6,9 +6,11 @@ so no test sleeps and every wait is asserted exactly.
 
 from __future__ import annotations
 
+import concurrent.futures
 import datetime as dt
 import json
 import logging
+import time
 import uuid
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Type
@@ -910,6 +912,50 @@ def test_steady_state_trigger_costs_one_request(
         client.run_deployment("add/add-dep", parameters={"x": 1}, timeout=0)
 
     assert [c.request.method for c in http.calls] == ["GET", "POST", "POST", "POST"]
+
+
+def test_threads_missing_the_cache_at_once_share_one_read_of_the_deployment(
+    client: Client, http: responses.RequestsMock
+) -> None:
+    def slow_read(request: Any) -> Any:
+        time.sleep(0.3)  # long enough for every thread to miss the cache meanwhile
+        return 200, {}, json.dumps(deployment_json())
+
+    http.add_callback(responses.GET, BY_NAME, callback=slow_read)
+    http.post(CREATE, json=flow_run_json(), status=201)
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=16) as pool:
+        runs = list(pool.map(lambda _: client.run_deployment("add/add-dep", timeout=0), range(16)))
+
+    assert len(runs) == 16
+    assert len(calls_to(http, "GET", BY_NAME)) == 1
+    assert len(calls_to(http, "POST", CREATE)) == 16
+
+
+def test_a_failed_shared_read_is_not_reused_by_the_threads_that_waited_for_it(
+    client: Client, http: responses.RequestsMock
+) -> None:
+    answers = iter([(404, {}, json.dumps({"detail": "Deployment not found"}))])
+
+    def read(request: Any) -> Any:
+        time.sleep(0.2)
+        return next(answers, (200, {}, json.dumps(deployment_json())))
+
+    http.add_callback(responses.GET, BY_NAME, callback=read)
+    http.post(CREATE, json=flow_run_json(), status=201)
+
+    def trigger(_: int) -> str:
+        try:
+            client.run_deployment("add/add-dep", timeout=0)
+        except DeploymentNotFoundError:
+            return "not found"
+        return "created"
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
+        outcomes = sorted(pool.map(trigger, range(4)))
+
+    assert outcomes == ["created", "created", "created", "not found"]
+    assert len(calls_to(http, "GET", BY_NAME)) == 2
 
 
 def test_cache_off_reads_the_deployment_for_every_trigger(
