@@ -8,7 +8,7 @@ integration tests are robust, not lucky.
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -28,3 +28,23 @@ def server_session(auth: Optional[Tuple[str, str]] = None) -> requests.Session:
 
 raw = server_session()
 """A shared session for tests against a server without auth."""
+
+
+def task_runs_of(api_url: str, flow_run_id: Any) -> List[Dict[str, Any]]:
+    """Every task run of a flow run, as the server stores them (page by page)."""
+    runs: List[Dict[str, Any]] = []
+    while True:
+        response = raw.post(
+            f"{api_url}/task_runs/filter",
+            json={
+                "task_runs": {"flow_run_id": {"any_": [str(flow_run_id)]}},
+                "limit": 200,
+                "offset": len(runs),
+            },
+            timeout=60,
+        )
+        response.raise_for_status()
+        page: List[Dict[str, Any]] = response.json()
+        runs.extend(page)
+        if len(page) < 200:
+            return runs

@@ -13,7 +13,7 @@ import threading
 from typing import Any, Dict, List
 
 import pytest
-from server_http import raw
+from server_http import raw, task_runs_of
 
 import deploytrigger
 from deploytrigger import Client
@@ -22,17 +22,6 @@ pytestmark = pytest.mark.integration
 
 THREADS = 100
 FAR_FUTURE = dt.datetime(2099, 1, 1, 12, 0, tzinfo=dt.timezone.utc)
-
-
-def task_runs_of(api_url: str, flow_run_id: Any) -> List[Dict[str, Any]]:
-    response = raw.post(
-        f"{api_url}/task_runs/filter",
-        json={"task_runs": {"flow_run_id": {"any_": [str(flow_run_id)]}}, "limit": 200},
-        timeout=60,
-    )
-    response.raise_for_status()
-    result: List[Dict[str, Any]] = response.json()
-    return result
 
 
 def flow_runs(api_url: str, ids: List[str]) -> List[Dict[str, Any]]:

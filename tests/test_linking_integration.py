@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List
 
 import pytest
-from server_http import raw
+from server_http import raw, task_runs_of
 
 import deploytrigger
 from deploytrigger import Client, StateType, parent_run
@@ -51,24 +51,6 @@ def get(api_url: str, path: str) -> Any:
     response = raw.get(f"{api_url}{path}", timeout=30)
     response.raise_for_status()
     return response.json()
-
-
-def task_runs_of(api_url: str, flow_run_id: Any) -> List[Dict[str, Any]]:
-    """Every task run of a flow run, as the server stores them."""
-    runs: List[Dict[str, Any]] = []
-    while True:
-        page = post(
-            api_url,
-            "/task_runs/filter",
-            {
-                "task_runs": {"flow_run_id": {"any_": [str(flow_run_id)]}},
-                "limit": 200,
-                "offset": len(runs),
-            },
-        )
-        runs.extend(page)
-        if len(page) < 200:
-            return runs
 
 
 def children_of(api_url: str, placeholder_ids: List[str]) -> List[Dict[str, Any]]:

@@ -18,6 +18,7 @@ import uuid
 from typing import Any, Dict, Iterator, List
 
 import pytest
+import server_http
 from server_http import raw
 
 from deploytrigger import Client, FlowRun, FlowRunFailedError, StateType, parent_run
@@ -48,13 +49,8 @@ def get(api_url: str, path: str) -> Any:
 
 
 def task_runs_of(api_url: str, flow_run_id: Any) -> List[Dict[str, Any]]:
-    response = raw.post(
-        f"{api_url}/task_runs/filter",
-        json={"task_runs": {"flow_run_id": {"any_": [str(flow_run_id)]}}, "limit": 200},
-        timeout=30,
-    )
-    response.raise_for_status()
-    runs: List[Dict[str, Any]] = response.json()
+    """The task runs of a flow run, placeholders in dynamic-key order."""
+    runs = server_http.task_runs_of(api_url, flow_run_id)
     return sorted(runs, key=lambda run: numeric_key(run["dynamic_key"]))
 
 
