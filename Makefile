@@ -13,14 +13,24 @@ STAMP := $(VENV)/.installed
 $(STAMP): setup.cfg setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[test]' -r harness/requirements/server.txt
 	touch $(STAMP)
 
-demo: $(STAMP)
-	$(BIN)/python examples/demo.py
+# The demo's own environment: deploytrigger and the pinned local server, nothing else.
+DEMO_VENV ?= .venv-demo
+DEMO_STAMP := $(DEMO_VENV)/.installed
+
+$(DEMO_STAMP): setup.cfg setup.py harness/requirements/server.txt
+	$(PYTHON) -m venv $(DEMO_VENV)
+	$(DEMO_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(DEMO_VENV)/bin/python -m pip install --quiet -e . -r harness/requirements/server.txt
+	touch $(DEMO_STAMP)
+
+demo: $(DEMO_STAMP)
+	$(DEMO_VENV)/bin/python -m examples.demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check deploytrigger tests examples benchmarks
+	$(BIN)/ruff check deploytrigger harness tests examples benchmarks
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-logo
 
@@ -36,20 +46,21 @@ test-matrix: $(STAMP)
 	$(BIN)/python -m pytest -m matrix --prefect-versions=all $(PYTEST_ARGS)
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/run.py
+	$(BIN)/python -m pip install --quiet -r harness/requirements/bench.txt
+	$(BIN)/python -m benchmarks.run
 
 # A production-shaped stack (PostgreSQL, server, process pool, 2 workers) left running
 # until prod-down; state in .prod/state.json. Scale-out: make prod-up PROD_ARGS="--api-servers 2".
 prod-up: $(STAMP)
-	$(BIN)/python benchmarks/prod_stack.py up $(PROD_ARGS)
+	$(BIN)/python -m benchmarks.prod_stack up $(PROD_ARGS)
 
 prod-down:
-	$(BIN)/python benchmarks/prod_stack.py down
+	$(BIN)/python -m benchmarks.prod_stack down
 
 # Scaling on that stack, deploytrigger vs Prefect's run_deployment (needs the bench extra).
 bench-scale: $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[bench]'
-	$(BIN)/python benchmarks/scale.py $(SCALE_ARGS)
+	$(BIN)/python -m pip install --quiet -r harness/requirements/bench.txt
+	$(BIN)/python -m benchmarks.scale $(SCALE_ARGS)
 
 clean:
-	rm -rf $(VENV) .venv-servers build *.egg-info .pytest_cache .mypy_cache .ruff_cache docs/_build
+	rm -rf $(VENV) $(DEMO_VENV) .venv-servers build *.egg-info .pytest_cache .mypy_cache .ruff_cache docs/_build

@@ -1,6 +1,6 @@
 """Keep a production-shaped Prefect stack up on loopback: PostgreSQL, the server, a pool, workers.
 
-The stack is :class:`deploytrigger.testing.prod_stack.ProdStack` serving the
+The stack is :class:`harness.prod_stack.ProdStack` serving the
 flows of ``examples/flows.py``; this script starts it and leaves it running,
 and stops it again from another process (``make prod-up`` / ``make prod-down``)::
 
@@ -21,9 +21,9 @@ from typing import Any, Dict, Optional, Sequence
 
 import requests
 
-from deploytrigger.testing.postgres import Postgres
-from deploytrigger.testing.processes import alive, stop_group
-from deploytrigger.testing.prod_stack import ProdStack, marker, stop_order
+from harness.postgres import Postgres
+from harness.processes import alive, stop_group
+from harness.prod_stack import ProdStack, marker, stop_order
 
 REPO = Path(__file__).resolve().parent.parent
 FLOWS_SCRIPT = REPO / "examples" / "flows.py"

@@ -41,9 +41,9 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from deploytrigger.testing.local_server import LocalPrefect
-from deploytrigger.testing.postgres import postgres
-from deploytrigger.testing.proxy import Proxy
+from harness.local_server import LocalPrefect
+from harness.postgres import postgres
+from harness.proxy import Proxy
 
 HERE = Path(__file__).resolve().parent
 FLOWS_SCRIPT = HERE.parent / "examples" / "flows.py"

@@ -1,9 +1,9 @@
 """Scaling on a production-shaped stack: deploytrigger against Prefect's own sync client.
 
 ``make bench-scale`` (or ``python benchmarks/scale.py [--quick]``) starts
-``deploytrigger.testing.prod_stack.ProdStack`` (PostgreSQL, the Prefect server,
+``harness.prod_stack.ProdStack`` (PostgreSQL, the Prefect server,
 a process pool with two workers, the flows of ``examples/flows.py``), puts a
-counting reverse proxy (``deploytrigger.testing.proxy.Proxy``) in front of the
+counting reverse proxy (``harness.proxy.Proxy``) in front of the
 server and measures, for both clients in the same run:
 
 * thread scaling: triggers/s, p50/p95 latency of one trigger, HTTP requests
@@ -48,8 +48,8 @@ from typing import Any, Callable, Dict, List, Sequence, Tuple
 
 import requests
 
-from deploytrigger.testing.prod_stack import ProdStack
-from deploytrigger.testing.proxy import Proxy
+from harness.prod_stack import ProdStack
+from harness.proxy import Proxy
 
 HERE = Path(__file__).resolve().parent
 FLOWS_SCRIPT = HERE.parent / "examples" / "flows.py"

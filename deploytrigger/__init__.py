@@ -47,40 +47,38 @@ from .exceptions import (
 )
 
 if TYPE_CHECKING:
-    from .api import read_result, run_deployment
-    from .batch import DoneAndNotDone
-    from .client import Client
-    from .context import (
+    from ._default_clients import configure, default_client, reset_default_client
+    from ._parents.context import (
         ParentAwareThreadPoolExecutor,
         ParentRun,
         current_parent,
         parent_run,
         propagate,
     )
-    from .defaults import configure, default_client, reset_default_client
-    from .handles import FlowRunHandle
+    from ._results.results import StorageBlock
+    from ._waits.batch import DoneAndNotDone
+    from ._waits.engine import ALL_COMPLETED, FIRST_COMPLETED
+    from ._waits.handles import FlowRunHandle
+    from .api import read_result, run_deployment
+    from .client import Client
     from .models import FINAL_STATES, Deployment, Flow, FlowRun, LogRecord, State, StateType
-    from .results import StorageBlock
-    from .waiting import ALL_COMPLETED, FIRST_COMPLETED
-
-    ThreadPoolExecutor = ParentAwareThreadPoolExecutor
 
 _LAZY: Dict[str, str] = {
     "run_deployment": "api",
     "read_result": "api",
-    "configure": "defaults",
-    "default_client": "defaults",
-    "reset_default_client": "defaults",
-    "ALL_COMPLETED": "waiting",
-    "FIRST_COMPLETED": "waiting",
-    "DoneAndNotDone": "batch",
+    "configure": "_default_clients",
+    "default_client": "_default_clients",
+    "reset_default_client": "_default_clients",
+    "ALL_COMPLETED": "_waits.engine",
+    "FIRST_COMPLETED": "_waits.engine",
+    "DoneAndNotDone": "_waits.batch",
     "Client": "client",
-    "ParentAwareThreadPoolExecutor": "context",
-    "ParentRun": "context",
-    "current_parent": "context",
-    "parent_run": "context",
-    "propagate": "context",
-    "FlowRunHandle": "handles",
+    "ParentAwareThreadPoolExecutor": "_parents.context",
+    "ParentRun": "_parents.context",
+    "current_parent": "_parents.context",
+    "parent_run": "_parents.context",
+    "propagate": "_parents.context",
+    "FlowRunHandle": "_waits.handles",
     "LogRecord": "models",
     "FINAL_STATES": "models",
     "Deployment": "models",
@@ -88,25 +86,19 @@ _LAZY: Dict[str, str] = {
     "FlowRun": "models",
     "State": "models",
     "StateType": "models",
-    "StorageBlock": "results",
+    "StorageBlock": "_results.results",
 }
-"""Public name -> the module (in this package) that defines it, imported on first use."""
-
-_ALIASES: Dict[str, str] = {
-    # A drop-in ``concurrent.futures.ThreadPoolExecutor`` that hands the parent run to its tasks.
-    "ThreadPoolExecutor": "ParentAwareThreadPoolExecutor",
-}
+"""The public names loaded on first use -> the module (in this package) that defines each."""
 
 
 def __getattr__(name: str) -> Any:
     """Import a public name's module on first access and keep the name (PEP 562)."""
-    target = _ALIASES.get(name, name)
-    module_name = _LAZY.get(target)
+    module_name = _LAZY.get(name)
     if module_name is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     import importlib
 
-    value = getattr(importlib.import_module(f".{module_name}", __name__), target)
+    value = getattr(importlib.import_module(f".{module_name}", __name__), name)
     globals()[name] = value
     return value
 
@@ -160,7 +152,6 @@ __all__ = [
     "StateType",
     "StorageBlock",
     "TLSError",
-    "ThreadPoolExecutor",
     "TransportError",
     "__version__",
     "configure",
@@ -172,3 +163,7 @@ __all__ = [
     "reset_default_client",
     "run_deployment",
 ]
+"""The public API: the exceptions imported above, ``__version__`` and the names of
+:data:`_LAZY`. A literal list, because type checkers read only a literal
+``__all__``; ``tests/unit/test_exported_members.py`` pins it and checks it
+against the imports and the table."""

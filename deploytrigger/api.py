@@ -12,13 +12,13 @@ import uuid
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Union
 
+from ._default_clients import default_client
 from .client import Client
-from .defaults import default_client
 from .exceptions import InvalidArgumentTypeError
 from .models import FlowRun
 
 if TYPE_CHECKING:
-    from .batch import RunRef
+    from ._waits.batch import RunRef
 
 __all__ = ["read_result", "run_deployment"]
 

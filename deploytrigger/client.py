@@ -1,10 +1,10 @@
 """The blocking client: a facade over the transport, the services and the waits.
 
-A :class:`Client` composes a :class:`~deploytrigger.transport.Transport`
+A :class:`Client` composes a :class:`~deploytrigger._http.transport.Transport`
 (the ``requests.Session``), the services that give requests their meaning
 (``deployments.py``, ``parents.py``, ``runs.py``) and the waits (``handles.py``,
 ``batch.py``, ``logs.py``), which read through the runs service and pace
-themselves with one :class:`~deploytrigger.waiting.Poller`. Thread-safe.
+themselves with one :class:`~deploytrigger._waits.engine.Poller`. Thread-safe.
 """
 
 from __future__ import annotations
@@ -26,23 +26,23 @@ from typing import (
     Union,
 )
 
-from .deployments import DEFAULT_DEPLOYMENT_CACHE_TTL, Deployments
+from ._helpers.arguments import PAGE_LIMIT, as_uuid, check_wait_arguments
+from ._helpers.urls import redact_url
+from ._http.transport import DEFAULT_POOL_SIZE, Transport
+from ._services.deployments import DEFAULT_DEPLOYMENT_CACHE_TTL, Deployments
+from ._services.parents import Parents
+from ._services.runs import Runs
+from ._waits.engine import ALL_COMPLETED, DEFAULT_OUTAGE_TOLERANCE, Poller
+from ._waits.handles import FlowRunHandle
 from .exceptions import InvalidArgumentError
-from .handles import FlowRunHandle
 from .models import Deployment, Flow, FlowRun, LogRecord
-from .parents import Parents
-from .payloads import PAGE_LIMIT, as_uuid, check_wait_arguments
-from .runs import Runs
 from .settings import Settings, resolve_settings, warn_insecure_once
-from .transport import DEFAULT_POOL_SIZE, Transport
-from .urls import redact_url
-from .waiting import ALL_COMPLETED, DEFAULT_OUTAGE_TOLERANCE, Poller
 
 if TYPE_CHECKING:
     import tenacity
 
-    from .batch import Call, DoneAndNotDone, RunRef
-    from .results import ResultReader, Results
+    from ._results.results import ResultReader, Results
+    from ._waits.batch import Call, DoneAndNotDone, RunRef
 
 __all__ = ["Client"]
 
@@ -128,7 +128,7 @@ class Client:
         self._parents = Parents(self._transport, self._deployments)
 
         def results() -> Results:  # on first use: a script that only triggers never loads it
-            from .results import Results
+            from ._results.results import Results
 
             return Results(self._transport, sleep=sleep, reader=result_reader)
 
@@ -219,7 +219,7 @@ class Client:
     def read_all_logs(self, flow_run_id: Union[uuid.UUID, str]) -> List[LogRecord]:
         """Every line a run has logged so far, oldest first, each once (page by page)."""
         run = self.read_flow_run(flow_run_id)  # a clear error for an unknown run
-        from . import logs as _logs
+        from ._waits import logs as _logs
 
         return _logs.read_all(self._runs, run.id)
 
@@ -239,7 +239,7 @@ class Client:
         """
         run_id = as_uuid(flow_run_id, "flow_run_id")
         check_wait_arguments(timeout, poll_interval)
-        from . import logs as _logs
+        from ._waits import logs as _logs
 
         return _logs.follow(self._runs, run_id, poll_interval=float(poll_interval), timeout=timeout)
 
@@ -269,7 +269,7 @@ class Client:
         known = flow_run if isinstance(flow_run, FlowRun) else None
         run_id = known.id if known is not None else as_uuid(flow_run, "flow_run")
         wait_timeout = check_wait_arguments(timeout, poll_interval)
-        from . import logs as _logs
+        from ._waits import logs as _logs
 
         return _logs.watch(
             self._runs,
@@ -490,7 +490,7 @@ class Client:
         removed: a timeout is not an error. Raises ``FlowRunNotFoundError`` for
         a run that does not exist.
         """
-        from . import batch
+        from ._waits import batch
 
         return batch.wait_all(
             self._runs, runs, timeout=timeout, poll_interval=poll_interval, return_when=return_when
@@ -506,7 +506,7 @@ class Client:
         ``FlowRunTimeoutError`` (``.not_done``) when ``timeout`` seconds pass
         with runs still not final, after yielding those that were.
         """
-        from . import batch
+        from ._waits import batch
 
         return batch.as_completed(self._runs, runs, timeout=timeout, poll_interval=poll_interval)
 
@@ -530,7 +530,7 @@ class Client:
         first failure (in call order) is raised once every call has been tried;
         the runs the other calls created keep going.
         """
-        from . import batch
+        from ._waits import batch
 
         return batch.run_many(
             self._runs,

@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple, TypeVar
 
-from . import display
+from ._helpers import display
+from ._helpers.urls import ui_url, without_credentials
 from .exceptions import FlowRunFailedError, InvalidResponseError
-from .urls import ui_url, without_credentials
 
 __all__ = [
     "FINAL_STATES",

@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 from urllib.parse import urlsplit, urlunsplit
 
+from ._helpers.urls import redact_url
 from .exceptions import ConfigurationError
-from .urls import redact_url
 
 __all__ = [
     "DEFAULT_MAX_RETRIES",
@@ -237,8 +237,11 @@ def _own_number(
         number = float(value)
     except (TypeError, ValueError):
         number = math.nan
-    if isinstance(value, bool) or not math.isfinite(number) or number < 0 or (
-        number == 0 and not zero_ok
+    if (
+        isinstance(value, bool)
+        or not math.isfinite(number)
+        or number < 0
+        or (number == 0 and not zero_ok)
     ):
         least = ">= 0" if zero_ok else "> 0"
         raise ConfigurationError(

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import deploytrigger
-from deploytrigger.testing.local_server import LocalPrefect
+from harness.local_server import LocalPrefect
 
 FLOWS_SCRIPT = Path(__file__).resolve().parent / "flows.py"
 DEPLOYMENT = "add/add-dep"

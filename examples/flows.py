@@ -162,7 +162,7 @@ def parent(children: int = 4, with_prefect: bool = True) -> Dict[str, List[str]]
     import deploytrigger  # only this flow needs it: the others run in any Prefect install
 
     before = prefect_run_deployment("add/add-dep", timeout=0) if with_prefect else None
-    with deploytrigger.ThreadPoolExecutor(max_workers=8) as pool:
+    with deploytrigger.ParentAwareThreadPoolExecutor(max_workers=8) as pool:
         ours = list(
             pool.map(
                 lambda i: (

@@ -9,7 +9,7 @@ What it shows, in order:
 
 1. ``Client.flow_run`` creates a tracked, Running flow run and makes it the
    parent of everything triggered in the block, in this thread;
-2. ``deploytrigger.ThreadPoolExecutor`` hands that parent to its workers (a
+2. ``deploytrigger.ParentAwareThreadPoolExecutor`` hands that parent to its workers (a
    plain ``concurrent.futures.ThreadPoolExecutor`` would not);
 3. ``parent_run`` links under any run you know the id of, and nests;
 4. ``as_subflow=False`` opts out; the block's end marks the run Completed.
@@ -21,7 +21,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import deploytrigger
-from deploytrigger.testing.local_server import LocalPrefect
+from harness.local_server import LocalPrefect
 
 FLOWS_SCRIPT = Path(__file__).resolve().parent / "flows.py"
 DEPLOYMENT = "add/add-dep"
@@ -43,7 +43,7 @@ def main() -> int:
             print(f"  current parent here:     {deploytrigger.current_parent()}")
 
             # The workers of this pool link their runs under `parent` too.
-            with deploytrigger.ThreadPoolExecutor(max_workers=4) as pool:
+            with deploytrigger.ParentAwareThreadPoolExecutor(max_workers=4) as pool:
                 children = list(
                     pool.map(
                         lambda x: client.run_deployment(DEPLOYMENT, parameters={"x": x}, timeout=0),

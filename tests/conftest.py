@@ -13,8 +13,8 @@ import pytest
 from server_http import server_session
 
 from deploytrigger import Client
-from deploytrigger.testing.local_server import LocalPrefect
-from deploytrigger.testing.server_venv import server_python
+from harness.local_server import LocalPrefect
+from harness.server_venv import server_python
 
 FLOWS_SCRIPT = Path(__file__).resolve().parent.parent / "examples" / "flows.py"
 #: The deployments that ``examples/flows.py`` serves, as ``"<flow>/<deployment>"``.
@@ -39,7 +39,7 @@ POOLED_DEPLOYMENT = "pooled/pooled-dep"
 def fresh_default_client() -> Iterator[None]:
     """No test sees the default client (its deployment cache) of another test."""
     yield
-    defaults = sys.modules.get("deploytrigger.defaults")
+    defaults = sys.modules.get("deploytrigger._default_clients")
     if defaults is not None:
         defaults.reset_default_client()
 
@@ -179,7 +179,7 @@ def matrix_prefect(prefect_version: str) -> Iterator[LocalPrefect]:
     """A server of ``prefect_version`` serving ``tests/servers/matrix_flows.py``.
 
     Other versions than this environment's own run from ``.venv-servers``,
-    created on first use (see ``deploytrigger.testing.server_venv``).
+    created on first use (see ``harness.server_venv``).
     """
     python = None
     if prefect_version != OWN_PREFECT_VERSION:

@@ -6,7 +6,7 @@ import pytest
 from conftest import AUTH_DEPLOYMENT, AUTH_FLOW, AUTH_PASSWORD, AUTH_USER
 
 from deploytrigger import AuthenticationError, Client, StateType
-from deploytrigger.testing.local_server import LocalPrefect
+from harness.local_server import LocalPrefect
 
 pytestmark = pytest.mark.integration
 

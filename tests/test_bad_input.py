@@ -3,7 +3,7 @@
 Argument checks need no server: they run against a client pointed at a closed
 port, so an error other than the expected one would show a request was sent.
 Server-side cases (unknown deployments, schema rejections, odd answers) use
-the session's real server, through a :class:`~deploytrigger.testing.proxy.Proxy` where
+the session's real server, through a :class:`~harness.proxy.Proxy` where
 the server has to misbehave.
 """
 
@@ -34,8 +34,8 @@ from deploytrigger import (
     PermissionDeniedError,
     ServerError,
 )
-from deploytrigger.testing.processes import free_port
-from deploytrigger.testing.proxy import Proxy, Rule
+from harness.processes import free_port
+from harness.proxy import Proxy, Rule
 
 LEAKY = (requests.RequestException, tenacity.RetryError, KeyError, json.JSONDecodeError)
 

@@ -1,4 +1,4 @@
-"""The round-robin balancer (deploytrigger.testing.balancer) over small loopback backends.
+"""The round-robin balancer (harness.balancer) over small loopback backends.
 
 Each backend is a threaded HTTP server in this process that answers with its
 own name; a "dead" one is a port nothing listens on (connection refused), a
@@ -18,8 +18,8 @@ from typing import Any, Iterator, List, Tuple
 import pytest
 import requests
 
-from deploytrigger.testing.balancer import STATS_PATH, Balancer
-from deploytrigger.testing.processes import free_port
+from harness.balancer import STATS_PATH, Balancer
+from harness.processes import free_port
 
 
 class Backend:

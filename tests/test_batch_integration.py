@@ -12,7 +12,7 @@ import pytest
 from server_http import raw
 
 from deploytrigger import FIRST_COMPLETED, Client, FlowRunHandle, StateType
-from deploytrigger.testing.proxy import Proxy
+from harness.proxy import Proxy
 
 pytestmark = pytest.mark.integration
 

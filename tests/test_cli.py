@@ -28,6 +28,7 @@ from run_stubs import (
 )
 
 from deploytrigger import FlowRun, cli
+from deploytrigger.cli import _output, _parsing
 from deploytrigger.exceptions import (
     DeploymentNotFoundError,
     InvalidArgumentError,
@@ -76,20 +77,20 @@ def run_cli(*argv: str) -> Tuple[int, str, str]:
     ],
 )
 def test_key_value_is_json_when_it_parses_else_a_string(text: str, expected: Any) -> None:
-    assert cli.parse_key_value(text) == expected
+    assert _parsing.parse_key_value(text) == expected
 
 
 @pytest.mark.parametrize("text", ["x", "=5", "", " =1"])
 def test_key_value_without_a_key_or_equals_sign_is_a_usage_error(text: str) -> None:
-    with pytest.raises(cli.UsageError, match="--param expects key=value"):
-        cli.parse_key_value(text)
+    with pytest.raises(_parsing.UsageError, match="--param expects key=value"):
+        _parsing.parse_key_value(text)
 
 
 def test_params_reads_a_json_object_inline_or_from_a_file(tmp_path: Path) -> None:
-    assert cli.parse_params('{"x": 1}') == {"x": 1}
+    assert _parsing.parse_params('{"x": 1}') == {"x": 1}
     path = tmp_path / "p.json"
     path.write_text('{"y": [1]}')
-    assert cli.parse_params(f"@{path}") == {"y": [1]}
+    assert _parsing.parse_params(f"@{path}") == {"y": [1]}
 
 
 @pytest.mark.parametrize(
@@ -97,12 +98,12 @@ def test_params_reads_a_json_object_inline_or_from_a_file(tmp_path: Path) -> Non
     [("[1]", "must be a JSON object"), ("{x", "not valid JSON"), ("@/no/such.json", "cannot read")],
 )
 def test_bad_params_are_usage_errors(text: str, message: str) -> None:
-    with pytest.raises(cli.UsageError, match=message):
-        cli.parse_params(text)
+    with pytest.raises(_parsing.UsageError, match=message):
+        _parsing.parse_params(text)
 
 
 def test_single_params_override_the_params_object() -> None:
-    assert cli.run_parameters('{"x": 1, "y": 2}', ["x=3", "z=w"]) == {"x": 3, "y": 2, "z": "w"}
+    assert _parsing.run_parameters('{"x": 1, "y": 2}', ["x=3", "z=w"]) == {"x": 3, "y": 2, "z": "w"}
 
 
 @pytest.mark.parametrize(
@@ -119,32 +120,34 @@ def test_single_params_override_the_params_object() -> None:
     ],
 )
 def test_durations(text: str, seconds: float) -> None:
-    assert cli.parse_duration(text) == seconds
+    assert _parsing.parse_duration(text) == seconds
 
 
 @pytest.mark.parametrize("text", ["", "m", "10x", "-5m", "10m5", "ten minutes"])
 def test_bad_durations_are_usage_errors(text: str) -> None:
-    with pytest.raises(cli.UsageError, match="--start-in"):
-        cli.parse_duration(text)
+    with pytest.raises(_parsing.UsageError, match="--start-in"):
+        _parsing.parse_duration(text)
 
 
 def test_start_in_is_relative_to_now() -> None:
     now = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.timezone.utc)
-    assert cli.scheduled_time("10m", None, now) == now + dt.timedelta(minutes=10)
-    assert cli.scheduled_time(None, None, now) is None
+    assert _parsing.scheduled_time("10m", None, now) == now + dt.timedelta(minutes=10)
+    assert _parsing.scheduled_time(None, None, now) is None
 
 
 def test_start_at_keeps_an_offset_and_takes_a_naive_time_as_local() -> None:
-    assert cli.parse_start_at("2026-11-23T18:00:00+01:00") == dt.datetime(
+    assert _parsing.parse_start_at("2026-11-23T18:00:00+01:00") == dt.datetime(
         2026, 11, 23, 17, 0, tzinfo=dt.timezone.utc
     )
     naive = dt.datetime(2026, 11, 23, 18, 0)
-    assert cli.parse_start_at("2026-11-23 18:00") == naive.astimezone().astimezone(dt.timezone.utc)
+    assert _parsing.parse_start_at("2026-11-23 18:00") == naive.astimezone().astimezone(
+        dt.timezone.utc
+    )
 
 
 def test_a_bad_start_at_is_a_usage_error() -> None:
-    with pytest.raises(cli.UsageError, match="--start-at"):
-        cli.parse_start_at("next tuesday-ish")
+    with pytest.raises(_parsing.UsageError, match="--start-at"):
+        _parsing.parse_start_at("next tuesday-ish")
 
 
 # -- exit codes ------------------------------------------------------------------------------
@@ -165,16 +168,18 @@ def test_a_bad_start_at_is_a_usage_error() -> None:
     ],
 )
 def test_exit_code_for_each_state(state_type: str, code: int) -> None:
-    assert cli.exit_code_for_run(FlowRun.from_json(flow_run_json(state_type))) == code
+    assert _output.exit_code_for_run(FlowRun.from_json(flow_run_json(state_type))) == code
 
 
 def test_exit_code_for_errors() -> None:
-    assert cli.exit_code_for_error(cli.UsageError("x")) == 2
-    assert cli.exit_code_for_error(InvalidArgumentError("x")) == 2
+    assert _output.exit_code_for_error(_parsing.UsageError("x")) == 2
+    assert _output.exit_code_for_error(InvalidArgumentError("x")) == 2
     kwargs: Dict[str, Any] = dict(status_code=409, detail="d", method="POST", url="u")
-    assert cli.exit_code_for_error(ParameterRejectedError("x", parameter="p", **kwargs)) == 2
-    assert cli.exit_code_for_error(DeploymentNotFoundError("x", deployment="a/b", **kwargs)) == 5
-    assert cli.exit_code_for_error(ServerError("x", **kwargs)) == 5
+    assert _output.exit_code_for_error(ParameterRejectedError("x", parameter="p", **kwargs)) == 2
+    assert (
+        _output.exit_code_for_error(DeploymentNotFoundError("x", deployment="a/b", **kwargs)) == 5
+    )
+    assert _output.exit_code_for_error(ServerError("x", **kwargs)) == 5
 
 
 # -- main() over a stubbed API ---------------------------------------------------------------

@@ -1,6 +1,6 @@
 """API URLs with a path in front of the API (Prefect Cloud's shape), against the real server.
 
-A path-rewriting :class:`~deploytrigger.testing.proxy.Proxy` serves the local
+A path-rewriting :class:`~harness.proxy.Proxy` serves the local
 server's API under ``/api/accounts/<account>/workspaces/<workspace>`` (and under
 ``/team/prefect/api``): every call must go there, never to ``/api/...`` directly
 (the proxy answers those 404).
@@ -20,7 +20,7 @@ import pytest
 from server_http import raw
 
 from deploytrigger import Client, StateType
-from deploytrigger.testing.proxy import Proxy
+from harness.proxy import Proxy
 
 pytestmark = pytest.mark.integration
 

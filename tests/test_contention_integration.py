@@ -48,7 +48,7 @@ def test_100_threads_under_one_parent_all_get_through_with_their_own_placeholder
                 "add/add-dep", parameters={"x": i}, scheduled_time=FAR_FUTURE, timeout=0
             )
 
-        pool = deploytrigger.ThreadPoolExecutor(max_workers=THREADS)
+        pool = deploytrigger.ParentAwareThreadPoolExecutor(max_workers=THREADS)
         with pool, client.flow_run("deploytrigger-contention", name="100-threads") as parent:
             children = list(pool.map(trigger, range(THREADS)))  # re-raises any error
 

@@ -16,13 +16,13 @@ import responses
 
 import deploytrigger
 from deploytrigger import Client, ParentRun, current_parent, parent_run, propagate
-from deploytrigger.context import (
+from deploytrigger._parents.context import (
     FLOW_RUN_ID_ENV,
     DynamicKeys,
     ParentAwareThreadPoolExecutor,
     pushed,
 )
-from deploytrigger.linking import (
+from deploytrigger._parents.linking import (
     CURRENT,
     TASK_KEY_PREFIX,
     dialect_for,
@@ -47,8 +47,8 @@ def no_ambient_parent(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.delenv(FLOW_RUN_ID_ENV, raising=False)
     monkeypatch.delitem(sys.modules, "prefect.context", raising=False)
     fresh = DynamicKeys()  # counters from other tests must not leak in
-    monkeypatch.setattr(deploytrigger.context, "DYNAMIC_KEYS", fresh)
-    monkeypatch.setattr(deploytrigger.parents, "DYNAMIC_KEYS", fresh)
+    monkeypatch.setattr(deploytrigger._parents.context, "DYNAMIC_KEYS", fresh)
+    monkeypatch.setattr(deploytrigger._services.parents, "DYNAMIC_KEYS", fresh)
     yield
 
 
@@ -144,7 +144,7 @@ def test_executor_submit_and_map_hand_the_parent_to_16_workers() -> None:
         barrier.wait(5)  # all 16 workers busy at once: really 16 threads
         return threading.current_thread().name, current_parent()
 
-    with deploytrigger.ThreadPoolExecutor(max_workers=16) as pool:
+    with deploytrigger.ParentAwareThreadPoolExecutor(max_workers=16) as pool:
         with parent_run(PARENT):
             mapped = list(pool.map(observe, range(16)))
         with parent_run(OTHER):
@@ -157,7 +157,7 @@ def test_executor_submit_and_map_hand_the_parent_to_16_workers() -> None:
 
 
 def test_thread_pool_executor_is_exported_as_the_parent_aware_one() -> None:
-    assert deploytrigger.ThreadPoolExecutor is ParentAwareThreadPoolExecutor
+    assert deploytrigger.ParentAwareThreadPoolExecutor is ParentAwareThreadPoolExecutor
 
 
 # -- dynamic keys ------------------------------------------------------------------------
@@ -320,7 +320,7 @@ def test_propagate_hands_a_detected_prefect_parent_to_workers(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     counters = fake_prefect_context(monkeypatch, PARENT)
-    with deploytrigger.ThreadPoolExecutor(2) as pool:
+    with deploytrigger.ParentAwareThreadPoolExecutor(2) as pool:
         future = pool.submit(current_parent)
     monkeypatch.delitem(sys.modules, "prefect.context")
     parent = future.result()
@@ -539,7 +539,7 @@ def test_run_by_id_reads_the_flow_for_the_task_key(
     api: responses.RequestsMock, client: Client
 ) -> None:
     stub_links(api, OTHER)
-    deploytrigger.parents.DYNAMIC_KEYS.mark_new(PARENT)
+    deploytrigger._services.parents.DYNAMIC_KEYS.mark_new(PARENT)
     with parent_run(PARENT, task_run_id=OTHER):
         client.run_deployment(DEPLOYMENT_ID, timeout=0)
     (placeholder,) = sent(api, "POST", "/task_runs/")
@@ -679,7 +679,7 @@ def test_placeholder_on_prefect_2_has_its_task_key_and_no_parents_input(
 ) -> None:
     api.replace(responses.GET, f"{API}/admin/version", json="2.20.25")
     stub_links(api, OTHER)
-    deploytrigger.parents.DYNAMIC_KEYS.mark_new(PARENT)
+    deploytrigger._services.parents.DYNAMIC_KEYS.mark_new(PARENT)
     with parent_run(PARENT, task_run_id=TASK_RUN):
         client.run_deployment("add/add-dep", parameters={"x": 1}, timeout=0)
     (placeholder,) = sent(api, "POST", "/task_runs/")
@@ -694,7 +694,7 @@ def test_server_version_is_asked_once_and_only_when_linking(
     stub_links(api, OTHER)
     client.run_deployment("add/add-dep", timeout=0)
     assert [call.request.url for call in api.calls if "admin" in call.request.url] == []
-    deploytrigger.parents.DYNAMIC_KEYS.mark_new(PARENT)
+    deploytrigger._services.parents.DYNAMIC_KEYS.mark_new(PARENT)
     with parent_run(PARENT):
         client.run_deployment("add/add-dep", timeout=0)
         client.run_deployment("add/add-dep", timeout=0)
@@ -706,7 +706,7 @@ def test_a_server_without_a_version_endpoint_gets_the_newest_shape(
 ) -> None:
     api.replace(responses.GET, f"{API}/admin/version", status=404, json={"detail": "Not Found"})
     stub_links(api, OTHER)
-    deploytrigger.parents.DYNAMIC_KEYS.mark_new(PARENT)
+    deploytrigger._services.parents.DYNAMIC_KEYS.mark_new(PARENT)
     with parent_run(PARENT, task_run_id=TASK_RUN):
         client.run_deployment("add/add-dep", timeout=0)
     (placeholder,) = sent(api, "POST", "/task_runs/")
@@ -781,7 +781,7 @@ def test_a_reused_idempotency_key_finishes_the_idle_placeholder_as_the_run_ended
     api: responses.RequestsMock, client: Client
 ) -> None:
     stub_existing_run(api, {"type": "FAILED", "name": "Failed", "message": "boom"}, TASK_RUN)
-    deploytrigger.parents.DYNAMIC_KEYS.mark_new(PARENT)
+    deploytrigger._services.parents.DYNAMIC_KEYS.mark_new(PARENT)
     with parent_run(PARENT):
         run = client.run_deployment("add/add-dep", idempotency_key="once", timeout=0)
     assert run.id == OTHER
@@ -805,7 +805,7 @@ def test_a_reused_idempotency_key_of_an_unfinished_run_completes_the_placeholder
     api: responses.RequestsMock, client: Client
 ) -> None:
     stub_existing_run(api, {"type": "RUNNING", "name": "Running"}, None)
-    deploytrigger.parents.DYNAMIC_KEYS.mark_new(PARENT)
+    deploytrigger._services.parents.DYNAMIC_KEYS.mark_new(PARENT)
     with parent_run(PARENT):
         client.run_deployment("add/add-dep", idempotency_key="once", timeout=0)
     (placeholder,) = sent(api, "POST", "/task_runs/")
@@ -819,7 +819,7 @@ def test_a_new_run_leaves_its_placeholder_to_the_server(
     api: responses.RequestsMock, client: Client
 ) -> None:
     stub_links(api, OTHER)
-    deploytrigger.parents.DYNAMIC_KEYS.mark_new(PARENT)
+    deploytrigger._services.parents.DYNAMIC_KEYS.mark_new(PARENT)
     with parent_run(PARENT):
         client.run_deployment("add/add-dep", idempotency_key="once", timeout=0)
     assert [call.request.method for call in api.calls if "/task_runs/" in call.request.url] == [

@@ -23,7 +23,7 @@ import responses
 from run_stubs import API, FakeTime, isolate_prefect_env
 
 from deploytrigger import Client, CSRFError, PermissionDeniedError
-from deploytrigger.csrf import CLIENT_HEADER, TOKEN_HEADER, CsrfTokens, is_csrf_refusal
+from deploytrigger._http.csrf import CLIENT_HEADER, TOKEN_HEADER, CsrfTokens, is_csrf_refusal
 
 FLOWS = f"{API}/flows/"
 TOKEN_URL = f"{API}/csrf-token"

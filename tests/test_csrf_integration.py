@@ -20,8 +20,8 @@ from conftest import FLOWS_SCRIPT
 from server_http import raw
 
 from deploytrigger import Client, CSRFError, StateType
-from deploytrigger.testing.local_server import LocalPrefect
-from deploytrigger.testing.proxy import Proxy, Rule
+from harness.local_server import LocalPrefect
+from harness.proxy import Proxy, Rule
 
 pytestmark = pytest.mark.integration
 

@@ -21,14 +21,14 @@ from run_stubs import API, BY_NAME, CREATE, deployment_json, flow_run_json, isol
 
 import deploytrigger
 from deploytrigger import Client, ConfigurationError
-from deploytrigger import defaults as defaults_module
-from deploytrigger.defaults import (
+from deploytrigger import _default_clients as defaults_module
+from deploytrigger._default_clients import (
     MAX_DEFAULT_CLIENTS,
     configure,
     default_client,
     reset_default_client,
 )
-from deploytrigger.transport import DEFAULT_POOL_SIZE
+from deploytrigger._http.transport import DEFAULT_POOL_SIZE
 
 OTHER = "http://other.test:4200/api"
 

@@ -29,8 +29,8 @@ import requests
 from server_http import raw
 
 import deploytrigger
-from deploytrigger.testing.processes import Child, free_port, wait_until
-from deploytrigger.testing.proxy import Proxy, Received
+from harness.processes import Child, free_port, wait_until
+from harness.proxy import Proxy, Received
 
 pytestmark = pytest.mark.integration
 

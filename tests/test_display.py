@@ -6,8 +6,8 @@ import pytest
 from run_stubs import RUN_ID, flow_run_json
 
 from deploytrigger import FlowRun
+from deploytrigger._helpers.urls import ui_base_url, ui_url
 from deploytrigger.exceptions import DeployTriggerError, FlowRunFailedError
-from deploytrigger.urls import ui_base_url, ui_url
 
 
 def run_of(state_type: str = "COMPLETED", message: str = "", **kwargs: object) -> FlowRun:

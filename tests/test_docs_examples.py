@@ -137,7 +137,6 @@ def run_example(example: Example) -> Dict[str, object]:
     return namespace
 
 
-
 # -- running the examples ----------------------------------------------------------------
 
 EXAMPLE_DEPLOYMENTS: Dict[str, Dict[str, Any]] = {

@@ -27,7 +27,7 @@ from server_http import server_session
 import deploytrigger
 from deploytrigger import Client, StateType
 from deploytrigger.testing import FakePrefect
-from deploytrigger.testing.processes import Child
+from harness.processes import Child
 
 pytestmark = pytest.mark.integration
 

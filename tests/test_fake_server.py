@@ -17,8 +17,8 @@ import requests
 
 import deploytrigger
 from deploytrigger.testing import FakePrefect, fake_prefect
-from deploytrigger.testing.fake.outcomes import Outcome, encode_result, plan
-from deploytrigger.testing.fake.schema import merge_tags, schema_error
+from deploytrigger.testing.fake._outcomes import Outcome, encode_result, plan
+from deploytrigger.testing.fake._schema import merge_tags, schema_error
 
 
 class Clock:

@@ -4,7 +4,7 @@ import pytest
 from conftest import DEPLOYMENT_NAMES
 from server_http import raw
 
-from deploytrigger.testing.local_server import LocalPrefect
+from harness.local_server import LocalPrefect
 
 
 @pytest.mark.integration

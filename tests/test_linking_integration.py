@@ -24,7 +24,7 @@ from server_http import raw, task_runs_of
 
 import deploytrigger
 from deploytrigger import Client, StateType, parent_run
-from deploytrigger.testing.processes import Child
+from harness.processes import Child
 
 pytestmark = pytest.mark.integration
 
@@ -107,7 +107,7 @@ def test_200_children_from_16_threads_each_get_their_own_placeholder(
             "add/add-dep", parameters={"x": i}, scheduled_time=FAR_FUTURE, timeout=0
         )
 
-    pool = deploytrigger.ThreadPoolExecutor(max_workers=16)
+    pool = deploytrigger.ParentAwareThreadPoolExecutor(max_workers=16)
     with pool, client.flow_run("deploytrigger-fanout", name="fan-out-200") as parent:
         children = list(pool.map(trigger, range(200)))
 

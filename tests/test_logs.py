@@ -34,7 +34,7 @@ from run_stubs import (
 
 import deploytrigger
 from deploytrigger import Client, FlowRunNotFoundError, InvalidArgumentError, StateType
-from deploytrigger.logs import LogCursor, LogRecord
+from deploytrigger._waits.logs import LogCursor, LogRecord
 
 
 @pytest.fixture(autouse=True)

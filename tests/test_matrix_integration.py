@@ -22,7 +22,7 @@ import server_http
 from server_http import raw
 
 from deploytrigger import Client, FlowRun, FlowRunFailedError, StateType, parent_run
-from deploytrigger.testing.local_server import LocalPrefect
+from harness.local_server import LocalPrefect
 
 pytestmark = [pytest.mark.integration, pytest.mark.matrix]
 

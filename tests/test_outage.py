@@ -15,14 +15,7 @@ import pytest
 from fake_prefect import API, FakePrefect, FakeTime, fake, make_client, time  # noqa: F401 - the fixtures
 from run_stubs import isolate_prefect_env
 
-from deploytrigger import (
-    Client,
-    ConnectionFailedError,
-    FlowRun,
-    ServerError,
-    StateType,
-    cli,
-)
+from deploytrigger import Client, ConnectionFailedError, FlowRun, ServerError, StateType, cli
 
 TOLERANCE = 60.0
 INTERVAL = 5.0

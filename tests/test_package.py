@@ -78,13 +78,13 @@ def test_every_public_name_resolves(name: str) -> None:
 
 
 def test_public_names_are_the_same_objects_as_in_their_modules() -> None:
+    from deploytrigger._parents.context import ParentAwareThreadPoolExecutor
     from deploytrigger.client import Client
-    from deploytrigger.context import ParentAwareThreadPoolExecutor
     from deploytrigger.models import FlowRun
 
     assert deploytrigger.Client is Client
     assert deploytrigger.FlowRun is FlowRun
-    assert deploytrigger.ThreadPoolExecutor is ParentAwareThreadPoolExecutor
+    assert deploytrigger.ParentAwareThreadPoolExecutor is ParentAwareThreadPoolExecutor
 
 
 def test_star_import_gives_every_public_name() -> None:

@@ -20,11 +20,10 @@ from deploytrigger import (
     InvalidArgumentTypeError,
     ParameterRejectedError,
 )
-from deploytrigger.payloads import (
+from deploytrigger._helpers.arguments import check_wait_arguments, parse_deployment_ref
+from deploytrigger._services.payloads import (
     check_parameter_names,
-    check_wait_arguments,
     flow_run_payload,
-    parse_deployment_ref,
     rejected_parameter,
     to_json_value,
     utc_iso,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from conftest import FLOWS_SCRIPT
 
-from deploytrigger.testing.prod_stack import BALANCER, SERVICES, ProdStack, marker, stop_order
+from harness.prod_stack import BALANCER, SERVICES, ProdStack, marker, stop_order
 
 
 def test_a_stack_needs_an_api_server_but_may_have_no_workers() -> None:
@@ -34,6 +34,6 @@ def test_each_process_is_signalled_only_when_its_command_line_holds_its_marker()
         "server": "server start",
         "server-1": "server start",
         SERVICES: "services start",
-        BALANCER: "deploytrigger.testing.balancer",
+        BALANCER: "harness.balancer",
         "w": "worker start",
     }

@@ -1,9 +1,9 @@
 """deploytrigger on a production-shaped stack: PostgreSQL, a work pool, real workers.
 
-The stack (:class:`~deploytrigger.testing.prod_stack.ProdStack`, with the
+The stack (:class:`~harness.prod_stack.ProdStack`, with the
 flows of ``examples/flows.py``) starts once for this module and is stopped at
 its end, also when a test fails. Requests are counted by a reverse proxy in
-front of the server (:class:`~deploytrigger.testing.proxy.Proxy`): what the
+front of the server (:class:`~harness.proxy.Proxy`): what the
 server receives, whichever client code sends it.
 """
 
@@ -19,9 +19,9 @@ import requests
 from conftest import FLOWS_SCRIPT
 
 from deploytrigger import Client, StateType
-from deploytrigger.testing.postgres import postgres_available
-from deploytrigger.testing.prod_stack import DEPLOYMENTS, ProdStack
-from deploytrigger.testing.proxy import Proxy
+from harness.postgres import postgres_available
+from harness.prod_stack import DEPLOYMENTS, ProdStack
+from harness.proxy import Proxy
 
 pytestmark = [
     pytest.mark.integration,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from deploytrigger.testing.proxy import Proxy
+from harness.proxy import Proxy
 
 UPSTREAM = "http://127.0.0.1:1/api"
 CLOUD = "/api/accounts/a/workspaces/w"

@@ -26,7 +26,7 @@ class _NoPrefect:
 sys.meta_path.insert(0, _NoPrefect())
 '''
 
-USER_TESTS = '''
+USER_TESTS = """
 import os
 
 import pytest
@@ -61,7 +61,7 @@ def test_prefect_is_not_importable_here():
 
 def test_environment_is_restored_after_the_fixture():
     assert os.environ.get("PREFECT_API_URL") == "http://unused.invalid/api"
-'''
+"""
 
 
 def test_fixture_comes_from_the_entry_point_and_needs_no_prefect(

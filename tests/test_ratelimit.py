@@ -8,7 +8,7 @@ from typing import List
 import pytest
 from run_stubs import FakeTime
 
-from deploytrigger.ratelimit import RateBudget, shared_budget
+from deploytrigger._http.ratelimit import RateBudget, shared_budget
 
 
 def slots(budget: RateBudget, count: int) -> List[float]:

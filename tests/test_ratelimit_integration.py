@@ -18,7 +18,7 @@ from typing import List
 import pytest
 
 from deploytrigger import Client
-from deploytrigger.testing.proxy import Proxy
+from harness.proxy import Proxy
 
 pytestmark = pytest.mark.integration
 

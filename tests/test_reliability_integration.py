@@ -1,6 +1,6 @@
 """Reliability under injected faults, against the real Prefect server.
 
-A :class:`~deploytrigger.testing.proxy.Proxy` sits between deploytrigger and the server and
+A :class:`~harness.proxy.Proxy` sits between deploytrigger and the server and
 resets connections, drops answers after the server acted, delays past the
 request timeout and answers 429/503. What must hold: every call creates
 exactly one run (the one it returns), waits end correctly or on time, and
@@ -24,8 +24,8 @@ from server_http import raw
 
 from deploytrigger import Client, RateLimitedError, RequestTimeoutError, ServerError, StateType
 from deploytrigger.models import FlowRun
-from deploytrigger.testing.local_server import LocalPrefect
-from deploytrigger.testing.proxy import Proxy, Rule
+from harness.local_server import LocalPrefect
+from harness.proxy import Proxy, Rule
 
 pytestmark = pytest.mark.integration
 

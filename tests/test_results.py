@@ -40,7 +40,7 @@ from deploytrigger import (
     StorageBlock,
     cli,
 )
-from deploytrigger.serializers import DecodeProblem, decode
+from deploytrigger._results.serializers import DecodeProblem, decode
 
 JSON = {"type": "json", "jsonlib": "json", "dumps_kwargs": {}, "loads_kwargs": {}}
 COMPRESSED_JSON = {"type": "compressed/json", "serializer": JSON, "compressionlib": "lzma"}

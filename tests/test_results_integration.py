@@ -32,7 +32,7 @@ from deploytrigger import (
     ResultStorageError,
     StorageBlock,
 )
-from deploytrigger.testing.local_server import LocalPrefect
+from harness.local_server import LocalPrefect
 
 pytestmark = pytest.mark.integration
 

@@ -11,14 +11,14 @@ import requests
 from run_stubs import FakeTime
 from urllib3.exceptions import MaxRetryError, NameResolutionError, NewConnectionError
 
-from deploytrigger.retries import (
+from deploytrigger._helpers.deadline import Deadline
+from deploytrigger._http.retries import (
     MAX_RETRY_AFTER,
     RetryableStatus,
     is_retryable,
     parse_retry_after,
     retrying,
 )
-from deploytrigger.waiting import Deadline
 
 NOW = dt.datetime(2026, 11, 23, 20, 0, 0, tzinfo=dt.timezone.utc)
 
@@ -116,7 +116,7 @@ def test_retryable_matrix(
 
 
 def test_500_is_never_a_retryable_status() -> None:
-    from deploytrigger.retries import RETRY_STATUSES
+    from deploytrigger._http.retries import RETRY_STATUSES
 
     assert frozenset({408, 429, 502, 503}) == RETRY_STATUSES
 

@@ -1,9 +1,9 @@
 """Scale-out: two API servers on one PostgreSQL behind a round-robin balancer, one killed mid-way.
 
-The stack (:class:`~deploytrigger.testing.prod_stack.ProdStack` with
+The stack (:class:`~harness.prod_stack.ProdStack` with
 ``api_servers=2``) runs two ``prefect server start --no-services`` processes,
 the background services once (``prefect server services start``) and a
-:class:`~deploytrigger.testing.balancer.Balancer` process in front. The runs
+:class:`~harness.balancer.Balancer` process in front. The runs
 are executed by ``tests/quick_executor.py`` (Prefect's flow engine in threads
 of one process, talking to the balancer too), because a process worker spends
 about 2 s of CPU per run and 300 runs would take minutes.
@@ -32,11 +32,11 @@ import requests
 from conftest import FLOWS_SCRIPT
 
 from deploytrigger import Client, StateType
-from deploytrigger.testing.balancer import STATS_PATH
-from deploytrigger.testing.postgres import postgres_available
-from deploytrigger.testing.processes import Child
-from deploytrigger.testing.prod_stack import DEPLOYMENTS, ProdStack
-from deploytrigger.testing.proxy import Proxy, Rule
+from harness.balancer import STATS_PATH
+from harness.postgres import postgres_available
+from harness.processes import Child
+from harness.prod_stack import DEPLOYMENTS, ProdStack
+from harness.proxy import Proxy, Rule
 
 pytestmark = [
     pytest.mark.integration,

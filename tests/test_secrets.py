@@ -21,9 +21,9 @@ from conftest import AUTH_DEPLOYMENT, AUTH_FLOW, AUTH_PASSWORD, AUTH_USER
 
 from deploytrigger import Client, DeployTriggerError
 from deploytrigger.settings import resolve_settings
-from deploytrigger.testing.local_server import LocalPrefect
-from deploytrigger.testing.processes import free_port
-from deploytrigger.testing.proxy import Proxy, Rule
+from harness.local_server import LocalPrefect
+from harness.processes import free_port
+from harness.proxy import Proxy, Rule
 
 pytestmark = pytest.mark.integration
 

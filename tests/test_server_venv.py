@@ -8,8 +8,8 @@ from typing import List
 
 import pytest
 
-from deploytrigger.testing import server_venv
-from deploytrigger.testing.local_server import prefect_command, server_command
+from harness import server_venv
+from harness.local_server import prefect_command, server_command
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 """TLS against an HTTPS proxy whose CA and certificate are made in the test.
 
-The :class:`~deploytrigger.testing.proxy.Proxy` serves HTTPS on 127.0.0.1 with a server
+The :class:`~harness.proxy.Proxy` serves HTTPS on 127.0.0.1 with a server
 certificate signed by a throwaway CA and forwards to the session's server.
 """
 
@@ -21,7 +21,7 @@ from cryptography.x509.oid import NameOID
 
 from deploytrigger import Client, TLSError
 from deploytrigger import settings as settings_module
-from deploytrigger.testing.proxy import Proxy
+from harness.proxy import Proxy
 
 pytestmark = pytest.mark.integration
 

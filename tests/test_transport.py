@@ -12,10 +12,10 @@ from run_stubs import API, FakeTime, isolate_prefect_env
 from urllib3.exceptions import MaxRetryError, NewConnectionError
 
 from deploytrigger import APIError, Client, ConnectionFailedError, RateLimitedError, ServerError
-from deploytrigger.ratelimit import RateBudget
+from deploytrigger._helpers.deadline import Deadline
+from deploytrigger._http.ratelimit import RateBudget
+from deploytrigger._http.transport import FIRST_CONTACT_RETRIES, Transport
 from deploytrigger.settings import resolve_settings
-from deploytrigger.transport import FIRST_CONTACT_RETRIES, Transport
-from deploytrigger.waiting import Deadline
 
 HEALTH = f"{API}/health"
 FLOWS = f"{API}/flows/"
@@ -116,9 +116,7 @@ def test_maintenance_answers_are_waited_out_without_using_up_max_retries(
     assert fake_time.sleeps == [2.0] * 4
 
 
-def test_408_is_retried_for_a_read_and_raised_for_a_create(
-    http: Any, fake_time: FakeTime
-) -> None:
+def test_408_is_retried_for_a_read_and_raised_for_a_create(http: Any, fake_time: FakeTime) -> None:
     http.get(HEALTH, status=408)
     http.get(HEALTH, json=True)
     http.post(FLOWS, json={"detail": "Request Timeout"}, status=408)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from run_stubs import isolate_prefect_env
 
-from deploytrigger.urls import ui_base_url, ui_url
+from deploytrigger._helpers.urls import ui_base_url, ui_url
 
 RUN_ID = uuid.UUID("5f2b8c1e-7d4a-4b3e-9a6f-1c2d3e4f5a6b")
 CLOUD = "https://api.prefect.cloud/api/accounts/acc-1/workspaces/ws-2"

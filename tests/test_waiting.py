@@ -7,13 +7,14 @@ from typing import Any, Callable, List
 import pytest
 from run_stubs import FakeTime
 
+from deploytrigger._helpers.deadline import Deadline
+from deploytrigger._waits.engine import NOTHING, Poller, is_transient
 from deploytrigger.exceptions import (
     ConnectionFailedError,
     FlowRunNotFoundError,
     RateLimitedError,
     ServerError,
 )
-from deploytrigger.waiting import NOTHING, Deadline, Poller, is_transient
 
 
 def results(*values: Any) -> Callable[[], Any]:

@@ -3,7 +3,7 @@
 Nothing here is imported by ``import deploytrigger``. The fake Prefect API is
 exported here (``from deploytrigger.testing import fake_prefect``); import the
 other modules themselves, e.g.
-``from deploytrigger.testing.local_server import LocalPrefect``.
+``from harness.local_server import LocalPrefect``.
 
 Modules:
     fake: :func:`~deploytrigger.testing.fake.fake_prefect`, a fake Prefect API
@@ -12,14 +12,14 @@ Modules:
     pytest_plugin: the ``fake_prefect`` pytest fixture (registered through the
         ``pytest11`` entry point; only pytest imports it).
     processes: child processes in their own process group, stopped by pid.
-    local_server: :class:`~deploytrigger.testing.local_server.LocalPrefect`, a
+    local_server: :class:`~harness.local_server.LocalPrefect`, a
         throwaway Prefect server on loopback, optionally serving a flows script.
-    proxy: :class:`~deploytrigger.testing.proxy.Proxy`, a loopback reverse proxy
+    proxy: :class:`~harness.proxy.Proxy`, a loopback reverse proxy
         that records and counts requests and injects seeded faults.
-    balancer: :class:`~deploytrigger.testing.balancer.Balancer`, a round-robin
+    balancer: :class:`~harness.balancer.Balancer`, a round-robin
         proxy over several API servers that routes around dead ones.
     postgres: a throwaway PostgreSQL cluster for a Prefect server.
-    prod_stack: :class:`~deploytrigger.testing.prod_stack.ProdStack`, PostgreSQL,
+    prod_stack: :class:`~harness.prod_stack.ProdStack`, PostgreSQL,
         a Prefect server, a process work pool with deployments, and workers.
 
 Only ``requests`` and the standard library are imported. Starting a server

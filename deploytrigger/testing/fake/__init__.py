@@ -13,7 +13,7 @@ Modules:
     schema: parameter schema checks and merges.
 """
 
-from .backend import RecordedRequest
-from .server import FakePrefect, fake_prefect
+from ._backend import RecordedRequest
+from ._server import FakePrefect, fake_prefect
 
 __all__ = ["FakePrefect", "RecordedRequest", "fake_prefect"]

@@ -1,0 +1,120 @@
+"""Checking the arguments users pass: pure functions, no I/O.
+
+Bad input fails here, before anything is sent, with an
+:class:`~deploytrigger.InvalidArgumentError` that names the argument and shows
+what is expected.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from typing import Any, Optional, Tuple, Union
+
+from ..exceptions import InvalidArgumentError, InvalidArgumentTypeError
+
+PAGE_LIMIT = 200
+"""The most rows the server returns per filter request (flow runs, task runs, logs,
+deployments), and its default limit."""
+
+
+NAME_FORM = "a deployment id (UUID) or a name of the form 'flow name/deployment name'"
+
+
+DeploymentRef = Union[uuid.UUID, Tuple[str, str]]
+"""A deployment id, or a (flow name, deployment name) pair."""
+
+
+def parse_deployment_ref(name: Any) -> DeploymentRef:
+    """Read ``name`` as a deployment id or a ``"flow/deployment"`` name.
+
+
+    Raises:
+        InvalidArgumentError: the string is neither form.
+        InvalidArgumentTypeError: ``name`` is not a string or UUID.
+    """
+    if isinstance(name, uuid.UUID):
+        return name
+    if not isinstance(name, str):
+        raise InvalidArgumentTypeError(
+            f"name must be {NAME_FORM}, not {type(name).__name__} {name!r}"
+        )
+    try:
+        return uuid.UUID(name)
+    except ValueError:
+        pass
+    parts = name.split("/")
+    if len(parts) != 2 or not parts[0].strip() or not parts[1].strip():
+        raise InvalidArgumentError(
+            f"name must be {NAME_FORM}, for example 'etl/nightly'; got {name!r}"
+        )
+    return parts[0], parts[1]
+
+
+def as_uuid(value: Any, argument: str) -> uuid.UUID:
+    """``value`` (a UUID or a UUID string) as a UUID.
+
+
+    Raises:
+        InvalidArgumentError: a string that is not a UUID.
+        InvalidArgumentTypeError: neither a UUID nor a string.
+    """
+    if isinstance(value, uuid.UUID):
+        return value
+    if not isinstance(value, str):
+        raise InvalidArgumentTypeError(
+            f"{argument} must be a UUID or a UUID string, not {type(value).__name__}"
+        )
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise InvalidArgumentError(f"{argument} must be a UUID, not {value!r}") from None
+
+
+def describe_ref(ref: DeploymentRef) -> str:
+    """The deployment as a user names it: its id, or ``flow/deployment``."""
+    return str(ref) if isinstance(ref, uuid.UUID) else "/".join(ref)
+
+
+def check_wait_arguments(timeout: Any, poll_interval: Any) -> Optional[float]:
+    """Check ``timeout`` and ``poll_interval``; return the timeout as seconds or None.
+
+
+    ``timeout=None`` (or infinity) waits for a final state; 0 returns at once.
+    ``poll_interval=0`` polls without pausing.
+
+
+    Raises:
+        InvalidArgumentError: either is negative or NaN.
+        InvalidArgumentTypeError: either is not a number.
+    """
+    for argument, value in (("timeout", timeout), ("poll_interval", poll_interval)):
+        if value is None and argument == "timeout":
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise InvalidArgumentTypeError(
+                f"`{argument}` must be a number of seconds, not {type(value).__name__} {value!r}"
+            )
+        if math.isnan(value):
+            raise InvalidArgumentError(f"`{argument}` must be a number of seconds, not NaN")
+        if value < 0:
+            raise InvalidArgumentError(f"`{argument}` cannot be negative (got {value!r})")
+        if argument == "poll_interval" and math.isinf(value):
+            raise InvalidArgumentError("`poll_interval` must be a finite number of seconds")
+    if timeout is None or math.isinf(timeout):
+        return None
+    return float(timeout)
+
+
+def page_limit(limit: Any) -> int:
+    """``limit`` when it is a whole number from 1 to :data:`PAGE_LIMIT`.
+
+
+    Raises:
+        InvalidArgumentError: anything else.
+    """
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= PAGE_LIMIT:
+        raise InvalidArgumentError(
+            f"limit must be a whole number from 1 to {PAGE_LIMIT}, not {limit!r}"
+        )
+    return limit

@@ -1,0 +1,145 @@
+"""How a flow run reads to a person: a short ``repr``, a summary, an HTML table.
+
+Pure functions over anything shaped like a :class:`~deploytrigger.models.FlowRun`
+(:class:`ShownRun`); the model's ``__repr__``, ``summary`` and ``_repr_html_``
+delegate here. This module imports nothing else of the package, so the models
+can use it without an import circle. Nothing is fetched: everything shown comes
+from the run as last read.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from datetime import datetime
+from typing import Any, List, Mapping, Optional, Protocol, Sequence, Tuple
+
+
+class ShownRun(Protocol):
+    """What is shown of a run (a :class:`~deploytrigger.models.FlowRun` has it all)."""
+
+    @property
+    def id(self) -> Any: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def state(self) -> Any: ...
+    @property
+    def parameters(self) -> Mapping[str, Any]: ...
+    @property
+    def tags(self) -> Sequence[str]: ...
+    @property
+    def expected_start_time(self) -> Optional[datetime]: ...
+    @property
+    def start_time(self) -> Optional[datetime]: ...
+    @property
+    def end_time(self) -> Optional[datetime]: ...
+    @property
+    def ui_url(self) -> Optional[str]: ...
+
+
+STATE_COLOURS = {
+    "SCHEDULED": "#fcd14e",
+    "PENDING": "#a1a1aa",
+    "RUNNING": "#1860f2",
+    "PAUSED": "#a1a1aa",
+    "CANCELLING": "#71717a",
+    "COMPLETED": "#2ac769",
+    "FAILED": "#fb4e4e",
+    "CANCELLED": "#71717a",
+    "CRASHED": "#f97316",
+}
+"""Background colour of each state type's badge, close to the Prefect UI's."""
+
+
+def _when(value: Optional[datetime]) -> str:
+    return "-" if value is None else value.isoformat(timespec="seconds")
+
+
+def _duration(run: ShownRun) -> Optional[str]:
+    if run.start_time is None or run.end_time is None:
+        return None
+    return f"{(run.end_time - run.start_time).total_seconds():.1f}s"  # seconds, one decimal
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def flow_run_summary(run: ShownRun) -> str:
+    """A few lines for a person: name, id, state, duration, the state's message, UI link."""
+    state = "Unknown" if run.state is None else run.state.type.value
+    text = f"flow run {run.name!r} ({run.id}): {state}"
+    duration = _duration(run)
+    if duration is not None:
+        text += f" in {duration}"
+    if run.state is not None and run.state.message:
+        text += f"\n  {_one_line(run.state.message)}"
+    if run.ui_url:
+        text += f"\n  {run.ui_url}"
+    return text
+
+
+def flow_run_repr(run: ShownRun) -> str:
+    """A one-line ``repr``: id, name, state and the times that are known."""
+    state = "None" if run.state is None else run.state.type.value
+    parts = [f"id='{run.id}'", f"name={run.name!r}", f"state={state}"]
+    if run.state is not None and run.state.name.upper() != state:
+        parts.append(f"state_name={run.state.name!r}")
+    if run.start_time is not None:
+        parts.append(f"start_time='{_when(run.start_time)}'")
+    elif run.expected_start_time is not None:
+        parts.append(f"expected_start_time='{_when(run.expected_start_time)}'")
+    if run.end_time is not None:
+        parts.append(f"end_time='{_when(run.end_time)}'")
+    return f"FlowRun({', '.join(parts)})"
+
+
+def _json(value: Any) -> str:
+    try:
+        return json.dumps(value, sort_keys=True, default=str)
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+def flow_run_html(run: ShownRun) -> str:
+    """A small HTML table for Jupyter: state badge, times, parameters, UI link.
+
+    Every value is HTML-escaped.
+    """
+    esc = html.escape
+    state_type = "UNKNOWN" if run.state is None else run.state.type.value
+    state_name = "Unknown" if run.state is None else run.state.name
+    colour = STATE_COLOURS.get(state_type, "#a1a1aa")
+    badge = (
+        f'<span class="deploytrigger-state" data-state="{esc(state_type)}" '
+        f'style="background:{colour};color:#fff;padding:1px 6px;border-radius:8px">'
+        f"{esc(state_name)}</span>"
+    )
+    rows: List[Tuple[str, str]] = [("state", badge)]
+    if run.state is not None and run.state.message:
+        rows.append(("message", esc(run.state.message)))
+    rows.append(("id", f"<code>{esc(str(run.id))}</code>"))
+    rows.append(("scheduled", esc(_when(run.expected_start_time))))
+    rows.append(("started", esc(_when(run.start_time))))
+    rows.append(("ended", esc(_when(run.end_time))))
+    duration = _duration(run)
+    if duration is not None:
+        rows.append(("duration", esc(duration)))
+    rows.append(("parameters", f"<code>{esc(_json(run.parameters))}</code>"))
+    if run.tags:
+        rows.append(("tags", esc(", ".join(run.tags))))
+    link = run.ui_url
+    if link is not None:
+        rows.append(
+            ("link", f'<a href="{esc(link)}" target="_blank" rel="noopener">open in Prefect</a>')
+        )
+    body = "".join(
+        f'<tr><th style="text-align:left">{esc(key)}</th>'
+        f'<td style="text-align:left">{value}</td></tr>'
+        for key, value in rows
+    )
+    return (
+        f'<table class="deploytrigger-flow-run"><caption style="text-align:left">'
+        f"flow run <b>{esc(run.name)}</b></caption>{body}</table>"
+    )

@@ -1,0 +1,436 @@
+"""The transport: one ``requests.Session``, retried HTTP calls, errors mapped.
+
+A :class:`Transport` sends one request to the Prefect API and returns its
+JSON answer, or raises the :class:`~deploytrigger.exceptions.DeployTriggerError`
+the failure means. It owns the session (connection pool, auth header, TLS),
+retries transient failures as ``retries.py`` decides (within the request's
+retry budget), sends CSRF tokens once the server asks for them (``csrf.py``),
+keeps to the process's request-rate budget when one is set (``ratelimit.py``),
+and shows URLs with credentials removed. It knows nothing about flow runs: the services above it
+(``deployments.py``, ``runs.py``, ``parents.py``) give requests their meaning.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Tuple, Type, TypeVar
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from .._helpers.deadline import Deadline
+from .._helpers.urls import redact_url, without_credentials
+from .._version import __version__
+from ..exceptions import (
+    APIError,
+    AuthenticationError,
+    BadRequestError,
+    ConnectionFailedError,
+    CSRFError,
+    InvalidResponseError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitedError,
+    RequestTimeoutError,
+    ServerError,
+    TLSError,
+    TransportError,
+)
+from ..settings import Settings
+from .bodies import encode_body
+from .csrf import MUTATING_METHODS, CsrfTokens, is_csrf_refusal
+from .ratelimit import RateBudget, shared_budget
+from .retries import RETRY_STATUSES, RetryableStatus, parse_retry_after, retrying, sent_nothing
+
+if TYPE_CHECKING:
+    import tenacity
+
+
+logger = logging.getLogger("deploytrigger")
+
+DEFAULT_POOL_SIZE = 32
+"""Connections kept per host; enough for a thread pool of that many workers."""
+
+FIRST_CONTACT_RETRIES = 3
+"""Retries of a connection that cannot be opened to a server that has never answered.
+
+Without a ``max_retries``, a request retries for its whole retry budget; a
+mistyped URL should fail in seconds instead, as in Prefect's client (which does
+not retry such a failure at all).
+"""
+
+CSRF_ROUNDS = 3
+"""Times one request is sent again after a CSRF refusal before the error is raised."""
+
+E = TypeVar("E", bound=APIError)
+
+_STATUS_ERRORS: Dict[int, Type[APIError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    409: BadRequestError,
+    422: BadRequestError,
+    429: RateLimitedError,
+}
+
+_HINTS = {
+    401: "check PREFECT_API_KEY or PREFECT_API_AUTH_STRING",
+    403: "the credentials are not allowed to do this",
+}
+
+
+class Transport:
+    """Sends requests to one Prefect API; safe to share between threads.
+
+    Args:
+        settings: where the API is and how to authenticate (``settings.py``).
+        pool_size: connections kept open to the server; size it for your threads.
+        sleep: how to wait between retries (tests inject a fake).
+        clock: a monotonic clock in seconds, for the retry budget (tests inject a fake).
+        backoff: the wait before a retry when the server asks none (tests inject one).
+        rate_budget: the request-rate budget to keep to; by default the one this
+            process shares for the API URL when ``settings.max_requests_per_minute``
+            is set (``ratelimit.py``), else none.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        pool_size: int = DEFAULT_POOL_SIZE,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        backoff: Optional[Callable[[tenacity.RetryCallState], float]] = None,
+        rate_budget: Optional[RateBudget] = None,
+    ) -> None:
+        self.settings = settings
+        self.api_url = settings.api_url
+        self.shown_url = redact_url(settings.api_url)
+        self._sleep = sleep
+        self._clock = clock
+        self._backoff = backoff
+        self._answered = False  # whether the server has ever answered this transport
+        self.csrf = CsrfTokens(self._fetch_csrf_token)
+        if rate_budget is None and settings.max_requests_per_minute:
+            rate_budget = shared_budget(
+                without_credentials(settings.api_url), settings.max_requests_per_minute
+            )
+        self.rate_budget = rate_budget
+        self._session = requests.Session()
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
+        self._session.mount("http://", adapter)
+        self._session.mount("https://", adapter)
+        self._session.headers.update(
+            {
+                "Accept": "application/json",
+                "Content-Type": "application/json",
+                "User-Agent": f"deploytrigger/{__version__}",
+            }
+        )
+        if settings.authorization:
+            self._session.headers["Authorization"] = settings.authorization
+
+    def close(self) -> None:
+        """Close the session's connections."""
+        self._session.close()
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        idempotent: bool = True,
+        deadline: Optional[Deadline] = None,
+    ) -> Any:
+        """Send one request (retried as allowed) and return its JSON answer.
+
+        Args:
+            method: the HTTP method.
+            path: the path below the API URL, starting with ``/``.
+            body: a JSON-ready request body.
+            idempotent: whether sending it twice has the effect of sending it
+                once; only then is a request that may have reached the server retried.
+            deadline: no retry starts after it.
+
+        Raises:
+            TransportError: no HTTP answer (connection, timeout, TLS).
+            APIError: an error status, as the subclass for that status;
+                ``CSRFError`` when CSRF protection refuses even a fresh token.
+            InvalidResponseError: a success whose body is not JSON.
+        """
+        url = self.api_url + path
+        shown = redact_url(url)
+        data = None if body is None else encode_body(body)
+        mutating = method.upper() in MUTATING_METHODS
+        attempts = 0
+        fresh_token = False  # whether a token was fetched after this request was refused
+        for _ in range(CSRF_ROUNDS + 1):
+            generation, headers = self.csrf.headers() if mutating else (0, {})
+            response, tries = self._send(method, url, shown, data, headers, idempotent, deadline)
+            attempts += tries
+            detail = _detail(response) if response.status_code == 403 and mutating else None
+            if not is_csrf_refusal(response.status_code, detail):
+                break
+            if fresh_token and generation == self.csrf.generation:
+                raise _csrf_error(response, method, shown, attempts, detail, "a fresh token")
+            logger.debug("%s %s refused for CSRF (%s); fetching a token", method, shown, detail)
+            if not self.csrf.refresh(generation) and not headers:
+                raise _csrf_error(response, method, shown, attempts, detail, "no token issued")
+            fresh_token = True
+        else:
+            raise _csrf_error(response, method, shown, attempts, detail, "a fresh token")
+        return _json_or_error(response, method, shown, attempts)
+
+    def _send(
+        self,
+        method: str,
+        url: str,
+        shown: str,
+        data: Optional[bytes],
+        headers: Dict[str, str],
+        idempotent: bool,
+        deadline: Optional[Deadline],
+    ) -> Tuple[requests.Response, int]:
+        """Send one request, retried as allowed; the last answer and how many attempts it took."""
+        attempts = 0
+        budget = Deadline(self.settings.retry_budget, self._clock)
+
+        def send() -> requests.Response:
+            nonlocal attempts
+            attempts += 1
+            if self.rate_budget is not None:
+                self._take_slot(method, shown, deadline)
+            started = time.monotonic()
+            response = self._session.request(
+                method,
+                url,
+                data=data,
+                headers=headers or None,
+                timeout=self.settings.request_timeout,
+                verify=self.settings.verify,
+            )
+            self._answered = True
+            logger.debug(
+                "%s %s -> %s in %.3fs (attempt %d)",
+                method,
+                shown,
+                response.status_code,
+                time.monotonic() - started,
+                attempts,
+            )
+            if self.rate_budget is not None:
+                if response.status_code == 429:
+                    self.rate_budget.limited()
+                elif response.status_code < 400:
+                    self.rate_budget.succeeded()
+            if response.status_code in RETRY_STATUSES:
+                raise RetryableStatus(
+                    response, parse_retry_after(response.headers.get("Retry-After"))
+                )
+            return response
+
+        def log_retry(state: tenacity.RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome else None
+            reason = (
+                exc.response.status_code if isinstance(exc, RetryableStatus) else type(exc).__name__
+            )
+            wait = state.next_action.sleep if state.next_action else 0.0
+            logger.debug("%s %s failed (%s); retrying in %.2fs", method, shown, reason, wait)
+
+        try:
+            try:
+                response = send()
+            except Exception as first_failure:
+                # Only now is tenacity (and asyncio with it) needed: it decides about
+                # the attempt that failed as if it had made it, then retries.
+                max_retries = self.settings.max_retries
+                if max_retries is None and not self._answered and sent_nothing(first_failure):
+                    max_retries = FIRST_CONTACT_RETRIES
+                policy = retrying(
+                    max_retries=max_retries,
+                    idempotent=idempotent,
+                    deadline=deadline,
+                    budget=budget,
+                    sleep=self._sleep,
+                    backoff=self._backoff,
+                    before_sleep=log_retry,
+                )
+                response = policy(_replay(first_failure, send))
+        except RetryableStatus as exc:
+            response = exc.response
+        except requests.exceptions.RequestException as exc:
+            raise self._transport_error(exc, method, shown, attempts) from exc
+        return response, attempts
+
+    def _take_slot(self, method: str, shown: str, deadline: Optional[Deadline]) -> None:
+        """Wait for this request's slot in the rate budget, but not past ``deadline``.
+
+        Raises:
+            RateLimitedError: the slot comes after the caller's deadline; the
+                request is not sent (a wait then ends with the run as last seen).
+        """
+        assert self.rate_budget is not None
+        remaining = None if deadline is None else deadline.remaining()
+        wait = self.rate_budget.acquire(max_wait=remaining)
+        if remaining is not None and wait > remaining:
+            raise RateLimitedError(
+                f"{method} {shown} not sent: the request-rate budget's next slot "
+                f"({wait:.1f}s away) comes after the deadline",
+                retry_after=wait,
+                method=method,
+                url=shown,
+            )
+
+    def _fetch_csrf_token(self, client_id: str) -> Optional[Dict[str, Any]]:
+        """A CSRF token for ``client_id``, or None when the server issues none (422, 404)."""
+        try:
+            answer = self.request("GET", f"/csrf-token?client={client_id}")
+        except (BadRequestError, NotFoundError) as exc:
+            if exc.status_code in (404, 422):
+                logger.debug("the server issues no CSRF token: %s", exc.detail)
+                return None
+            raise
+        if not isinstance(answer, dict) or not answer.get("token"):
+            raise InvalidResponseError(
+                f"GET {self.shown_url}/csrf-token answered without a token",
+                method="GET",
+                url=f"{self.shown_url}/csrf-token",
+            )
+        return answer
+
+    def _transport_error(
+        self, exc: requests.exceptions.RequestException, method: str, shown: str, attempts: int
+    ) -> TransportError:
+        """The error for a request that got no HTTP answer."""
+        where: Dict[str, Any] = {"method": method, "url": shown, "attempts": attempts}
+        if isinstance(exc, requests.exceptions.SSLError):
+            return TLSError(
+                f"TLS failed for {method} {shown}: {_reason(exc)}; trust the server's CA with "
+                "PREFECT_API_SSL_CERT_FILE or verify=<path>",
+                **where,
+            )
+        if isinstance(exc, requests.exceptions.Timeout):
+            return RequestTimeoutError(
+                f"{method} {shown} got no answer within {self.settings.request_timeout:g}s "
+                f"({_attempts(attempts)})",
+                **where,
+            )
+        if isinstance(exc, requests.exceptions.ConnectionError):
+            return ConnectionFailedError(
+                f"cannot reach the Prefect API at {self.shown_url} "
+                f"({method} {shown}, {_attempts(attempts)}): {_reason(exc)}",
+                **where,
+            )
+        return TransportError(f"{method} {shown} failed: {_reason(exc)}", **where)
+
+
+def refine(exc: APIError, error_type: Type[E], message: str, **extra: Any) -> E:
+    """``exc`` as a more specific error about the same answer, naming what was asked for."""
+    where = f" ({exc.method} {exc.url} answered {exc.status_code})" if exc.method else ""
+    return error_type(message + where, **extra, **exc.context())
+
+
+def _replay(
+    failure: Exception, send: Callable[[], requests.Response]
+) -> Callable[[], requests.Response]:
+    """``send``, except that the first call raises ``failure`` (an attempt already made)."""
+    pending = [failure]
+
+    def attempt() -> requests.Response:
+        if pending:
+            raise pending.pop()
+        return send()
+
+    return attempt
+
+
+def _detail(response: requests.Response) -> Any:
+    """The ``detail`` of an error answer's JSON body, or None."""
+    try:
+        payload = response.json() if response.content else None
+    except ValueError:
+        return None
+    return payload.get("detail") if isinstance(payload, dict) else None
+
+
+def _csrf_error(
+    response: requests.Response, method: str, url: str, attempts: int, detail: Any, why: str
+) -> CSRFError:
+    """The error for a request the server's CSRF protection keeps refusing."""
+    if why == "no token issued":
+        explanation = "and GET /csrf-token issued no token (CSRF protection off there?)"
+    else:
+        explanation = "also with a fresh CSRF token from GET /csrf-token"
+    return CSRFError(
+        f"{method} {url} answered 403 after {_attempts(attempts)}: {detail} ({explanation}; "
+        "a proxy that strips the Prefect-Csrf-Token / Prefect-Csrf-Client headers, or "
+        "several servers behind one URL that do not share their tokens, can cause this)",
+        status_code=response.status_code,
+        detail=detail,
+        method=method,
+        url=url,
+        attempts=attempts,
+    )
+
+
+def _json_or_error(response: requests.Response, method: str, url: str, attempts: int) -> Any:
+    """The answer's JSON, or the error its status means."""
+    status = response.status_code
+    try:
+        payload = response.json() if response.content else None
+        parsed = True
+    except ValueError:
+        payload, parsed = None, False
+    if status < 400:
+        if not parsed:
+            raise InvalidResponseError(
+                f"{method} {url} answered {status} with a body that is not JSON: "
+                f"{_snippet(response.text)}",
+                method=method,
+                url=url,
+                status_code=status,
+            )
+        return payload
+    detail: Any = payload.get("detail", payload) if isinstance(payload, dict) else payload
+    if detail is None:
+        detail = _snippet(response.text) or response.reason
+    message = f"{method} {url} answered {status} {response.reason or ''}".rstrip()
+    if attempts > 1:
+        message += f" after {attempts} attempts"
+    message += f": {detail}"
+    hint = _HINTS.get(status)
+    if hint:
+        message += f" ({hint})"
+    context = {
+        "status_code": status,
+        "detail": detail,
+        "method": method,
+        "url": url,
+        "attempts": attempts,
+    }
+    if status == 429:
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        raise RateLimitedError(message, retry_after=retry_after, **context)
+    error_type = _STATUS_ERRORS.get(status, ServerError if status >= 500 else APIError)
+    raise error_type(message, **context)
+
+
+def _attempts(count: int) -> str:
+    return "1 attempt" if count == 1 else f"{count} attempts"
+
+
+def _reason(exc: BaseException) -> str:
+    """The innermost readable reason of a requests/urllib3 error, without the noise."""
+    text = str(exc.args[0]) if exc.args else str(exc)
+    for marker in ("Caused by ", "): "):
+        if marker in text:
+            text = text.rsplit(marker, 1)[-1]
+    return text.strip("()'\" ") or type(exc).__name__
+
+
+def _snippet(text: str, limit: int = 200) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"

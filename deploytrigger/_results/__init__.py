@@ -1,0 +1,1 @@
+"""Reading a finished run's return value where its flow persisted it."""

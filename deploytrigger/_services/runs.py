@@ -1,0 +1,345 @@
+"""Flow runs: trigger a deployment, read, wait for and cancel runs, read their results.
+
+:class:`Runs` holds the logic of ``run_deployment`` (resolve the deployment,
+check the parameters, link to the parent, create the run exactly once, wait)
+and implements :class:`~deploytrigger._waits.run_reader.RunReader`, the protocol that
+handles, batches and log following read through. Results are read by
+``results.py``.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import datetime, timezone
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Callable,
+    Dict,
+    Iterable,
+    List,
+    Mapping,
+    Optional,
+    Sequence,
+    Union,
+)
+
+from .._helpers.arguments import (
+    PAGE_LIMIT,
+    as_uuid,
+    check_wait_arguments,
+    describe_ref,
+    page_limit,
+    parse_deployment_ref,
+)
+from .._helpers.deadline import Deadline
+from .._http.transport import Transport, refine
+from .._waits.engine import NOTHING, Poller
+from .._waits.run_reader import cancel_if_interrupted, cancel_if_timed_out
+from ..exceptions import (
+    BadRequestError,
+    DeploymentNotFoundError,
+    FlowRunNotFoundError,
+    InvalidArgumentError,
+    InvalidArgumentTypeError,
+    InvalidResponseError,
+    NotFoundError,
+    ParameterRejectedError,
+)
+from ..models import FlowRun, LogRecord
+from .deployments import Deployments, json_list, read_or_not_found
+from .parents import Parents
+from .payloads import (
+    check_parameter_names,
+    flow_run_payload,
+    flow_runs_filter,
+    logs_filter_body,
+    rejected_parameter,
+)
+
+if TYPE_CHECKING:
+    from .._results.results import Results
+
+
+logger = logging.getLogger("deploytrigger")
+
+
+def cancel_state(message: Optional[str]) -> Dict[str, Any]:
+    """The ``set_state`` body that asks for a cancellation (not forced)."""
+    return {
+        "state": {
+            "type": "CANCELLING",
+            "name": "Cancelling",
+            "message": message or "Cancelled by deploytrigger",
+        },
+        "force": False,
+    }
+
+
+class Runs:
+    """Creates, reads, waits for and cancels flow runs.
+
+    Args:
+        transport: sends the requests.
+        deployments: resolves deployment names (with its cache).
+        parents: links new runs to the current parent run.
+        poller: the poll engine of every wait.
+        results: makes the reader of persisted results, on first use.
+    """
+
+    def __init__(
+        self,
+        transport: Transport,
+        deployments: Deployments,
+        parents: Parents,
+        poller: Poller,
+        results: Callable[[], Results],
+    ) -> None:
+        self._transport = transport
+        self._deployments = deployments
+        self._parents = parents
+        self.poller = poller
+        self._make_results = results
+        self._results: Optional[Results] = None
+
+    # -- reading ----------------------------------------------------------------------
+
+    def read_flow_run(
+        self, flow_run_id: uuid.UUID, *, deadline: Optional[Deadline] = None
+    ) -> FlowRun:
+        """One run, by id."""
+        data = read_or_not_found(
+            self._transport,
+            f"/flow_runs/{flow_run_id}",
+            "flow run",
+            str(flow_run_id),
+            FlowRunNotFoundError,
+            deadline=deadline,
+            flow_run_id=str(flow_run_id),
+        )
+        return FlowRun.from_json(data, api_url=self._transport.api_url)
+
+    def read_flow_runs(
+        self, flow_run_ids: Sequence[uuid.UUID], *, deadline: Optional[Deadline] = None
+    ) -> List[FlowRun]:
+        """Many runs, one ``POST /flow_runs/filter`` per 200; unknown ids are left out."""
+        unique = list(dict.fromkeys(flow_run_ids))
+        found: Dict[uuid.UUID, FlowRun] = {}
+        for start in range(0, len(unique), PAGE_LIMIT):
+            body = flow_runs_filter(unique[start : start + PAGE_LIMIT])
+            data = self._transport.request(
+                "POST", "/flow_runs/filter", body=body, deadline=deadline
+            )
+            if not isinstance(data, list):
+                raise InvalidResponseError(
+                    f"POST /flow_runs/filter answered {type(data).__name__}, not a list"
+                )
+            for item in data:
+                run = FlowRun.from_json(item, api_url=self._transport.api_url)
+                found[run.id] = run
+        return [found[run_id] for run_id in unique if run_id in found]
+
+    def read_logs(
+        self,
+        flow_run_id: uuid.UUID,
+        after: Optional[datetime] = None,
+        limit: int = PAGE_LIMIT,
+        offset: int = 0,
+        *,
+        deadline: Optional[Deadline] = None,
+    ) -> List[LogRecord]:
+        """One page of a run's log lines at or after ``after``, oldest first."""
+        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+            raise InvalidArgumentError(f"offset must be a whole number >= 0, not {offset!r}")
+        if after is not None and after.tzinfo is None:
+            after = after.replace(tzinfo=timezone.utc)
+        body = logs_filter_body(flow_run_id, after, page_limit(limit), offset)
+        data = self._transport.request("POST", "/logs/filter", body=body, deadline=deadline)
+        return [LogRecord.from_json(item) for item in json_list(data, "logs")]
+
+    def read_result(
+        self, flow_run: Union[FlowRun, uuid.UUID], *, allow_pickle: bool = False
+    ) -> Any:
+        """A final run's return value; a run given not final yet is read again first."""
+        run = flow_run
+        if not isinstance(run, FlowRun) or not run.is_final():
+            run = self.read_flow_run(run.id if isinstance(run, FlowRun) else run)
+        if self._results is None:
+            self._results = self._make_results()
+        return self._results.read(run, allow_pickle=allow_pickle)
+
+    # -- creating -----------------------------------------------------------------------
+
+    def create(self, deployment_id: uuid.UUID, body: Dict[str, Any], ref: str) -> FlowRun:
+        """Create a run of a deployment from a checked body (``payloads.flow_run_payload``).
+
+        Without an ``idempotency_key`` a fresh one is sent, so a retried
+        request returns the run the first attempt created.
+        """
+        body.setdefault("idempotency_key", str(uuid.uuid4()))
+        path = f"/deployments/{deployment_id}/create_flow_run"
+        try:
+            data = self._transport.request("POST", path, body=body)
+        except NotFoundError as exc:
+            raise refine(
+                exc, DeploymentNotFoundError, f"deployment {ref!r} was not found", deployment=ref
+            ) from exc
+        except BadRequestError as exc:
+            parameter = rejected_parameter(exc.detail)
+            if parameter is None:
+                raise
+            raise refine(
+                exc,
+                ParameterRejectedError,
+                f"deployment {ref!r} rejected the parameters: {exc.detail}",
+                parameter=parameter,
+            ) from exc
+        run = FlowRun.from_json(data, api_url=self._transport.api_url)
+        logger.info("created flow run %s (%s) of deployment %s", run.id, run.name, ref)
+        return run
+
+    def create_from_deployment(
+        self,
+        deployment_id: Union[uuid.UUID, str],
+        *,
+        parent_task_run_id: Optional[Union[uuid.UUID, str]] = None,
+        **options: Any,
+    ) -> FlowRun:
+        """Create a run of a deployment given by id, with no parent linking (see the client)."""
+        deployment_uuid = as_uuid(deployment_id, "deployment_id")
+        body = flow_run_payload(
+            **options,
+            parent_task_run_id=(
+                None
+                if parent_task_run_id is None
+                else as_uuid(parent_task_run_id, "parent_task_run_id")
+            ),
+        )
+        return self.create(deployment_uuid, body, str(deployment_uuid))
+
+    def trigger(
+        self,
+        name: Union[str, uuid.UUID],
+        *,
+        parameters: Optional[Mapping[str, Any]] = None,
+        scheduled_time: Optional[datetime] = None,
+        flow_run_name: Optional[str] = None,
+        tags: Optional[Iterable[str]] = None,
+        idempotency_key: Optional[str] = None,
+        work_queue_name: Optional[str] = None,
+        as_subflow: bool = True,
+        job_variables: Optional[Mapping[str, Any]] = None,
+    ) -> FlowRun:
+        """Create a run of the deployment ``name`` names, linked to the current parent.
+
+        Every argument is checked before anything is sent. A cached deployment
+        is read again when the server no longer knows it (deleted, maybe
+        re-created under the same name) or when it lacks a parameter (the flow
+        gained one).
+        """
+        ref = parse_deployment_ref(name)
+        body = flow_run_payload(
+            parameters=parameters,
+            scheduled_time=scheduled_time,
+            flow_run_name=flow_run_name,
+            tags=tags,
+            idempotency_key=idempotency_key,
+            work_queue_name=work_queue_name,
+            job_variables=job_variables,
+        )
+        if not isinstance(as_subflow, bool):
+            raise InvalidArgumentTypeError(f"as_subflow must be True or False, not {as_subflow!r}")
+        shown = describe_ref(ref)
+        deployment, cached = self._deployments.resolve(ref)
+        try:
+            check_parameter_names(deployment, body["parameters"], shown)
+        except ParameterRejectedError:
+            if not cached:
+                raise
+            deployment, cached = self._deployments.resolve(ref, refresh=True)
+            check_parameter_names(deployment, body["parameters"], shown)
+        parent_task_run_id = None
+        if as_subflow:
+            parent_task_run_id = self._parents.link(deployment, ref, body["parameters"])
+            if parent_task_run_id is not None:
+                body["parent_task_run_id"] = str(parent_task_run_id)
+        try:
+            run = self.create(deployment.id, body, shown)
+        except DeploymentNotFoundError:
+            if not cached:
+                raise
+            deployment, _ = self._deployments.resolve(ref, refresh=True)
+            run = self.create(deployment.id, body, shown)
+        # A reused idempotency_key returns the run created before, linked elsewhere.
+        self._parents.settle(parent_task_run_id, run)
+        return run
+
+    # -- waiting and cancelling ------------------------------------------------------------
+
+    def wait(
+        self,
+        run: Union[FlowRun, uuid.UUID],
+        timeout: Any,
+        poll_interval: Any,
+        *,
+        cancel_on_timeout: bool = False,
+        cancel_on_interrupt: bool = False,
+    ) -> FlowRun:
+        """Poll a run until it is final or ``timeout`` seconds pass (None: until final).
+
+        A run given as a :class:`FlowRun` is what the wait falls back on if the
+        server cannot answer its first poll. See ``Client.run_deployment`` for
+        the cancel options.
+        """
+        wait_timeout = check_wait_arguments(timeout, poll_interval)
+        known: Union[FlowRun, Any] = run if isinstance(run, FlowRun) else NOTHING
+        run_id = run.id if isinstance(run, FlowRun) else as_uuid(run, "flow_run_id")
+        deadline = self.poller.deadline(wait_timeout)
+        latest: List[Any] = [known]
+
+        def fetch() -> FlowRun:
+            fresh = self.read_flow_run(run_id, deadline=deadline)
+            previous = latest[0]
+            if not isinstance(previous, FlowRun) or previous.state != fresh.state:
+                logger.info("flow run %s (%s) is %s", fresh.id, fresh.name, fresh.state)
+            latest[0] = fresh
+            return fresh
+
+        try:
+            found = self.poller.poll(
+                fetch,
+                FlowRun.is_final,
+                deadline=deadline,
+                interval=float(poll_interval),
+                known=known,
+            )
+        except KeyboardInterrupt:
+            cancel_if_interrupted(self, latest[0], cancel_on_interrupt)
+            raise
+        return cancel_if_timed_out(self, found, wait_timeout, cancel_on_timeout)
+
+    def cancel_flow_run(self, flow_run_id: uuid.UUID, message: Optional[str] = None) -> bool:
+        """Ask the server to cancel a run; True when it accepted (``Client.cancel_flow_run``)."""
+        path = f"/flow_runs/{flow_run_id}/set_state"
+        try:
+            data = self._transport.request("POST", path, body=cancel_state(message))
+        except NotFoundError as exc:
+            raise refine(
+                exc,
+                FlowRunNotFoundError,
+                f"flow run {str(flow_run_id)!r} was not found",
+                flow_run_id=str(flow_run_id),
+            ) from exc
+        status = data.get("status") if isinstance(data, dict) else None
+        state = data.get("state") if isinstance(data, dict) else None
+        # A run that never started is REJECTed ("no infrastructure to terminate")
+        # yet moved straight to CANCELLED: that is a cancellation too.
+        now_cancelled = isinstance(state, dict) and state.get("type") in ("CANCELLING", "CANCELLED")
+        accepted = status == "ACCEPT" or now_cancelled
+        logger.info(
+            "cancellation of flow run %s %s",
+            flow_run_id,
+            "accepted" if accepted else f"refused ({status})",
+        )
+        return accepted

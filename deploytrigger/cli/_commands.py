@@ -1,0 +1,416 @@
+"""The commands: the argument parser, ``run``, ``status``, ``result``, ``logs``, ``cancel``,
+``deployments``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+import traceback
+import uuid
+from typing import Any, Dict, Iterable, NoReturn, Optional, Sequence, TextIO, Tuple
+
+from .. import Client, DeployTriggerError, FlowRun, LogRecord, __version__
+from ._output import (
+    EXIT_CODES,
+    EXIT_COMPLETED,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    Output,
+    error,
+    exit_code_for_error,
+    exit_code_for_run,
+    log_line,
+    log_to_json,
+    one_line,
+    result_to_json,
+    run_to_json,
+    state_line,
+)
+from ._parsing import (
+    UsageError,
+    non_negative_seconds,
+    parse_key_value,
+    run_parameters,
+    scheduled_time,
+)
+
+DEFAULT_POLL_INTERVAL = 2.0
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is an exception (one line, exit code 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see {self.prog} --help)")
+
+
+def _common(defaults: bool) -> _Parser:
+    """Options every command takes, before or after its name."""
+    common = _Parser(add_help=False)
+    default: Any = None if defaults else argparse.SUPPRESS
+    common.add_argument(
+        "--api-url",
+        default=default,
+        help="the Prefect API URL (default: PREFECT_API_URL or the Prefect profile)",
+    )
+    common.add_argument(
+        "--json",
+        action="store_true",
+        default=False if defaults else argparse.SUPPRESS,
+        help="print one JSON object on stdout instead of text",
+    )
+    common.add_argument(
+        "--debug",
+        action="store_true",
+        default=False if defaults else argparse.SUPPRESS,
+        help="log HTTP requests to stderr and show tracebacks",
+    )
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser for every command."""
+    parser = _Parser(
+        prog="deploytrigger",
+        description="Trigger and watch Prefect deployment runs.",
+        epilog="exit codes: "
+        + "; ".join(f"{code} {meaning}" for code, meaning in EXIT_CODES.items()),
+        parents=[_common(True)],
+    )
+    parser.add_argument("--version", action="version", version=f"deploytrigger {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    commands.required = True
+    common = [_common(False)]
+
+    run = commands.add_parser(
+        "run", parents=common, help="trigger a deployment run and wait for it"
+    )
+    run.add_argument("deployment", metavar="NAME", help="'flow/deployment' or a deployment id")
+    run.add_argument(
+        "-p",
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a parameter; VALUE is read as JSON when it parses, else as a string (repeatable)",
+    )
+    run.add_argument("--params", metavar="JSON", help="parameters as a JSON object, or @file.json")
+    when = run.add_mutually_exclusive_group()
+    when.add_argument("--start-in", metavar="DURATION", help="start later: 90s, 10m, 2h, 1d")
+    when.add_argument(
+        "--start-at", metavar="TIME", help="start at an ISO 8601 time (local if no offset)"
+    )
+    run.add_argument("--name", help="the run's name")
+    run.add_argument("--tag", action="append", default=[], help="a tag for the run (repeatable)")
+    run.add_argument("--idempotency-key", help="repeating a key returns the same run")
+    run.add_argument("--work-queue", help="a work queue of the deployment's work pool")
+    run.add_argument(
+        "--job-variable",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an infrastructure override, parsed like --param (repeatable)",
+    )
+    _seconds(
+        run,
+        "--timeout",
+        "stop waiting after this long (exit 3 if not final); default: wait until final",
+    )
+    _poll_interval(run, "polls")
+    run.add_argument("--no-wait", action="store_true", help="print the run id and exit")
+    run.add_argument(
+        "--watch", action="store_true", help="stream state changes and the run's log lines"
+    )
+    run.add_argument(
+        "--cancel-on-timeout",
+        action="store_true",
+        help="cancel the run when --timeout runs out (exit 4)",
+    )
+    run.add_argument("--cancel-on-interrupt", action="store_true", help="cancel the run on Ctrl-C")
+
+    status = commands.add_parser("status", parents=common, help="show a run's state")
+    status.add_argument("run_id", metavar="RUN_ID")
+
+    result = commands.add_parser(
+        "result", parents=common, help="print a finished run's return value as JSON"
+    )
+    result.add_argument("run_id", metavar="RUN_ID")
+    result.add_argument(
+        "--allow-pickle",
+        action="store_true",
+        help="load a pickled result (unpickling runs code: only from storage you trust)",
+    )
+    result.add_argument("--wait", action="store_true", help="wait for the run to be final first")
+    _seconds(
+        result,
+        "--timeout",
+        "with --wait: stop waiting after this long (exit 3); default: until final",
+    )
+    _poll_interval(result, "polls with --wait")
+
+    logs = commands.add_parser("logs", parents=common, help="print a run's log lines")
+    logs.add_argument("run_id", metavar="RUN_ID")
+    logs.add_argument(
+        "-f", "--follow", action="store_true", help="keep printing until the run is final"
+    )
+    _poll_interval(logs, "reads with --follow")
+
+    cancel = commands.add_parser("cancel", parents=common, help="cancel a run")
+    cancel.add_argument("run_id", metavar="RUN_ID")
+
+    deployments = commands.add_parser(
+        "deployments", parents=common, help="list deployments and their default parameters"
+    )
+    deployments.add_argument("--flow", metavar="NAME", help="only the deployments of this flow")
+    return parser
+
+
+def _seconds(
+    parser: argparse.ArgumentParser, flag: str, text: str, default: Optional[float] = None
+) -> None:
+    """An option taking seconds (>= 0), e.g. ``--timeout``."""
+    parser.add_argument(
+        flag, type=non_negative_seconds, default=default, metavar="SECONDS", help=text
+    )
+
+
+def _poll_interval(parser: argparse.ArgumentParser, between: str) -> None:
+    text = f"seconds between {between} (default {DEFAULT_POLL_INTERVAL:g})"
+    _seconds(parser, "--poll-interval", text, DEFAULT_POLL_INTERVAL)
+
+
+def _client(args: argparse.Namespace) -> Client:
+    return Client(getattr(args, "api_url", None))
+
+
+def _run_command(args: argparse.Namespace, out: Output, state: Dict[str, Any]) -> int:
+    parameters = run_parameters(args.params, args.param)
+    job_variables = dict(parse_key_value(item, "--job-variable") for item in args.job_variable)
+    start = scheduled_time(args.start_in, args.start_at)
+    if args.cancel_on_timeout and args.timeout is None:
+        raise UsageError("--cancel-on-timeout needs --timeout")
+    with _client(args) as client:
+        run = client.run_deployment(
+            args.deployment,
+            parameters=parameters,
+            scheduled_time=start,
+            flow_run_name=args.name,
+            timeout=0,
+            tags=args.tag or None,
+            idempotency_key=args.idempotency_key,
+            work_queue_name=args.work_queue,
+            job_variables=job_variables or None,
+            as_subflow=False,
+        )
+        state["run"] = run
+        if args.no_wait:
+            if out.json:
+                out.result_json(run_to_json(run))
+            else:
+                out.result(str(run.id))
+            return EXIT_COMPLETED
+        if not out.json:
+            out.progress(f"created flow run {run.name!r} ({run.id})" + _link(run))
+        try:
+            run = _follow_run(client, run, args, out)
+        except KeyboardInterrupt:
+            if args.cancel_on_interrupt:  # the library cancelled it on the way out
+                out.progress(f"interrupted: cancelling flow run {run.id}")
+                state["cancelled"] = True
+            raise
+        state["run"] = run
+    _report_run(run, out)
+    return exit_code_for_run(run)
+
+
+def _link(run: FlowRun) -> str:
+    return f"\n  {run.ui_url}" if run.ui_url else ""
+
+
+def _follow_run(client: Client, run: FlowRun, args: argparse.Namespace, out: Output) -> FlowRun:
+    """Follow the run until final or --timeout, showing progress; the run as last read."""
+    started = time.monotonic()
+    last_state: Optional[Tuple[Any, ...]] = (
+        None if run.state is None else (run.state.type, run.state.name)
+    )
+    if args.watch:
+        out.stream(state_line(run))
+    elif not out.tty:
+        out.progress(state_line(run))
+    latest = run
+    events = client.watch(
+        run,
+        poll_interval=args.poll_interval,
+        timeout=args.timeout,
+        logs=args.watch,
+        cancel_on_timeout=args.cancel_on_timeout,
+        cancel_on_interrupt=args.cancel_on_interrupt,
+    )
+    try:
+        for event in events:
+            if isinstance(event, LogRecord):
+                out.stream(log_line(event))
+                continue
+            latest = event
+            key = None if event.state is None else (event.state.type, event.state.name)
+            if key != last_state:
+                last_state = key
+                if args.watch:
+                    out.stream(state_line(event))
+                elif not out.tty:
+                    out.progress(state_line(event))
+            if out.tty and not args.watch:
+                elapsed = time.monotonic() - started
+                shown = "Unknown" if event.state is None else event.state.name
+                out.live(f"{event.name}  {shown}  {int(elapsed) // 60:02d}:{int(elapsed) % 60:02d}")
+    except KeyboardInterrupt as interrupt:
+        # One that struck here rather than inside the library's loop goes back to
+        # it, so that it can cancel the run; ``throw`` raises it again either way.
+        events.throw(interrupt)
+        raise
+    out.clear_live()
+    return latest
+
+
+def _report_run(run: FlowRun, out: Output) -> None:
+    if out.json:
+        out.result_json(run_to_json(run))
+    else:
+        out.result(run.summary())
+
+
+def _status_command(args: argparse.Namespace, out: Output, state: Dict[str, Any]) -> int:
+    with _client(args) as client:
+        run = client.read_flow_run(args.run_id)
+    _report_run(run, out)
+    return exit_code_for_run(run)
+
+
+def _result_command(args: argparse.Namespace, out: Output, state: Dict[str, Any]) -> int:
+    if args.timeout is not None and not args.wait:
+        raise UsageError("--timeout needs --wait")
+    with _client(args) as client:
+        if args.wait:
+            handle = client.handle(args.run_id, poll_interval=args.poll_interval)
+            value = handle.read_result(args.timeout, allow_pickle=args.allow_pickle)
+        else:
+            value = client.read_result(args.run_id, allow_pickle=args.allow_pickle)
+    out.result(result_to_json(value))
+    return EXIT_COMPLETED
+
+
+def _logs_command(args: argparse.Namespace, out: Output, state: Dict[str, Any]) -> int:
+    with _client(args) as client:
+        records: Iterable[LogRecord] = (
+            client.follow_logs(args.run_id, poll_interval=args.poll_interval)
+            if args.follow
+            else client.read_all_logs(args.run_id)
+        )
+        for record in records:
+            if out.json:
+                out.result_json(log_to_json(record))
+            else:
+                out.result(log_line(record))
+    return EXIT_COMPLETED
+
+
+def _cancel_command(args: argparse.Namespace, out: Output, state: Dict[str, Any]) -> int:
+    with _client(args) as client:
+        accepted = client.cancel_flow_run(args.run_id, "Cancelled with deploytrigger cancel")
+        run = client.read_flow_run(args.run_id)
+    if out.json:
+        out.result_json({**run_to_json(run), "cancel_accepted": accepted})
+    elif accepted:
+        out.result(f"cancelling flow run {run.name!r} ({run.id}): {run.state}")
+    if accepted:
+        return EXIT_COMPLETED
+    current = "Unknown" if run.state is None else run.state.type.value
+    error(out, f"flow run {run.id} was not cancelled: it is {current}")
+    return EXIT_FAILED
+
+
+def _deployments_command(args: argparse.Namespace, out: Output, state: Dict[str, Any]) -> int:
+    with _client(args) as client:
+        deployments = client.read_deployments(flow_name=args.flow)
+        flow_names: Dict[uuid.UUID, str] = {}
+        for deployment in deployments:
+            if deployment.flow_id not in flow_names:
+                flow_names[deployment.flow_id] = client.read_flow(deployment.flow_id).name
+    rows = sorted((f"{flow_names[d.flow_id]}/{d.name}", d) for d in deployments)
+    if out.json:
+        out.result_json(
+            {
+                "deployments": [
+                    {
+                        "name": name,
+                        "id": str(d.id),
+                        "parameters": d.parameters,
+                        "tags": list(d.tags),
+                        "work_pool_name": d.work_pool_name,
+                    }
+                    for name, d in rows
+                ]
+            }
+        )
+        return EXIT_COMPLETED
+    if not rows:
+        out.result("no deployments" + (f" of flow {args.flow!r}" if args.flow else ""))
+    width = max((len(name) for name, _ in rows), default=0)
+    for name, d in rows:
+        out.result(f"{name:<{width}}  {json.dumps(d.parameters, sort_keys=True, default=str)}")
+    return EXIT_COMPLETED
+
+
+_COMMANDS = {
+    "run": _run_command,
+    "status": _status_command,
+    "result": _result_command,
+    "logs": _logs_command,
+    "cancel": _cancel_command,
+    "deployments": _deployments_command,
+}
+
+
+def main(
+    argv: Optional[Sequence[str]] = None,
+    *,
+    stdout: Optional[TextIO] = None,
+    stderr: Optional[TextIO] = None,
+) -> int:
+    """Run the command line; returns the exit code (see :data:`EXIT_CODES`)."""
+    out = Output(False, stdout or sys.stdout, stderr or sys.stderr)
+    debug = "--debug" in (sys.argv[1:] if argv is None else argv)
+    state: Dict[str, Any] = {}
+    try:
+        args = build_parser().parse_args(argv)
+        out.json = bool(getattr(args, "json", False))
+        debug = bool(getattr(args, "debug", False))
+        if debug:
+            _log_to(out.stderr)
+        return _COMMANDS[args.command](args, out, state)
+    except KeyboardInterrupt:
+        run = state.get("run")
+        if run is not None and not state.get("cancelled"):
+            error(out, f"interrupted; flow run {run.id} keeps going")
+        elif run is None:
+            error(out, "interrupted")
+        return EXIT_INTERRUPTED
+    except (UsageError, DeployTriggerError) as exc:
+        if debug:
+            traceback.print_exc(file=out.stderr)
+        error(out, str(exc))
+        code = exit_code_for_error(exc)
+        if out.json:
+            out.result_json({"error": one_line(str(exc)), "exit_code": code})
+        return code
+
+
+def _log_to(stream: TextIO) -> None:
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logger = logging.getLogger("deploytrigger")
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)

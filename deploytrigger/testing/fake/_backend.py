@@ -1,0 +1,700 @@
+"""The fake Prefect API's records and its one table of routes, without HTTP.
+
+:class:`Backend` keeps flows, deployments, flow runs, task runs and logs in
+memory behind one lock, and answers ``handle(method, path, body)`` with a
+status code and a JSON value, as a Prefect 3.8.8 server answers the same
+request. ``server.py`` puts it behind HTTP. The shapes of the answers are
+built by ``records.py``; parameter checks and merges are ``schema.py``'s.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from . import _records as records
+from ._outcomes import Outcome, plan, result_record
+from ._records import FINAL_TYPES, STATE_NAMES, new_id
+from ._schema import merge_parameters, merge_tags, schema_error
+
+PREFECT_VERSION = "3.8.8"
+"""The server version the fake answers to ``GET /admin/version``: the one it mirrors."""
+
+PAGE_LIMIT = 200
+"""The most rows a filter returns, and its default (the server's own)."""
+
+Answer = Tuple[int, Any]
+"""A status code and the JSON value of the body."""
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    """A request the fake received.
+
+    Attributes:
+        method: ``"GET"``, ``"POST"`` ...
+        path: the path under the API URL, e.g. ``"/deployments/name/etl/nightly"``
+            (percent-escapes decoded, no query).
+        json: the body, parsed; None without one (or when it is not JSON).
+        query: the query string's parameters (each name's last value).
+    """
+
+    method: str
+    path: str
+    json: Any = None
+    query: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class _Run:
+    base: Dict[str, Any]
+    history: List[Dict[str, Any]]
+    steps: List[Tuple[float, str, Optional[str]]]
+    result_path: Optional[Path] = None
+
+
+@dataclass
+class _Deployment:
+    record: Dict[str, Any]
+    flow_name: str
+    outcome: Outcome = field(default_factory=Outcome)
+
+
+class _Invalid(Exception):
+    """A request body that does not parse: answered 422 in the server's shape."""
+
+    def __init__(self, loc: List[Any], msg: str, given: Any, error_type: str) -> None:
+        super().__init__(msg)
+        self.loc, self.msg, self.given, self.error_type = loc, msg, given, error_type
+
+
+_NOT_AFTER_FINAL = ("CANCELLING", "PAUSED", "CRASHED")
+"""States the server refuses (ABORT) to a run that is already final, unless forced."""
+
+_UUID = r"[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}"
+_SEGMENT = r"[^/]+"
+
+
+class Backend:
+    """In-memory flows, deployments and runs answering Prefect's REST API (see the module).
+
+    Args:
+        results_dir: where result files go (the fake's temporary directory).
+        clock: the current POSIX time in seconds; tests of the fake inject one.
+    """
+
+    def __init__(self, results_dir: Path, clock: Callable[[], float]) -> None:
+        self._results_dir = results_dir
+        self._clock = clock
+        self._lock = threading.RLock()
+        self.flows: Dict[str, Dict[str, Any]] = {}
+        self.deployments: Dict[str, _Deployment] = {}
+        self.runs: Dict[str, _Run] = {}
+        self.task_runs: Dict[str, Dict[str, Any]] = {}
+        self.logs: List[Dict[str, Any]] = []
+        self.requests: List[RecordedRequest] = []
+        self._names = 0
+        routes: List[Tuple[str, str, Callable[..., Answer]]] = [
+            ("GET", r"/health", self._health),
+            ("GET", r"/admin/version", self._version),
+            ("GET", r"/csrf-token", self._csrf_token),
+            ("POST", r"/flows/", self._create_flow),
+            ("GET", rf"/flows/({_UUID})", self._read_flow),
+            ("POST", r"/deployments/filter", self._filter_deployments),
+            ("GET", rf"/deployments/name/({_SEGMENT})/({_SEGMENT})", self._read_deployment_by_name),
+            ("GET", rf"/deployments/({_UUID})", self._read_deployment),
+            ("POST", rf"/deployments/({_UUID})/create_flow_run", self._create_run_of_deployment),
+            ("POST", r"/flow_runs/", self._create_flow_run),
+            ("POST", r"/flow_runs/filter", self._filter_flow_runs),
+            ("GET", rf"/flow_runs/({_UUID})", self._read_flow_run),
+            ("POST", rf"/flow_runs/({_UUID})/set_state", self._set_state),
+            ("POST", r"/task_runs/", self._create_task_run),
+            ("POST", r"/task_runs/filter", self._filter_task_runs),
+            ("POST", r"/logs/", self._create_logs),
+            ("POST", r"/logs/filter", self._filter_logs),
+        ]
+        self._routes = [(method, re.compile(pattern), fn) for method, pattern, fn in routes]
+
+    # -- the entry point -----------------------------------------------------------------
+
+    def handle(self, method: str, target: str, raw_body: bytes) -> Answer:
+        """Answer one request: ``target`` is the path under ``/api`` with its query."""
+        parts = urlsplit(target)
+        path = parts.path
+        query = {key: values[-1] for key, values in parse_qs(parts.query).items()}
+        body, body_error = _parse_body(raw_body)
+        with self._lock:
+            self.requests.append(RecordedRequest(method, unquote(path), body, query))
+            allowed = False
+            for route_method, pattern, handler in self._routes:
+                match = pattern.fullmatch(path)
+                if match is None:
+                    continue
+                allowed = True
+                if route_method != method:
+                    continue
+                if body_error is not None:
+                    return 422, body_error
+                args = [unquote(group) for group in match.groups()]
+                try:
+                    return handler(*args, body=body, query=query)
+                except _Invalid as exc:
+                    return 422, records.unprocessable(
+                        ["body", *exc.loc], exc.msg, exc.given, exc.error_type, body
+                    )
+            if allowed:
+                return 405, {"detail": "Method Not Allowed"}
+            return 404, records.not_found()
+
+    # -- setting up (FakePrefect's methods) -----------------------------------------------
+
+    def add_deployment(
+        self,
+        flow_name: str,
+        name: str,
+        *,
+        parameters: Mapping[str, Any],
+        tags: List[str],
+        parameter_schema: Optional[Mapping[str, Any]],
+        enforce_parameter_schema: bool,
+        version: Optional[str],
+    ) -> Dict[str, Any]:
+        """Create (or replace) a deployment, and its flow if new; return its JSON."""
+        with self._lock:
+            flow = self._flow_named(flow_name)
+            existing = self._deployment_named(flow_name, name)
+            record = records.deployment_json(
+                deployment_id=existing.record["id"] if existing else new_id(),
+                flow_id=flow["id"],
+                name=name,
+                created=self._clock(),
+                parameters=parameters,
+                tags=tags,
+                parameter_schema=parameter_schema,
+                enforce_parameter_schema=enforce_parameter_schema,
+                version=version,
+            )
+            outcome = existing.outcome if existing else Outcome()
+            self.deployments[record["id"]] = _Deployment(record, flow_name, outcome)
+            return dict(record)
+
+    def set_outcome(self, flow_name: str, name: str, outcome: Outcome) -> None:
+        """Give a deployment's future runs ``outcome``.
+
+        Raises:
+            KeyError: no such deployment.
+        """
+        with self._lock:
+            deployment = self._deployment_named(flow_name, name)
+            if deployment is None:
+                raise KeyError(f"{flow_name}/{name}")
+            deployment.outcome = outcome
+
+    def flow_run_records(self) -> List[Dict[str, Any]]:
+        """Every flow run as the API shows it now, in the order they were created."""
+        with self._lock:
+            return [self._run_json(run) for run in self.runs.values()]
+
+    def add_log(self, body: Mapping[str, Any]) -> None:
+        """Store one log line (a ``POST /logs/`` item)."""
+        with self._lock:
+            self.logs.append(records.log_json(new_id(), self._clock(), body))
+
+    # -- small endpoints -------------------------------------------------------------------
+
+    def _health(self, **_: Any) -> Answer:
+        return 200, True
+
+    def _version(self, **_: Any) -> Answer:
+        return 200, PREFECT_VERSION
+
+    def _csrf_token(self, **_: Any) -> Answer:
+        return 422, {"detail": "CSRF protection is disabled."}
+
+    # -- flows and deployments -----------------------------------------------------------
+
+    def _flow_named(self, name: str) -> Dict[str, Any]:
+        for flow in self.flows.values():
+            if flow["name"] == name:
+                return flow
+        flow = records.flow_json(new_id(), name, self._clock())
+        self.flows[flow["id"]] = flow
+        return flow
+
+    def _deployment_named(self, flow_name: str, name: str) -> Optional[_Deployment]:
+        for deployment in self.deployments.values():
+            if deployment.flow_name == flow_name and deployment.record["name"] == name:
+                return deployment
+        return None
+
+    def _create_flow(self, *, body: Any, **_: Any) -> Answer:
+        name = _field(body, "name", str)
+        known = any(flow["name"] == name for flow in self.flows.values())
+        return (200 if known else 201), self._flow_named(name)
+
+    def _read_flow(self, flow_id: str, **_: Any) -> Answer:
+        flow = self.flows.get(_canonical(flow_id))
+        return (200, flow) if flow else (404, records.not_found("Flow not found"))
+
+    def _read_deployment(self, deployment_id: str, **_: Any) -> Answer:
+        deployment = self.deployments.get(_canonical(deployment_id))
+        if deployment is None:
+            return 404, records.not_found("Deployment not found")
+        return 200, deployment.record
+
+    def _read_deployment_by_name(self, flow_name: str, name: str, **_: Any) -> Answer:
+        deployment = self._deployment_named(flow_name, name)
+        if deployment is None:
+            return 404, records.not_found("Deployment not found")
+        return 200, deployment.record
+
+    def _filter_deployments(self, *, body: Any, **_: Any) -> Answer:
+        limit, offset = _page(body)
+        names = _any_of(body, "flows", "name")
+        found = [
+            d.record
+            for d in sorted(self.deployments.values(), key=lambda d: d.record["name"])
+            if names is None or d.flow_name in names
+        ]
+        return 200, found[offset : offset + limit]
+
+    # -- flow runs -------------------------------------------------------------------------
+
+    def _create_run_of_deployment(self, deployment_id: str, *, body: Any, **_: Any) -> Answer:
+        body = {} if body is None else body
+        parameters = _optional_field(body, "parameters", dict, "dict_type", "a valid dictionary")
+        tags = _string_list(body, "tags")
+        deployment = self.deployments.get(_canonical(deployment_id))
+        if deployment is None:
+            return 404, records.not_found("Deployment not found")
+        record = deployment.record
+        merged = merge_parameters(record["parameters"], parameters)
+        schema = record["parameter_openapi_schema"]
+        enforce = body.get("enforce_parameter_schema")
+        if enforce if isinstance(enforce, bool) else record["enforce_parameter_schema"]:
+            if not isinstance(schema, dict):
+                return 409, {
+                    "detail": "Error updating deployment: Cannot update parameters because "
+                    "parameter schema enforcement is enabled and the deployment does not "
+                    "have a valid parameter schema."
+                }
+            problem = schema_error(merged, schema)
+            if problem is not None:
+                return 409, {"detail": f"Error creating flow run: {problem}"}
+        if body.get("work_queue_name"):
+            return 400, {
+                "detail": f"Cannot create flow run in work queue {body['work_queue_name']} "
+                f"because deployment {record['id']} is not associated with a work pool. "
+                "Please remove work_pool_name and try again."
+            }
+        labels = {"prefect.flow.id": record["flow_id"], "prefect.deployment.id": record["id"]}
+        return self._new_run(
+            body,
+            flow_id=record["flow_id"],
+            deployment=deployment,
+            parameters=merged,
+            tags=merge_tags(record["tags"], tags or []),
+            labels=labels,
+        )
+
+    def _create_flow_run(self, *, body: Any, **_: Any) -> Answer:
+        flow_id = _canonical(_field(body, "flow_id", str))
+        if flow_id not in self.flows:
+            return 409, {
+                "detail": "Data integrity conflict. This usually means a unique or foreign "
+                "key constraint was violated. See server logs for details."
+            }
+        parameters = _optional_field(body, "parameters", dict, "dict_type", "a valid dictionary")
+        return self._new_run(
+            body,
+            flow_id=flow_id,
+            deployment=None,
+            parameters=dict(parameters or {}),
+            tags=merge_tags([], _string_list(body, "tags") or []),
+            labels={"prefect.flow.id": flow_id},
+        )
+
+    def _new_run(
+        self,
+        body: Mapping[str, Any],
+        *,
+        flow_id: str,
+        deployment: Optional[_Deployment],
+        parameters: Dict[str, Any],
+        tags: List[str],
+        labels: Dict[str, str],
+    ) -> Answer:
+        """A new run from a create body; the existing one for a known idempotency key."""
+        key = body.get("idempotency_key")
+        if key is not None:
+            for run in self.runs.values():
+                if run.base["flow_id"] == flow_id and run.base["idempotency_key"] == key:
+                    return 200, self._run_json(run)
+        now = self._clock()
+        run_id = new_id()
+        state = _mapping(body.get("state"))
+        state_type = str(state.get("type") or "SCHEDULED")
+        details = _mapping(state.get("state_details"))
+        scheduled = records.parse_time(details.get("scheduled_time"))
+        if state_type == "SCHEDULED" and scheduled is None:
+            scheduled = now
+        expected = scheduled if scheduled is not None else now
+        base = {
+            "id": run_id,
+            "created": now,
+            "name": body.get("name") or self._run_name(),
+            "flow_id": flow_id,
+            "deployment_id": deployment.record["id"] if deployment else None,
+            "deployment_version": deployment.record["version"] if deployment else None,
+            "parameters": parameters,
+            "tags": tags,
+            "labels": labels,
+            "idempotency_key": key,
+            "parent_task_run_id": body.get("parent_task_run_id"),
+            "work_queue_name": None,
+            "job_variables": dict(body.get("job_variables") or {}) if deployment else None,
+            "expected_start_time": expected,
+        }
+        first = self._state(
+            state_type,
+            run_id,
+            now,
+            name=state.get("name"),
+            message=state.get("message"),
+            scheduled_time=records.iso(scheduled) if scheduled is not None else None,
+        )
+        run = _Run(base, [], [])
+        self._enter(run, first)
+        if deployment is not None and state_type == "SCHEDULED":
+            outcome = deployment.outcome
+            run.steps = plan(outcome, max(now, expected))
+            if outcome.result is not None:
+                run.result_path = self._results_dir / run_id
+                run.result_path.write_bytes(outcome.result)
+        self.runs[run_id] = run
+        return 201, self._run_json(run, advance=False)
+
+    def _run_json(self, run: _Run, advance: bool = True) -> Dict[str, Any]:
+        now = self._clock()
+        if advance:
+            self._advance(run, now)
+        return records.flow_run_json(run.base, run.history, now)
+
+    def _advance(self, run: _Run, now: float) -> None:
+        """Apply the run's planned states that are due."""
+        while run.steps and run.steps[0][0] <= now:
+            when, state_type, message = run.steps.pop(0)
+            data = None
+            if state_type in FINAL_TYPES and run.result_path is not None:
+                data = result_record(run.result_path)
+            self._enter(
+                run, self._state(state_type, run.base["id"], when, message=message, data=data)
+            )
+
+    def _enter(self, run: _Run, state: Dict[str, Any]) -> None:
+        """Give a run a new state; a subflow's placeholder task run takes a copy, as on a server."""
+        parent_task_run_id = run.base["parent_task_run_id"]
+        placeholder = self.task_runs.get(str(parent_task_run_id))
+        if parent_task_run_id is not None:
+            state["state_details"]["task_run_id"] = parent_task_run_id
+        run.history.append(state)
+        if placeholder is None:
+            return
+        copy = json.loads(json.dumps(state))
+        copy["id"] = new_id()
+        copy["state_details"].update(
+            flow_run_id=placeholder["flow_run_id"],
+            task_run_id=placeholder["id"],
+            child_flow_run_id=run.base["id"],
+        )
+        placeholder.update(
+            state=copy,
+            state_id=copy["id"],
+            state_type=copy["type"],
+            state_name=copy["name"],
+            updated=copy["timestamp"],
+        )
+
+    def _state(
+        self,
+        state_type: str,
+        run_id: str,
+        when: float,
+        *,
+        name: Optional[str] = None,
+        message: Optional[str] = None,
+        data: Any = None,
+        scheduled_time: Optional[str] = None,
+    ) -> Dict[str, Any]:
+        return records.state_json(
+            state_type,
+            timestamp=when,
+            state_id=new_id(),
+            name=name,
+            message=message,
+            data=data,
+            flow_run_id=run_id,
+            scheduled_time=scheduled_time,
+        )
+
+    def _run_name(self) -> str:
+        self._names += 1
+        adjective = _ADJECTIVES[self._names % len(_ADJECTIVES)]
+        animal = _ANIMALS[(self._names // len(_ADJECTIVES)) % len(_ANIMALS)]
+        return f"{adjective}-{animal}-{self._names}"
+
+    def _read_flow_run(self, flow_run_id: str, **_: Any) -> Answer:
+        run = self.runs.get(_canonical(flow_run_id))
+        if run is None:
+            return 404, records.not_found("Flow run not found")
+        return 200, self._run_json(run)
+
+    def _filter_flow_runs(self, *, body: Any, **_: Any) -> Answer:
+        limit, offset = _page(body)
+        if limit > PAGE_LIMIT:
+            return 422, {"detail": f"Invalid limit: must be less than or equal to {PAGE_LIMIT}."}
+        ids = _any_of(body, "flow_runs", "id", uuids=True)
+        deployment_ids = _any_of(body, "deployments", "id", uuids=True)
+        found = [
+            self._run_json(run)
+            for run_id, run in self.runs.items()
+            if (ids is None or run_id in ids)
+            and (deployment_ids is None or run.base["deployment_id"] in deployment_ids)
+        ]
+        return 200, found[offset : offset + limit]
+
+    def _set_state(self, flow_run_id: str, *, body: Any, **_: Any) -> Answer:
+        run = self.runs.get(_canonical(flow_run_id))
+        if run is None:
+            return 404, {"exception_message": f"Flow run with id {flow_run_id} not found"}
+        proposed = _field(body, "state", dict)
+        state_type = _field(proposed, "type", str, loc=["state", "type"])
+        if state_type not in STATE_NAMES:
+            raise _Invalid(["state", "type"], "Input should be a state type", state_type, "enum")
+        now = self._clock()
+        self._advance(run, now)
+        current = run.history[-1]
+        force = body.get("force") is True
+        if not force and current["type"] in FINAL_TYPES and state_type in _NOT_AFTER_FINAL:
+            reason = f"Run is already in terminal state {current['type']}."
+            return 200, records.orchestration_result("ABORT", current, reason)
+        run.steps = []
+        if not force and state_type == "CANCELLING" and current["type"] == "SCHEDULED":
+            cancelled = self._state("CANCELLED", run.base["id"], now)
+            self._enter(run, cancelled)
+            reason = "Scheduled flow run has no infrastructure to terminate."
+            return 201, records.orchestration_result("REJECT", cancelled, reason)
+        new = self._state(
+            state_type,
+            run.base["id"],
+            now,
+            name=proposed.get("name"),
+            message=proposed.get("message"),
+            data=proposed.get("data"),
+        )
+        self._enter(run, new)
+        if state_type == "CANCELLING" and run.base["deployment_id"] is not None:
+            # The process running it stops it at once, as a runner does on its next poll.
+            run.steps = [(now, "CANCELLED", proposed.get("message"))]
+        return 201, records.orchestration_result("ACCEPT", new)
+
+    # -- task runs and logs ----------------------------------------------------------------
+
+    def _create_task_run(self, *, body: Any, **_: Any) -> Answer:
+        flow_run_id = _canonical(_field(body, "flow_run_id", str))
+        task_key = _field(body, "task_key", str)
+        dynamic_key = _field(body, "dynamic_key", str)
+        run = self.runs.get(flow_run_id)
+        if run is None:
+            return 409, {
+                "detail": "Data integrity conflict. This usually means a unique or foreign "
+                "key constraint was violated. See server logs for details."
+            }
+        for task_run in self.task_runs.values():
+            if (task_run["flow_run_id"], task_run["task_key"], task_run["dynamic_key"]) == (
+                flow_run_id,
+                task_key,
+                dynamic_key,
+            ):
+                return 200, task_run
+        task_run_id = _chosen_id(body)
+        if task_run_id in self.task_runs:  # the primary key is taken by another task run
+            return 409, {
+                "detail": "Data integrity conflict. This usually means a unique or foreign "
+                "key constraint was violated. See server logs for details."
+            }
+        now = self._clock()
+        given = _mapping(body.get("state"))
+        state = records.state_json(
+            str(given.get("type") or "PENDING"),
+            timestamp=now,
+            state_id=new_id(),
+            name=given.get("name"),
+            message=given.get("message"),
+            flow_run_id=flow_run_id,
+            task_run_id=task_run_id,
+        )
+        task_run = records.task_run_json(
+            task_run_id=task_run_id,
+            created=now,
+            body={**body, "flow_run_id": flow_run_id},
+            flow_id=run.base["flow_id"],
+            deployment_id=run.base["deployment_id"],
+            state=state,
+        )
+        self.task_runs[task_run_id] = task_run
+        return 201, task_run
+
+    def _filter_task_runs(self, *, body: Any, **_: Any) -> Answer:
+        limit, offset = _page(body)
+        now = self._clock()
+        for run in self.runs.values():  # placeholders follow their subflows' states
+            self._advance(run, now)
+        flow_run_ids = _any_of(body, "task_runs", "flow_run_id", uuids=True)
+        found = [
+            task_run
+            for task_run in sorted(self.task_runs.values(), key=lambda t: t["id"], reverse=True)
+            if flow_run_ids is None or task_run["flow_run_id"] in flow_run_ids
+        ]
+        return 200, found[offset : offset + limit]
+
+    def _create_logs(self, *, body: Any, **_: Any) -> Answer:
+        if not isinstance(body, list):
+            raise _Invalid([], "Input should be a valid list", body, "list_type")
+        for item in body:
+            self.add_log(item if isinstance(item, dict) else {})
+        return 201, None
+
+    def _filter_logs(self, *, body: Any, **_: Any) -> Answer:
+        limit, offset = _page(body)
+        run_ids = _any_of(body, "logs", "flow_run_id", uuids=True)
+        logs = body.get("logs") if isinstance(body, dict) else None
+        window = logs.get("timestamp") if isinstance(logs, dict) else None
+        after = records.parse_time(window.get("after_")) if isinstance(window, dict) else None
+        found = [
+            log
+            for log in sorted(self.logs, key=lambda log: records.parse_time(log["timestamp"]) or 0)
+            if (run_ids is None or log["flow_run_id"] in run_ids)
+            and (after is None or (records.parse_time(log["timestamp"]) or 0) >= after)
+        ]
+        return 200, found[offset : offset + limit]
+
+
+# -- reading request bodies ------------------------------------------------------------------
+
+
+def _parse_body(raw: bytes) -> Tuple[Any, Optional[Dict[str, Any]]]:
+    """The JSON body, or the 422 answer for one that is not JSON."""
+    if not raw.strip():
+        return None, None
+    try:
+        return json.loads(raw.decode("utf-8")), None
+    except ValueError as exc:
+        text = raw.decode("utf-8", "replace")
+        return None, {
+            "exception_message": "Invalid request received.",
+            "exception_detail": [
+                {
+                    "type": "json_invalid",
+                    "loc": ["body", 1],
+                    "msg": "JSON decode error",
+                    "input": {},
+                    "ctx": {"error": str(exc).split(":")[0]},
+                }
+            ],
+            "request_body": text,
+        }
+
+
+def _field(body: Any, key: str, kind: type, loc: Optional[List[Any]] = None) -> Any:
+    """A required field of the body, of type ``kind`` (422 otherwise)."""
+    where = loc or [key]
+    if not isinstance(body, dict) or key not in body:
+        raise _Invalid(where, "Field required", body, "missing")
+    value = body[key]
+    if not isinstance(value, kind):
+        raise _Invalid(where, f"Input should be a valid {kind.__name__}", value, "type_error")
+    return value
+
+
+def _optional_field(body: Any, key: str, kind: type, error_type: str, what: str) -> Any:
+    value = body.get(key) if isinstance(body, dict) else None
+    if value is not None and not isinstance(value, kind):
+        raise _Invalid([key], f"Input should be {what}", value, error_type)
+    return value
+
+
+def _string_list(body: Any, key: str) -> Optional[List[str]]:
+    value = _optional_field(body, key, list, "list_type", "a valid list")
+    for index, item in enumerate(value or []):
+        if not isinstance(item, str):
+            raise _Invalid([key, index], "Input should be a valid string", item, "string_type")
+    strings: Optional[List[str]] = value
+    return strings
+
+
+def _page(body: Any) -> Tuple[int, int]:
+    body = body if isinstance(body, dict) else {}
+    limit, offset = body.get("limit", PAGE_LIMIT), body.get("offset", 0)
+    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 0:
+        raise _Invalid(["limit"], "Input should be a valid integer", limit, "int_type")
+    if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
+        raise _Invalid(["offset"], "Input should be a valid integer", offset, "int_type")
+    return limit, offset
+
+
+def _any_of(body: Any, *keys: str, uuids: bool = False) -> Optional[List[str]]:
+    """The ``any_`` list at ``body[keys...]``; None when the filter is absent."""
+    node = body
+    for key in keys:
+        node = node.get(key) if isinstance(node, dict) else None
+    values = node.get("any_") if isinstance(node, dict) else None
+    if values is None:
+        return None
+    if not isinstance(values, list):
+        raise _Invalid([*keys, "any_"], "Input should be a valid list", values, "list_type")
+    if not uuids:
+        return [str(value) for value in values]
+    found: List[str] = []
+    for index, value in enumerate(values):
+        try:
+            found.append(str(uuid.UUID(str(value))))
+        except ValueError:
+            raise _Invalid(
+                [*keys, "any_", index], "Input should be a valid UUID", value, "uuid_parsing"
+            ) from None
+    return found
+
+
+def _mapping(value: Any) -> Dict[str, Any]:
+    """``value`` when it is an object, else an empty one."""
+    return dict(value) if isinstance(value, dict) else {}
+
+
+def _chosen_id(body: Any) -> str:
+    """The ``id`` a create request chose for its record (kept, as the server does), or a new one."""
+    chosen = body.get("id") if isinstance(body, dict) else None
+    if chosen is None:
+        return new_id()
+    try:
+        return str(uuid.UUID(str(chosen)))
+    except ValueError:
+        raise _Invalid(["id"], "Input should be a valid UUID", chosen, "uuid_parsing") from None
+
+
+def _canonical(text: str) -> str:
+    """An id as the fake stores it (lower case, dashed); unchanged if not a UUID."""
+    try:
+        return str(uuid.UUID(text))
+    except ValueError:
+        return text
+
+
+_ADJECTIVES = ("amber", "brisk", "calm", "dapper", "eager", "fuzzy", "golden", "hot")
+_ANIMALS = ("mayfly", "kraken", "otter", "heron", "lynx", "crab", "dalmatian", "newt")

@@ -1,0 +1,378 @@
+"""The fake Prefect API on loopback: :class:`FakePrefect` and :func:`fake_prefect`.
+
+A ``http.server.ThreadingHTTPServer`` on ``127.0.0.1`` (a free port) in a
+daemon thread puts ``backend.Backend`` behind HTTP. While a :class:`FakePrefect`
+is active, ``PREFECT_API_URL`` points at it, so ``deploytrigger.run_deployment``,
+``Client()`` and Prefect's own client use it without being told.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import socket
+import tempfile
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import TracebackType
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Callable,
+    Dict,
+    Iterable,
+    List,
+    Mapping,
+    Optional,
+    Set,
+    Type,
+)
+
+from ._backend import Backend, RecordedRequest
+from ._outcomes import NO_RESULT, Outcome
+
+if TYPE_CHECKING:
+    from deploytrigger import Deployment, FlowRun
+
+
+API_PREFIX = "/api"
+
+ENVIRONMENT = ("PREFECT_API_URL", "PREFECT_API_KEY", "PREFECT_API_AUTH_STRING")
+"""The variables a started fake sets (the URL) or clears (credentials), and restores on exit."""
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """Hands each request to the server's backend and writes its JSON answer."""
+
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def do_GET(self) -> None:
+        self._answer("GET")
+
+    def do_POST(self) -> None:
+        self._answer("POST")
+
+    def do_PUT(self) -> None:
+        self._answer("PUT")
+
+    def do_PATCH(self) -> None:
+        self._answer("PATCH")
+
+    def do_DELETE(self) -> None:
+        self._answer("DELETE")
+
+    def _answer(self, method: str) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length > 0 else b""
+        if self.path == API_PREFIX or self.path.startswith(API_PREFIX + "/"):
+            status, value = self.server.backend.handle(method, self.path[len(API_PREFIX) :], raw)
+        else:
+            status, value = 404, {"detail": "Not Found"}
+        content = json.dumps(value).encode("utf-8")
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(content)))
+        self.end_headers()
+        self.wfile.write(content)
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.track(self.connection, open_=True)
+
+    def finish(self) -> None:
+        self.server.track(self.connection, open_=False)
+        super().finish()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet: the requests are recorded in ``FakePrefect.requests`` instead."""
+
+
+class _Server(ThreadingHTTPServer):
+    """The HTTP server; it closes kept-alive connections too when it stops."""
+
+    daemon_threads = True
+
+    def __init__(self, backend: Backend) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.backend = backend
+        self._connections: Set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+
+    def track(self, connection: socket.socket, *, open_: bool) -> None:
+        """Remember an open connection (``open_``), or forget a closed one."""
+        with self._connections_lock:
+            if open_:
+                self._connections.add(connection)
+            else:
+                self._connections.discard(connection)
+
+    def close_connections(self) -> None:
+        """Shut every open connection, so no client keeps talking to a stopped fake."""
+        with self._connections_lock:
+            connections, self._connections = list(self._connections), set()
+        for connection in connections:
+            with contextlib.suppress(OSError):  # the client closed it already
+                connection.shutdown(socket.SHUT_RDWR)
+
+
+def _split_name(name: Any) -> List[str]:
+    parts = name.split("/") if isinstance(name, str) else []
+    if len(parts) != 2 or not all(part.strip() for part in parts):
+        raise ValueError(f"a deployment is named 'flow/deployment', not {name!r}")
+    return parts
+
+
+class FakePrefect:
+    """A fake Prefect 3.x API on loopback, for testing code that triggers deployments.
+
+    Use it as a context manager (or through the ``fake_prefect`` pytest
+    fixture)::
+
+        with fake_prefect() as fake:
+            fake.add_deployment("etl/nightly", parameters={"day": "today"})
+            fake.set_outcome("etl/nightly", "FAILED", message="disk full")
+            run = deploytrigger.run_deployment("etl/nightly", timeout=10)
+
+    Args:
+        set_environment: point ``PREFECT_API_URL`` at the fake while it runs
+            (and unset ``PREFECT_API_KEY`` and ``PREFECT_API_AUTH_STRING``),
+            restoring them on exit. Without it, pass :attr:`api_url` yourself.
+        clock: the current POSIX time in seconds (state changes are due
+            against it); ``time.time`` by default.
+    """
+
+    def __init__(
+        self, *, set_environment: bool = True, clock: Callable[[], float] = time.time
+    ) -> None:
+        self._set_environment = set_environment
+        self._clock = clock
+        self._server: Optional[_Server] = None
+        self._thread: Optional[threading.Thread] = None
+        self._saved: Dict[str, Optional[str]] = {}
+        self._home: Optional[Path] = None
+        self._backend: Optional[Backend] = None
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def start(self) -> FakePrefect:
+        """Start serving (and set the environment); returns itself.
+
+        Raises:
+            RuntimeError: already started.
+        """
+        if self._server is not None:
+            raise RuntimeError("this FakePrefect is already started")
+        self._home = Path(tempfile.mkdtemp(prefix="deploytrigger-fake-"))
+        self._backend = Backend(self._home, self._clock)
+        self._server = _Server(self._backend)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="deploytrigger-fake-prefect",
+            daemon=True,
+        )
+        self._thread.start()
+        if self._set_environment:
+            self._saved = {key: os.environ.get(key) for key in ENVIRONMENT}
+            for key in ENVIRONMENT[1:]:
+                os.environ.pop(key, None)
+            os.environ["PREFECT_API_URL"] = self.api_url
+        return self
+
+    def stop(self) -> None:
+        """Stop serving, restore the environment and delete the result files. Idempotent."""
+        server, thread, self._server, self._thread = self._server, self._thread, None, None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+            server.close_connections()
+        if thread is not None:
+            thread.join(timeout=5)
+        for key, value in self._saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        self._saved = {}
+        if self._home is not None:
+            shutil.rmtree(self._home, ignore_errors=True)
+            self._home = None
+
+    def __enter__(self) -> FakePrefect:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        traceback: Optional[TracebackType],
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        where = self.api_url if self._server is not None else "stopped"
+        return f"<FakePrefect {where}>"
+
+    # -- where it is ---------------------------------------------------------------------
+
+    @property
+    def api_url(self) -> str:
+        """The fake's API URL, ``http://127.0.0.1:<port>/api``.
+
+        Raises:
+            RuntimeError: not started.
+        """
+        if self._server is None:
+            raise RuntimeError("start the FakePrefect first (use it in a with block)")
+        return f"http://127.0.0.1:{self._server.server_address[1]}{API_PREFIX}"
+
+    @property
+    def _store(self) -> Backend:
+        if self._backend is None:
+            raise RuntimeError("start the FakePrefect first (use it in a with block)")
+        return self._backend
+
+    # -- setting it up -------------------------------------------------------------------
+
+    def add_deployment(
+        self,
+        name: str,
+        *,
+        parameters: Optional[Mapping[str, Any]] = None,
+        tags: Optional[Iterable[str]] = None,
+        parameter_schema: Optional[Mapping[str, Any]] = None,
+        enforce_parameter_schema: bool = False,
+        version: Optional[str] = None,
+    ) -> Deployment:
+        """Create a deployment (and its flow), or replace one of the same name.
+
+        Its runs complete at once until :meth:`set_outcome` says otherwise.
+
+        Args:
+            name: ``"flow name/deployment name"``.
+            parameters: the deployment's default parameters, merged under each run's.
+            tags: the deployment's tags, merged with each run's.
+            parameter_schema: the JSON schema of the flow's parameters, as Prefect
+                writes ``parameter_openapi_schema`` (``{"type": "object",
+                "properties": {...}, "required": [...]}``); ``{}`` when not given.
+            enforce_parameter_schema: check each run's parameters against the
+                schema and answer 409 when they fail, as the server does.
+            version: the deployment's version.
+
+        Returns:
+            The deployment, as ``deploytrigger.Client().read_deployment`` would return it.
+
+        Raises:
+            ValueError: ``name`` is not of the form ``"flow/deployment"``.
+            TypeError: an argument has the wrong type.
+        """
+        flow_name, deployment_name = _split_name(name)
+        if parameters is not None and not isinstance(parameters, Mapping):
+            raise TypeError(f"parameters must be a dict, not {type(parameters).__name__}")
+        if isinstance(tags, str) or not all(isinstance(tag, str) for tag in tags or []):
+            raise TypeError(f"tags must be a list of strings, not {tags!r}")
+        if parameter_schema is not None and not isinstance(parameter_schema, Mapping):
+            raise TypeError(
+                f"parameter_schema must be a dict, not {type(parameter_schema).__name__}"
+            )
+        record = self._store.add_deployment(
+            flow_name,
+            deployment_name,
+            parameters=json.loads(json.dumps(dict(parameters or {}))),
+            tags=list(tags or []),
+            parameter_schema=dict(parameter_schema) if parameter_schema is not None else {},
+            enforce_parameter_schema=bool(enforce_parameter_schema),
+            version=version,
+        )
+        from deploytrigger import Deployment
+
+        return Deployment.from_json(record)
+
+    def set_outcome(
+        self,
+        name: str,
+        state: Any,
+        *,
+        after: float = 0.0,
+        message: Optional[str] = None,
+        result: Any = NO_RESULT,
+    ) -> None:
+        """Decide how each new run of a deployment ends (runs created before keep theirs).
+
+        A run goes Scheduled -> Pending -> Running -> ``state`` within ``after``
+        seconds of its scheduled time (Pending at once, Running halfway).
+        States change when the run is read: no background work.
+
+        Args:
+            name: the deployment, ``"flow/deployment"`` (added before).
+            state: ``"COMPLETED"``, ``"FAILED"``, ``"CRASHED"`` or ``"CANCELLED"``
+                (or a ``deploytrigger.StateType``); ``"SCHEDULED"``, ``"PENDING"``
+                or ``"RUNNING"`` leave the run there for good.
+            after: seconds until that state.
+            message: the final state's message.
+            result: what ``deploytrigger.read_result`` returns for the run, kept
+                as Prefect's JSON serializer persists it (JSON values plus
+                datetimes, dates, UUIDs, decimals, paths, sets, bytes); an
+                exception for a FAILED run names what it raised.
+
+        Raises:
+            KeyError: no such deployment.
+            ValueError, TypeError: a bad state, ``after`` or ``result``.
+        """
+        flow_name, deployment_name = _split_name(name)
+        self._store.set_outcome(
+            flow_name, deployment_name, Outcome.build(state, after, message, result)
+        )
+
+    def add_log(
+        self,
+        flow_run_id: Any,
+        message: str,
+        *,
+        level: int = 20,
+        timestamp: Optional[str] = None,
+        name: str = "prefect.flow_runs",
+    ) -> None:
+        """Add a log line to a flow run (``level`` as in ``logging``: 20 is INFO)."""
+        body: Dict[str, Any] = {
+            "name": name,
+            "level": level,
+            "message": message,
+            "flow_run_id": str(flow_run_id),
+        }
+        if timestamp is not None:
+            body["timestamp"] = timestamp
+        self._store.add_log(body)
+
+    # -- what happened -------------------------------------------------------------------
+
+    @property
+    def runs(self) -> List[FlowRun]:
+        """Every flow run created so far, oldest first, in its state as of now."""
+        from deploytrigger import FlowRun
+
+        api_url = self.api_url
+        return [
+            FlowRun.from_json(record, api_url=api_url) for record in self._store.flow_run_records()
+        ]
+
+    @property
+    def requests(self) -> List[RecordedRequest]:
+        """Every request received so far, oldest first (method, path, json, query)."""
+        return list(self._store.requests)
+
+    def requests_to(self, method: str, path: str) -> List[RecordedRequest]:
+        """The requests received with this method and path (e.g. ``"POST"``, ``"/flow_runs/"``)."""
+        return [r for r in self._store.requests if r.method == method and r.path == path]
+
+
+def fake_prefect(
+    *, set_environment: bool = True, clock: Callable[[], float] = time.time
+) -> FakePrefect:
+    """A :class:`FakePrefect`, to use in a ``with`` block (which starts and stops it)."""
+    return FakePrefect(set_environment=set_environment, clock=clock)

@@ -1,0 +1,375 @@
+"""A production-shaped Prefect stack on loopback: PostgreSQL, the server, a work pool, workers.
+
+What the scaling benchmark measures deploytrigger on, and what the
+production integration test runs against::
+
+    with ProdStack(Path("examples/flows.py")) as stack:
+        print(stack.api_url)   # http://127.0.0.1:<port>/api, deployments in stack.pool
+
+The pieces, each stopped by pid (the context manager, ``atexit``, or a later
+process given :attr:`ProdStack.state`):
+
+1. a throwaway PostgreSQL cluster (:class:`~harness.postgres.Postgres`);
+2. the Prefect server with ``PREFECT_API_DATABASE_CONNECTION_URL`` pointing at it;
+   or, with ``api_servers=2`` (scale-out), two API-only servers on that database
+   (``prefect server start --no-services``), the background services once in a
+   process of their own (``prefect server services start``), and a round-robin
+   :class:`~harness.balancer.Balancer` process in front of the API
+   servers, whose URL is the stack's ``api_url``;
+3. a ``process`` work pool and deployments of a flows script (:data:`DEPLOYMENTS`),
+   created over REST with a ``set_working_directory`` pull step, so a worker
+   runs the flow from the script's directory (no image, no storage block);
+4. ``prefect worker start --pool <pool>`` processes that poll every second and
+   run each flow run in a subprocess (they talk to ``api_url``: the balancer
+   when there is one).
+
+This module imports nothing from Prefect; the interpreter needs the ``server``
+extra (Prefect and ``asyncpg``) and PostgreSQL's programs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import shutil
+import signal
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Mapping, Optional
+from urllib.parse import quote
+
+import requests
+
+from harness.local_server import (
+    prefect_command,
+    prefect_environment,
+    server_command,
+    server_healthy,
+)
+from harness.postgres import Postgres
+from harness.processes import Child, Harness, free_port, wait_gone, wait_until
+
+POOL_NAME = "prod-pool"
+"""The work pool's default name."""
+SERVER = "server"
+"""The server's name among :attr:`ProdStack.children`; the workers are ``prod-worker-<n>``.
+
+With several API servers they are ``server-<n>``, beside :data:`SERVICES` and :data:`BALANCER`.
+"""
+SERVICES = "services"
+"""The background services' process (scale-out only)."""
+BALANCER = "balancer"
+"""The round-robin balancer's process (scale-out only)."""
+
+_INT = {"type": "integer"}
+_NUMBER = {"type": "number"}
+_STRING = {"type": "string"}
+
+#: Deployments created in the pool, for the flows of ``examples/flows.py``:
+#: ``"<flow>/<deployment>"`` -> the flow's function in the flows script, the
+#: deployment's default parameters, tags and version, and the flow's parameters
+#: (a minimal OpenAPI schema, as Prefect derives it).
+DEPLOYMENTS: Dict[str, Dict[str, Any]] = {
+    "add/add-dep": {
+        "function": "add",
+        "parameters": {"y": 10},
+        "tags": ["examples"],
+        "version": "1.0",
+        "properties": {"x": {**_INT, "default": 1}, "y": {**_INT, "default": 2}},
+    },
+    "fail/fail-dep": {
+        "function": "fail",
+        "properties": {"message": {**_STRING, "default": "boom"}},
+    },
+    "sleepy/sleepy-dep": {
+        "function": "sleepy",
+        "properties": {"seconds": {**_NUMBER, "default": 30.0}},
+    },
+}
+
+
+class ProdStack(Harness):
+    """PostgreSQL, a Prefect server on it, a process work pool with deployments, and workers.
+
+    Args:
+        flows_script: The Python file that defines the deployments' flows; the
+            workers run them from its directory.
+        deployments: The deployments to create, as :data:`DEPLOYMENTS`.
+        workers: How many ``prefect worker start`` processes; 0 leaves the runs
+            of the pool's deployments to something else to execute.
+        api_servers: How many API server processes share the database; above
+            one they are API-only, behind a round-robin balancer, with the
+            background services run once in a process of their own.
+        pool: The work pool's name.
+        worker_limit: Flow runs each worker executes at once (each is a Python
+            subprocess importing Prefect: a few per core at most).
+        startup_timeout: Seconds to wait for each piece to become ready.
+        env: Extra environment for the server and the workers, winning over ours.
+        base_dir: Where to put the cluster, ``PREFECT_HOME`` and the logs; a new
+            temporary directory by default (deleted on stop).
+
+    Attributes:
+        api_url: ``http://127.0.0.1:<port>/api`` once started: the server's, or
+            the balancer's when there are several API servers.
+        backend_urls: Each API server's own URL, in the balancer's turn order.
+        base_dir: The directory with ``pg/``, ``home/`` and ``*.log`` while started.
+        postgres: The database while started.
+        children: The servers, services, balancer and workers by name, while started.
+
+    Raises:
+        ValueError: ``workers`` is below zero or ``api_servers`` below one.
+        FileNotFoundError: ``flows_script`` is not a file.
+    """
+
+    def __init__(
+        self,
+        flows_script: Path,
+        *,
+        deployments: Mapping[str, Mapping[str, Any]] = DEPLOYMENTS,
+        workers: int = 2,
+        api_servers: int = 1,
+        pool: str = POOL_NAME,
+        worker_limit: int = 4,
+        startup_timeout: float = 240.0,
+        env: Optional[Mapping[str, str]] = None,
+        base_dir: Optional[Path] = None,
+    ) -> None:
+        if workers < 0:
+            raise ValueError(f"workers must be 0 or more, not {workers}")
+        if api_servers < 1:
+            raise ValueError(f"a stack needs at least one API server, not {api_servers}")
+        if not Path(flows_script).is_file():
+            raise FileNotFoundError(f"no flows script at {flows_script}")
+        self.flows_script = Path(flows_script).resolve()
+        self.deployments = dict(deployments)
+        self.workers = workers
+        self.api_servers = api_servers
+        self.pool = pool
+        self.worker_limit = worker_limit
+        self.startup_timeout = startup_timeout
+        self._extra_env = dict(env or {})
+        self._given_base = base_dir
+        self.base_dir: Optional[Path] = None
+        self.port = 0
+        self.api_url = ""
+        self.backend_urls: List[str] = []
+        self.postgres: Optional[Postgres] = None
+        self.children: Dict[str, Child] = {}
+
+    def __repr__(self) -> str:
+        return f"ProdStack(api_url={self.api_url!r}, base_dir={str(self.base_dir)!r})"
+
+    @property
+    def started(self) -> bool:
+        return self.base_dir is not None
+
+    @property
+    def state(self) -> Dict[str, Any]:
+        """What another process needs to find and stop the stack (JSON-serialisable)."""
+        return {
+            "api_url": self.api_url,
+            "port": self.port,
+            "pool": self.pool,
+            "base_dir": str(self.base_dir),
+            "postgres": {
+                "port": self.postgres.port if self.postgres else None,
+                "data_dir": str(self.postgres.data_dir) if self.postgres else None,
+                "url": self.postgres.url if self.postgres else None,
+            },
+            "backends": list(self.backend_urls),
+            "pids": {name: child.pid for name, child in self.children.items()},
+            "markers": {name: marker(name) for name in self.children},
+            "logs": {name: str(child.log_path) for name, child in self.children.items()},
+            "deployments": sorted(self.deployments),
+        }
+
+    def _start(self) -> None:
+        """Bring everything up, in order, each piece waited for."""
+        if self._given_base is not None:
+            self._given_base.mkdir(parents=True, exist_ok=True)
+            self.base_dir = self._given_base
+        else:
+            self.base_dir = Path(tempfile.mkdtemp(prefix="deploytrigger-prod-"))
+        os.chmod(self.base_dir, 0o755)  # postgres must reach its data dir inside
+        (self.base_dir / "home").mkdir(exist_ok=True)
+        self.postgres = Postgres(self.base_dir / "pg")
+        self.postgres.start()
+        if self.api_servers == 1:
+            self._start_server()
+        else:
+            self._start_scaled_out()
+        self._create_pool_and_deployments()
+        if self.workers:
+            self._start_workers()
+
+    def _stop(self) -> None:
+        """Stop the workers, the balancer, the servers and PostgreSQL by pid; delete base_dir."""
+        for name in sorted(self.children, key=stop_order):
+            self.children.pop(name).stop()
+        if self.postgres is not None:
+            self.postgres.stop()
+            self.postgres = None
+        if self.base_dir is not None:
+            if self._given_base is None:
+                shutil.rmtree(self.base_dir, ignore_errors=True)
+            self.base_dir = None
+
+    def environment(self, extra: Optional[Mapping[str, str]] = None) -> Dict[str, str]:
+        """The environment of the server and the workers, plus ``extra``."""
+        assert self.base_dir is not None and self.postgres is not None
+        ours = {
+            "PREFECT_API_DATABASE_CONNECTION_URL": self.postgres.url,
+            "PREFECT_WORKER_QUERY_SECONDS": "1",
+            "PREFECT_WORKER_PREFETCH_SECONDS": "5",
+            "PREFECT_LOGGING_LEVEL": "INFO",
+        }
+        home = self.base_dir / "home"
+        return prefect_environment(home, self.api_url, ours, extra, self._extra_env)
+
+    def deployment_body(self, flow_id: str, name: str, spec: Mapping[str, Any]) -> Dict[str, Any]:
+        """The ``POST /deployments/`` body for a deployment ``name`` of flow ``flow_id``.
+
+        Args:
+            flow_id: The flow's id on the server.
+            name: The deployment's name (without the flow's).
+            spec: One of :data:`DEPLOYMENTS`' values.
+        """
+        directory = str(self.flows_script.parent)
+        return {
+            "name": name,
+            "flow_id": flow_id,
+            "work_pool_name": self.pool,
+            "entrypoint": f"{self.flows_script.name}:{spec['function']}",
+            "path": directory,
+            "pull_steps": [
+                {"prefect.deployments.steps.set_working_directory": {"directory": directory}}
+            ],
+            "parameters": dict(spec.get("parameters", {})),
+            "tags": list(spec.get("tags", [])),
+            "version": spec.get("version"),
+            "parameter_openapi_schema": {
+                "title": "Parameters",
+                "type": "object",
+                "properties": spec["properties"],
+            },
+            "enforce_parameter_schema": False,
+        }
+
+    def online_workers(self) -> List[str]:
+        """Names of the workers the server has seen in the pool."""
+        try:
+            response = requests.post(
+                f"{self.api_url}/work_pools/{quote(self.pool)}/workers/filter", json={}, timeout=10
+            )
+        except requests.RequestException:
+            return []
+        if response.status_code != 200:
+            return []
+        return [worker["name"] for worker in response.json() if worker.get("status") == "ONLINE"]
+
+    def healthy(self) -> bool:
+        """Whether the server answers ``GET /api/health`` with ``true``."""
+        return server_healthy(self.api_url)
+
+    def kill(self, name: str) -> None:
+        """Kill child ``name``'s process group with SIGKILL, as a crash would, and wait for it.
+
+        It stays in :attr:`children` (stopping it again later is harmless).
+
+        Raises:
+            KeyError: No child has that name.
+        """
+        child = self.children[name]
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, signal.SIGKILL)
+        child.process.wait(30)
+        wait_gone(child.pid, 10)
+
+    def _start_server(self) -> None:
+        self.port = free_port()
+        self.api_url = f"http://127.0.0.1:{self.port}/api"
+        self.backend_urls = [self.api_url]
+        server = self._spawn(SERVER, server_command(self.port))
+        self._wait_until(self.healthy, "GET /api/health to answer true", server)
+
+    def _start_scaled_out(self) -> None:
+        """API-only servers (the first one migrates the database), the services once, a balancer."""
+        ports = [free_port() for _ in range(self.api_servers)]
+        self.backend_urls = [f"http://127.0.0.1:{port}/api" for port in ports]
+        self.port = free_port()
+        self.api_url = f"http://127.0.0.1:{self.port}/api"
+        names = [f"{SERVER}-{index}" for index in range(self.api_servers)]
+        first = self._spawn(names[0], [*server_command(ports[0]), "--no-services"])
+        self._wait_until(lambda: server_healthy(self.backend_urls[0]), f"{names[0]} health", first)
+        migrated = {"PREFECT_API_DATABASE_MIGRATE_ON_START": "false"}
+        for name, port in zip(names[1:], ports[1:]):
+            self._spawn(name, [*server_command(port), "--no-services"], migrated)
+        self._spawn(SERVICES, [*prefect_command(), "server", "services", "start"], migrated)
+        for name, url in zip(names[1:], self.backend_urls[1:]):
+            child = self.children[name]
+            self._wait_until(functools.partial(server_healthy, url), f"{name} health", child)
+        balancer = [sys.executable, "-m", "harness.balancer"]
+        balancer += ["--port", str(self.port), *self.backend_urls]
+        self._wait_until(
+            self.healthy, "the balancer's GET /api/health", self._spawn(BALANCER, balancer)
+        )
+
+    def _create_pool_and_deployments(self) -> None:
+        with requests.Session() as http:
+            _post(http, f"{self.api_url}/work_pools/", {"name": self.pool, "type": "process"})
+            for name, spec in self.deployments.items():
+                flow_name, deployment_name = name.split("/")
+                flow = _post(http, f"{self.api_url}/flows/", {"name": flow_name})
+                body = self.deployment_body(flow["id"], deployment_name, spec)
+                _post(http, f"{self.api_url}/deployments/", body)
+
+    def _start_workers(self) -> None:
+        names = [f"prod-worker-{index}" for index in range(self.workers)]
+        for name in names:
+            args = [*prefect_command(), "worker", "start", "--pool", self.pool, "--name", name]
+            self._spawn(name, [*args, "--type", "process", "--limit", str(self.worker_limit)])
+        self._wait_until(
+            lambda: set(names) <= set(self.online_workers()),
+            f"workers {', '.join(names)} to report to pool {self.pool!r}",
+            self.children[names[-1]],
+        )
+
+    def _spawn(self, name: str, args: List[str], env: Optional[Mapping[str, str]] = None) -> Child:
+        assert self.base_dir is not None
+        log = self.base_dir / f"{name}.log"
+        child = Child(name, args, self.environment(env), log, cwd=self.base_dir)
+        self.children[name] = child
+        return child
+
+    def _wait_until(self, ready: Callable[[], bool], what: str, watched: Child) -> None:
+        children = self.children.values()
+        wait_until(ready, what, children=children, watched=watched, timeout=self.startup_timeout)
+
+
+def marker(name: str) -> str:
+    """Text in the command line of the stack's process ``name``, checked before signalling it."""
+    if name == BALANCER:
+        return "harness.balancer"
+    if name == SERVICES:
+        return "services start"
+    if name == SERVER or name.startswith(f"{SERVER}-"):
+        return "server start"
+    return "worker start"
+
+
+def stop_order(name: str) -> int:
+    """Where process ``name`` comes when stopping: workers, balancer, services, servers."""
+    order = {BALANCER: 1, SERVICES: 2}
+    if name == SERVER or name.startswith(f"{SERVER}-"):
+        return 3
+    return order.get(name, 0)
+
+
+def _post(http: requests.Session, url: str, body: Mapping[str, Any]) -> Dict[str, Any]:
+    response = http.post(url, json=body, timeout=30)
+    if response.status_code not in (200, 201):
+        raise RuntimeError(f"POST {url}: {response.status_code} {response.text[:500]}")
+    result: Dict[str, Any] = response.json()
+    return result
