@@ -62,6 +62,7 @@ if TYPE_CHECKING:
     from .api import read_result, run_deployment
     from .client import Client
     from .models import FINAL_STATES, Deployment, Flow, FlowRun, LogRecord, State, StateType
+    from .options import ClientOptions
 
 _LAZY: Dict[str, str] = {
     "run_deployment": "api",
@@ -73,6 +74,7 @@ _LAZY: Dict[str, str] = {
     "FIRST_COMPLETED": "_waits.engine",
     "DoneAndNotDone": "_waits.batch",
     "Client": "client",
+    "ClientOptions": "options",
     "ParentAwareThreadPoolExecutor": "_parents.context",
     "ParentRun": "_parents.context",
     "current_parent": "_parents.context",
@@ -117,6 +119,7 @@ __all__ = [
     "BadRequestError",
     "CSRFError",
     "Client",
+    "ClientOptions",
     "ConfigurationError",
     "ConnectionFailedError",
     "DeployTriggerError",

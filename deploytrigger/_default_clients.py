@@ -25,19 +25,15 @@ import atexit
 import functools
 import os
 import threading
-import time
-from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Union
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional
 
-from ._http.transport import DEFAULT_POOL_SIZE
-from ._services.deployments import DEFAULT_DEPLOYMENT_CACHE_TTL
-from ._waits.engine import DEFAULT_OUTAGE_TOLERANCE
+from ._helpers.arguments import unexpected_keywords
 from .client import Client
-from .settings import Settings, resolve_settings
+from .options import ClientOptions
+from .settings import Settings, resolve_settings, settings_options
 
 if TYPE_CHECKING:
-    import tenacity
-
-    from ._results.results import ResultReader
+    from typing_extensions import Unpack
 
 
 MAX_DEFAULT_CLIENTS = 8
@@ -145,24 +141,7 @@ def default_client() -> Client:
     return _registry.get()
 
 
-def configure(
-    api_url: Optional[str] = None,
-    *,
-    api_key: Optional[str] = None,
-    auth_string: Optional[str] = None,
-    request_timeout: Optional[float] = None,
-    verify: Optional[Union[bool, str]] = None,
-    max_retries: Optional[int] = None,
-    pool_size: int = DEFAULT_POOL_SIZE,
-    sleep: Callable[[float], None] = time.sleep,
-    clock: Callable[[], float] = time.monotonic,
-    backoff: Optional[Callable[[tenacity.RetryCallState], float]] = None,
-    deployment_cache_ttl: float = DEFAULT_DEPLOYMENT_CACHE_TTL,
-    outage_tolerance: float = DEFAULT_OUTAGE_TOLERANCE,
-    result_reader: Optional[ResultReader] = None,
-    retry_budget: Optional[float] = None,
-    max_requests_per_minute: Optional[float] = None,
-) -> None:
+def configure(api_url: Optional[str] = None, **options: Unpack[ClientOptions]) -> None:
     """Set the options of the default client; the keywords are those of :class:`Client`.
 
     Each call replaces the options of the one before (``configure()`` restores
@@ -171,37 +150,13 @@ def configure(
     environment and the Prefect profile, read at every call. Settings are
     checked when the client is made: an unusable one raises
     :class:`~deploytrigger.ConfigurationError` from the next call.
+
+    Raises:
+        InvalidArgumentTypeError: a keyword that :class:`Client` does not take.
     """
-    resolve = functools.partial(
-        resolve_settings,
-        api_url,
-        api_key=api_key,
-        auth_string=auth_string,
-        verify=verify,
-        request_timeout=request_timeout,
-        max_retries=max_retries,
-        retry_budget=retry_budget,
-        max_requests_per_minute=max_requests_per_minute,
-    )
-    make = functools.partial(
-        Client,
-        api_url,
-        api_key=api_key,
-        auth_string=auth_string,
-        request_timeout=request_timeout,
-        verify=verify,
-        max_retries=max_retries,
-        pool_size=pool_size,
-        sleep=sleep,
-        clock=clock,
-        backoff=backoff,
-        deployment_cache_ttl=deployment_cache_ttl,
-        outage_tolerance=outage_tolerance,
-        result_reader=result_reader,
-        retry_budget=retry_budget,
-        max_requests_per_minute=max_requests_per_minute,
-    )
-    _registry.replace(resolve, make)
+    unexpected_keywords(options, ClientOptions.__annotations__, "configure")
+    resolve = functools.partial(resolve_settings, api_url, **settings_options(options))
+    _registry.replace(resolve, functools.partial(Client, api_url, **options))
 
 
 def reset_default_client() -> None:

@@ -1,7 +1,7 @@
 """Module-level functions: the given :class:`Client`, or the default client, does the work.
 
 Without ``client=`` they use the process-wide default client
-(``defaults.py``): made once per configuration, shared by every thread,
+(:func:`~deploytrigger.default_client`): made once per configuration, shared by every thread,
 fork-safe, so that a steady-state trigger costs one request as it does with
 a long-lived :class:`Client`.
 """

@@ -1,10 +1,7 @@
-"""The blocking client: a facade over the transport, the services and the waits.
+"""The blocking client: a facade of short methods over the transport, services and waits.
 
-A :class:`Client` composes a :class:`~deploytrigger._http.transport.Transport`
-(the ``requests.Session``), the services that give requests their meaning
-(``deployments.py``, ``parents.py``, ``runs.py``) and the waits (``handles.py``,
-``batch.py``, ``logs.py``), which read through the runs service and pace
-themselves with one :class:`~deploytrigger._waits.engine.Poller`. Thread-safe.
+Thread-safe. The layers below it are private (``deploytrigger._http``,
+``_services``, ``_waits``): docs/development.rst draws them.
 """
 
 from __future__ import annotations
@@ -15,7 +12,6 @@ from datetime import datetime
 from typing import (
     TYPE_CHECKING,
     Any,
-    Callable,
     ContextManager,
     Generator,
     Iterable,
@@ -26,22 +22,30 @@ from typing import (
     Union,
 )
 
-from ._helpers.arguments import PAGE_LIMIT, as_uuid, check_wait_arguments
+from ._helpers.arguments import (
+    PAGE_LIMIT,
+    RunOptions,
+    as_uuid,
+    check_wait_arguments,
+    unexpected_keywords,
+)
 from ._helpers.urls import redact_url
 from ._http.transport import DEFAULT_POOL_SIZE, Transport
 from ._services.deployments import DEFAULT_DEPLOYMENT_CACHE_TTL, Deployments
 from ._services.parents import Parents
+from ._services.payloads import RunRequest
 from ._services.runs import Runs
 from ._waits.engine import ALL_COMPLETED, DEFAULT_OUTAGE_TOLERANCE, Poller
 from ._waits.handles import FlowRunHandle
 from .exceptions import InvalidArgumentError
 from .models import Deployment, Flow, FlowRun, LogRecord
-from .settings import Settings, resolve_settings, warn_insecure_once
+from .options import ClientOptions
+from .settings import Settings, resolve_settings, settings_options, warn_insecure_once
 
 if TYPE_CHECKING:
-    import tenacity
+    from typing_extensions import Unpack
 
-    from ._results.results import ResultReader, Results
+    from ._results.results import Results
     from ._waits.batch import Call, DoneAndNotDone, RunRef
 
 __all__ = ["Client"]
@@ -53,78 +57,32 @@ class Client:
     Args:
         api_url: the API's base URL (ending in ``/api``); else ``PREFECT_API_URL``,
             else the active Prefect profile.
-        api_key: a Prefect Cloud API key (sent as ``Bearer``); else ``PREFECT_API_KEY``.
-        auth_string: ``user:password`` for a self-hosted server's basic auth;
-            else ``PREFECT_API_AUTH_STRING``. Preferred over the API key.
-        request_timeout: seconds one HTTP request may take (default 30).
-        verify: True, False or a CA bundle path; else ``PREFECT_API_SSL_CERT_FILE``
-            and ``PREFECT_API_TLS_INSECURE_SKIP_VERIFY``; else True.
-        max_retries: retries after the first attempt of a transiently failed request;
-            else ``PREFECT_CLIENT_MAX_RETRIES``; else as many as ``retry_budget`` allows.
-        retry_budget: seconds one request may spend retrying 408, 429, 502, 503 and
-            connection failures (from its first attempt; 0: no retries); else
-            ``DEPLOYTRIGGER_RETRY_BUDGET``; else 90. Waits never outlast a caller's timeout.
-        max_requests_per_minute: a request-rate budget shared by every client of this
-            process for the same API URL, adapting to 429s (``ratelimit.py``); else
-            ``DEPLOYTRIGGER_MAX_REQUESTS_PER_MINUTE``; else none.
-        pool_size: connections kept open to the server; size it for your threads.
-        sleep, clock, backoff: how to wait between retries and polls, a monotonic
-            clock in seconds, the wait before a retry the server sets no time for
-            (the test seams for time).
-        deployment_cache_ttl: seconds a deployment resolved by ``run_deployment``
-            is reused (one request per steady-state trigger); 0 turns the cache
-            off. It is read again after a 404 on create or an unknown parameter.
-        outage_tolerance: seconds every wait (``run_deployment``, handles, batch
-            waits, log following) polls on through a server that cannot answer
-            (connection failures, 5xx, 429 after a poll's retries), so that it
-            outlives a restart; then the error is raised (see ``waiting.py``).
-        result_reader: ``reader(block, key) -> bytes``, for :meth:`read_result`:
-            reads a key of a storage block other than ``local-file-system`` (S3,
-            GCS, Azure ...) with the SDK you use; given a
-            :class:`~deploytrigger.StorageBlock` (its fields, secrets masked).
+        options: the keywords of :class:`~deploytrigger.ClientOptions`
+            (credentials, TLS, retries, pool size, caches, time).
 
     Raises:
         ConfigurationError: no API URL is configured, or a setting is unusable.
     """
 
-    def __init__(
-        self,
-        api_url: Optional[str] = None,
-        *,
-        api_key: Optional[str] = None,
-        auth_string: Optional[str] = None,
-        request_timeout: Optional[float] = None,
-        verify: Optional[Union[bool, str]] = None,
-        max_retries: Optional[int] = None,
-        pool_size: int = DEFAULT_POOL_SIZE,
-        sleep: Callable[[float], None] = time.sleep,
-        clock: Callable[[], float] = time.monotonic,
-        backoff: Optional[Callable[[tenacity.RetryCallState], float]] = None,
-        deployment_cache_ttl: float = DEFAULT_DEPLOYMENT_CACHE_TTL,
-        outage_tolerance: float = DEFAULT_OUTAGE_TOLERANCE,
-        result_reader: Optional[ResultReader] = None,
-        retry_budget: Optional[float] = None,
-        max_requests_per_minute: Optional[float] = None,
-    ) -> None:
-        self.settings: Settings = resolve_settings(
-            api_url,
-            api_key=api_key,
-            auth_string=auth_string,
-            verify=verify,
-            request_timeout=request_timeout,
-            max_retries=max_retries,
-            retry_budget=retry_budget,
-            max_requests_per_minute=max_requests_per_minute,
-        )
+    def __init__(self, api_url: Optional[str] = None, **options: Unpack[ClientOptions]) -> None:
+        unexpected_keywords(options, ClientOptions.__annotations__, "Client")
+        self.settings: Settings = resolve_settings(api_url, **settings_options(options))
+        sleep = options.get("sleep", time.sleep)
+        clock = options.get("clock", time.monotonic)
         if self.settings.verify is False:
             warn_insecure_once()
-        self.poller = Poller(sleep=sleep, clock=clock, outage_tolerance=outage_tolerance)
+        tolerance = options.get("outage_tolerance", DEFAULT_OUTAGE_TOLERANCE)
+        self.poller = Poller(sleep=sleep, clock=clock, outage_tolerance=tolerance)
         self._transport = Transport(
-            self.settings, pool_size=pool_size, sleep=sleep, clock=clock, backoff=backoff
+            self.settings,
+            pool_size=options.get("pool_size", DEFAULT_POOL_SIZE),
+            sleep=sleep,
+            clock=clock,
+            backoff=options.get("backoff"),
         )
-        self._deployments = Deployments(
-            self._transport, clock=clock, cache_ttl=deployment_cache_ttl
-        )
+        cache_ttl = options.get("deployment_cache_ttl", DEFAULT_DEPLOYMENT_CACHE_TTL)
+        self._deployments = Deployments(self._transport, clock=clock, cache_ttl=cache_ttl)
+        result_reader = options.get("result_reader")
         self._parents = Parents(self._transport, self._deployments)
 
         def results() -> Results:  # on first use: a script that only triggers never loads it
@@ -185,7 +143,7 @@ class Client:
         return self._runs.read_flow_runs([as_uuid(value, "flow_run_ids") for value in flow_run_ids])
 
     def read_result(self, flow_run: RunRef, *, allow_pickle: bool = False) -> Any:
-        """The return value of a finished run, read where its flow persisted it (``results.py``).
+        """The return value of a finished run, read where its flow persisted it.
 
         ``flow_run`` is a run, a handle or an id (a run not final is read again;
         nothing waits: :meth:`FlowRunHandle.read_result` does). JSON is decoded;
@@ -288,33 +246,27 @@ class Client:
         self,
         deployment_id: Union[uuid.UUID, str],
         *,
-        parameters: Optional[Mapping[str, Any]] = None,
-        scheduled_time: Optional[datetime] = None,
-        flow_run_name: Optional[str] = None,
-        tags: Optional[Iterable[str]] = None,
-        idempotency_key: Optional[str] = None,
-        work_queue_name: Optional[str] = None,
-        job_variables: Optional[Mapping[str, Any]] = None,
         parent_task_run_id: Optional[Union[uuid.UUID, str]] = None,
+        **options: Unpack[RunOptions],
     ) -> FlowRun:
         """Create a flow run of a deployment, scheduled now or at ``scheduled_time``.
 
-        Parameters merge over the deployment's defaults and tags over its tags,
-        on the server. Without an ``idempotency_key`` a fresh one is sent, so a
-        retried request returns the run the first attempt created. No parent
-        linking: pass ``parent_task_run_id`` to link explicitly.
+        ``options`` are :meth:`run_deployment`'s (but ``as_subflow``). Parameters
+        merge over the deployment's defaults and tags over its tags, on the
+        server. Without an ``idempotency_key`` a fresh one is sent, so a retried
+        request returns the run the first attempt created. No parent linking:
+        pass ``parent_task_run_id`` to link explicitly.
         """
-        return self._runs.create_from_deployment(
-            deployment_id,
-            parameters=parameters,
-            scheduled_time=scheduled_time,
-            flow_run_name=flow_run_name,
-            tags=tags,
-            idempotency_key=idempotency_key,
-            work_queue_name=work_queue_name,
-            job_variables=job_variables,
-            parent_task_run_id=parent_task_run_id,
+        if "as_subflow" in options:
+            raise InvalidArgumentError(
+                "create_flow_run_from_deployment links no parent: pass parent_task_run_id"
+            )
+        request = RunRequest.check(
+            as_uuid(deployment_id, "deployment_id"),
+            options,
+            where="create_flow_run_from_deployment",
         )
+        return self._runs.create_from_deployment(request, parent_task_run_id)
 
     def cancel_flow_run(
         self, flow_run_id: Union[uuid.UUID, str], message: Optional[str] = None
@@ -376,8 +328,7 @@ class Client:
         ``DeployTriggerError`` for any other failure to create or read the run.
         """
         wait_timeout = check_wait_arguments(timeout, poll_interval)
-        run = self._runs.trigger(
-            name,
+        options = RunOptions(
             parameters=parameters,
             scheduled_time=scheduled_time,
             flow_run_name=flow_run_name,
@@ -387,6 +338,7 @@ class Client:
             as_subflow=as_subflow,
             job_variables=job_variables,
         )
+        run = self._runs.trigger(RunRequest.check(name, options))
         if wait_timeout == 0:
             return run
         return self._runs.wait(
@@ -458,7 +410,11 @@ class Client:
         return FlowRunHandle(self._runs, run, poll_interval=poll_interval)
 
     def submit(
-        self, name: Union[str, uuid.UUID], *, poll_interval: float = 5, **options: Any
+        self,
+        name: Union[str, uuid.UUID],
+        *,
+        poll_interval: float = 5,
+        **options: Unpack[RunOptions],
     ) -> FlowRunHandle:
         """Create a flow run and return a handle to it at once, like ``Executor.submit``.
 
@@ -469,7 +425,7 @@ class Client:
         if "timeout" in options:
             raise InvalidArgumentError("submit returns at once: wait on the handle instead")
         check_wait_arguments(None, poll_interval)
-        run = self._runs.trigger(name, **options)
+        run = self._runs.trigger(RunRequest.check(name, options, where="submit"))
         return FlowRunHandle(self._runs, run, poll_interval=poll_interval)
 
     def wait_all(

@@ -20,17 +20,22 @@ import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Tuple, TypedDict, Union, cast
 from urllib.parse import urlsplit, urlunsplit
 
+from ._helpers.arguments import unexpected_keywords
 from ._helpers.urls import redact_url
 from .exceptions import ConfigurationError
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = [
     "DEFAULT_MAX_RETRIES",
     "DEFAULT_REQUEST_TIMEOUT",
     "DEFAULT_RETRY_BUDGET",
     "Settings",
+    "SettingsOptions",
     "resolve_settings",
 ]
 
@@ -79,7 +84,7 @@ class Settings:
             request; None: as many as ``retry_budget`` allows.
         retry_budget: seconds one request may spend retrying (from its first attempt).
         max_requests_per_minute: the request-rate budget shared by every client
-            of this process for this API URL (``ratelimit.py``); None: no budget.
+            of this process for this API URL; None: no budget.
     """
 
     api_url: str = field(repr=False)
@@ -112,17 +117,33 @@ class Settings:
         return None
 
 
+class SettingsOptions(TypedDict, total=False):
+    """The client options that are settings, each overriding the environment and profile.
+
+    :func:`resolve_settings` documents each; :class:`~deploytrigger.Client`
+    and :func:`~deploytrigger.configure` take them among their keywords.
+    """
+
+    api_key: Optional[str]
+    auth_string: Optional[str]
+    verify: Optional[Verify]
+    request_timeout: Optional[float]
+    max_retries: Optional[int]
+    retry_budget: Optional[float]
+    max_requests_per_minute: Optional[float]
+
+
+def settings_options(options: Mapping[str, Any]) -> SettingsOptions:
+    """The :class:`SettingsOptions` among ``options`` (a client's keywords)."""
+    names = SettingsOptions.__annotations__
+    return cast(SettingsOptions, {k: v for k, v in options.items() if k in names})
+
+
 def resolve_settings(
     api_url: Optional[str] = None,
     *,
-    api_key: Optional[str] = None,
-    auth_string: Optional[str] = None,
-    verify: Optional[Verify] = None,
-    request_timeout: Optional[float] = None,
-    max_retries: Optional[int] = None,
-    retry_budget: Optional[float] = None,
-    max_requests_per_minute: Optional[float] = None,
     environ: Optional[Mapping[str, str]] = None,
+    **options: Unpack[SettingsOptions],
 ) -> Settings:
     """Merge explicit arguments, the environment and the active Prefect profile.
 
@@ -149,6 +170,12 @@ def resolve_settings(
     Raises:
         ConfigurationError: no API URL anywhere, or a setting that cannot be used.
     """
+    unexpected_keywords(options, SettingsOptions.__annotations__, "resolve_settings")
+    api_key = options.get("api_key")
+    auth_string = options.get("auth_string")
+    verify = options.get("verify")
+    request_timeout = options.get("request_timeout")
+    max_retries = options.get("max_retries")
     env = os.environ if environ is None else environ
     layers = [
         (
@@ -206,9 +233,15 @@ def resolve_settings(
         raise ConfigurationError(
             f"max_retries (from {retries_source}) must be a whole number >= 0, not {max_retries!r}"
         )
-    budget = _own_number(retry_budget, "retry_budget", RETRY_BUDGET_VARIABLE, env, zero_ok=True)
+    budget = _own_number(
+        options.get("retry_budget"), "retry_budget", RETRY_BUDGET_VARIABLE, env, zero_ok=True
+    )
     rate = _own_number(
-        max_requests_per_minute, "max_requests_per_minute", RATE_VARIABLE, env, zero_ok=False
+        options.get("max_requests_per_minute"),
+        "max_requests_per_minute",
+        RATE_VARIABLE,
+        env,
+        zero_ok=False,
     )
 
     return Settings(

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import math
 import uuid
-from typing import Any, Optional, Tuple, Union
+from datetime import datetime
+from typing import Any, Iterable, Mapping, Optional, Tuple, TypedDict, Union
 
 from ..exceptions import InvalidArgumentError, InvalidArgumentTypeError
 
@@ -23,6 +24,37 @@ NAME_FORM = "a deployment id (UUID) or a name of the form 'flow name/deployment 
 
 DeploymentRef = Union[uuid.UUID, Tuple[str, str]]
 """A deployment id, or a (flow name, deployment name) pair."""
+
+
+class RunOptions(TypedDict, total=False):
+    """What describes a run to create: the keywords of ``run_deployment`` but the waiting ones.
+
+    :meth:`Client.run_deployment <deploytrigger.Client.run_deployment>` documents
+    each; ``submit``, ``run_many`` and the services take them as one mapping.
+    """
+
+    parameters: Optional[Mapping[str, Any]]
+    scheduled_time: Optional[datetime]
+    flow_run_name: Optional[str]
+    tags: Optional[Iterable[str]]
+    idempotency_key: Optional[str]
+    work_queue_name: Optional[str]
+    as_subflow: bool
+    job_variables: Optional[Mapping[str, Any]]
+
+
+def unexpected_keywords(given: Iterable[str], accepted: Iterable[str], where: str) -> None:
+    """Refuse keywords that ``where`` does not take, as Python does for a signature.
+
+    Raises:
+        InvalidArgumentTypeError: a keyword is not among ``accepted``.
+    """
+    unknown = sorted(set(given) - set(accepted))
+    if unknown:
+        names = ", ".join(repr(name) for name in unknown)
+        raise InvalidArgumentTypeError(
+            f"{where} got unexpected keyword argument(s) {names}; it takes {', '.join(accepted)}"
+        )
 
 
 def parse_deployment_ref(name: Any) -> DeploymentRef:

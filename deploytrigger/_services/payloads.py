@@ -1,8 +1,8 @@
-"""Checking arguments and building request bodies: pure functions, no I/O.
+"""The bodies of the services' requests, checked before anything is sent: pure, no I/O.
 
-Everything here runs before a request is sent, so bad input fails fast with
-an :class:`~deploytrigger.exceptions.InvalidArgumentError` that names the
-argument (and the key, for parameters) and shows what is expected.
+A run to create is checked once, into a :class:`RunRequest`, and passed down
+whole. Bad input fails fast with an :class:`~deploytrigger.InvalidArgumentError`
+that names the argument (and the key, for parameters) and shows what is expected.
 """
 
 from __future__ import annotations
@@ -17,7 +17,13 @@ import uuid
 from pathlib import PurePath
 from typing import Any, Dict, Iterable, List, Mapping, Optional
 
-from .._helpers.arguments import PAGE_LIMIT
+from .._helpers.arguments import (
+    PAGE_LIMIT,
+    DeploymentRef,
+    RunOptions,
+    parse_deployment_ref,
+    unexpected_keywords,
+)
 from ..exceptions import InvalidArgumentError, InvalidArgumentTypeError, ParameterRejectedError
 from ..models import Deployment
 
@@ -160,6 +166,37 @@ def flow_run_payload(
     }
     body.update({key: value for key, value in optional.items() if value is not None})
     return body
+
+
+@dataclasses.dataclass(frozen=True)
+class RunRequest:
+    """A run to create, checked: the deployment it names and the ``create_flow_run`` body.
+
+    Attributes:
+        ref: the deployment, by id or (flow name, deployment name).
+        body: the body of ``create_flow_run`` (parent linking adds to a copy).
+        as_subflow: link the run to the current parent run, when there is one.
+    """
+
+    ref: DeploymentRef
+    body: Mapping[str, Any]
+    as_subflow: bool = True
+
+    @classmethod
+    def check(cls, name: Any, options: RunOptions, *, where: str = "run_deployment") -> RunRequest:
+        """Check the deployment's name and every run option; nothing is sent.
+
+        Raises:
+            InvalidArgumentError: a bad value (an ``InvalidArgumentTypeError`` for a
+                wrong type or a keyword ``where`` does not take).
+        """
+        unexpected_keywords(options, RunOptions.__annotations__, where)
+        ref = parse_deployment_ref(name)
+        as_subflow = options.get("as_subflow", True)
+        if not isinstance(as_subflow, bool):
+            raise InvalidArgumentTypeError(f"as_subflow must be True or False, not {as_subflow!r}")
+        given: Dict[str, Any] = {k: v for k, v in options.items() if k != "as_subflow"}
+        return cls(ref=ref, body=flow_run_payload(**given), as_subflow=as_subflow)
 
 
 def check_parameter_names(deployment: Deployment, parameters: Mapping[str, Any], ref: str) -> None:

@@ -17,9 +17,7 @@ from typing import (
     Any,
     Callable,
     Dict,
-    Iterable,
     List,
-    Mapping,
     Optional,
     Sequence,
     Union,
@@ -31,7 +29,6 @@ from .._helpers.arguments import (
     check_wait_arguments,
     describe_ref,
     page_limit,
-    parse_deployment_ref,
 )
 from .._helpers.deadline import Deadline
 from .._http.transport import Transport, refine
@@ -42,7 +39,6 @@ from ..exceptions import (
     DeploymentNotFoundError,
     FlowRunNotFoundError,
     InvalidArgumentError,
-    InvalidArgumentTypeError,
     InvalidResponseError,
     NotFoundError,
     ParameterRejectedError,
@@ -51,8 +47,8 @@ from ..models import FlowRun, LogRecord
 from .deployments import Deployments, json_list, read_or_not_found
 from .parents import Parents
 from .payloads import (
+    RunRequest,
     check_parameter_names,
-    flow_run_payload,
     flow_runs_filter,
     logs_filter_body,
     rejected_parameter,
@@ -200,56 +196,23 @@ class Runs:
         return run
 
     def create_from_deployment(
-        self,
-        deployment_id: Union[uuid.UUID, str],
-        *,
-        parent_task_run_id: Optional[Union[uuid.UUID, str]] = None,
-        **options: Any,
+        self, request: RunRequest, parent_task_run_id: Optional[Union[uuid.UUID, str]]
     ) -> FlowRun:
-        """Create a run of a deployment given by id, with no parent linking (see the client)."""
-        deployment_uuid = as_uuid(deployment_id, "deployment_id")
-        body = flow_run_payload(
-            **options,
-            parent_task_run_id=(
-                None
-                if parent_task_run_id is None
-                else as_uuid(parent_task_run_id, "parent_task_run_id")
-            ),
-        )
-        return self.create(deployment_uuid, body, str(deployment_uuid))
+        """Create the run ``request`` describes (its deployment given by id), unlinked."""
+        deployment_id = as_uuid(request.ref, "deployment_id")
+        body = dict(request.body)
+        if parent_task_run_id is not None:
+            body["parent_task_run_id"] = str(as_uuid(parent_task_run_id, "parent_task_run_id"))
+        return self.create(deployment_id, body, str(deployment_id))
 
-    def trigger(
-        self,
-        name: Union[str, uuid.UUID],
-        *,
-        parameters: Optional[Mapping[str, Any]] = None,
-        scheduled_time: Optional[datetime] = None,
-        flow_run_name: Optional[str] = None,
-        tags: Optional[Iterable[str]] = None,
-        idempotency_key: Optional[str] = None,
-        work_queue_name: Optional[str] = None,
-        as_subflow: bool = True,
-        job_variables: Optional[Mapping[str, Any]] = None,
-    ) -> FlowRun:
-        """Create a run of the deployment ``name`` names, linked to the current parent.
+    def trigger(self, request: RunRequest) -> FlowRun:
+        """Create the run that ``request`` describes, linked to the current parent.
 
-        Every argument is checked before anything is sent. A cached deployment
-        is read again when the server no longer knows it (deleted, maybe
-        re-created under the same name) or when it lacks a parameter (the flow
-        gained one).
+        A cached deployment is read again when the server no longer knows it
+        (deleted, maybe re-created under the same name) or when it lacks a
+        parameter (the flow gained one).
         """
-        ref = parse_deployment_ref(name)
-        body = flow_run_payload(
-            parameters=parameters,
-            scheduled_time=scheduled_time,
-            flow_run_name=flow_run_name,
-            tags=tags,
-            idempotency_key=idempotency_key,
-            work_queue_name=work_queue_name,
-            job_variables=job_variables,
-        )
-        if not isinstance(as_subflow, bool):
-            raise InvalidArgumentTypeError(f"as_subflow must be True or False, not {as_subflow!r}")
+        ref, body = request.ref, dict(request.body)
         shown = describe_ref(ref)
         deployment, cached = self._deployments.resolve(ref)
         try:
@@ -260,7 +223,7 @@ class Runs:
             deployment, cached = self._deployments.resolve(ref, refresh=True)
             check_parameter_names(deployment, body["parameters"], shown)
         parent_task_run_id = None
-        if as_subflow:
+        if request.as_subflow:
             parent_task_run_id = self._parents.link(deployment, ref, body["parameters"])
             if parent_task_run_id is not None:
                 body["parent_task_run_id"] = str(parent_task_run_id)

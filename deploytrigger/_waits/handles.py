@@ -5,7 +5,8 @@
 :meth:`~FlowRunHandle.done` answers from that without a request, while
 :meth:`~FlowRunHandle.refresh`, :meth:`~FlowRunHandle.wait` and
 :meth:`~FlowRunHandle.result` ask the server. Waiting for many handles at once
-costs one request per 200 runs per poll: see ``batch.py``.
+costs one request per 200 runs per poll: see
+:meth:`Client.wait_all <deploytrigger.Client.wait_all>`.
 
 A handle is safe to share between threads. Done-callbacks run in whichever
 thread first sees the run final: the batch poller of a ``wait``/``wait_all``/
@@ -121,7 +122,7 @@ class FlowRunHandle:
     ) -> FlowRun:
         """Poll until the run is final or ``timeout`` seconds pass, like ``run_deployment``.
 
-        A server outage is waited out as every wait does (see ``waiting.py``).
+        A server outage is waited out as every wait does (``outage_tolerance``).
 
         Args:
             timeout: seconds to wait; None waits until the run is final; 0 reads once.

@@ -1,0 +1,66 @@
+"""The options of a client, defined once for :class:`~deploytrigger.Client` and
+:func:`~deploytrigger.configure` (and so for the default client)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Callable, Optional
+
+from .settings import SettingsOptions
+
+if TYPE_CHECKING:
+    import tenacity
+
+    from ._results.results import ResultReader
+
+__all__ = ["ClientOptions"]
+
+
+class ClientOptions(SettingsOptions, total=False):
+    """The keywords that :class:`~deploytrigger.Client` and :func:`~deploytrigger.configure` take.
+
+    Each is optional; the first seven are settings, which fall back on the
+    environment and the active Prefect profile.
+
+    Attributes:
+        api_key: a Prefect Cloud API key (sent as ``Bearer``); else ``PREFECT_API_KEY``.
+        auth_string: ``user:password`` for a self-hosted server's basic auth;
+            else ``PREFECT_API_AUTH_STRING``. Preferred over the API key.
+        verify: True, False or a CA bundle path; else ``PREFECT_API_SSL_CERT_FILE``
+            and ``PREFECT_API_TLS_INSECURE_SKIP_VERIFY``; else True.
+        request_timeout: seconds one HTTP request may take; else
+            ``PREFECT_API_REQUEST_TIMEOUT``; else 30.
+        max_retries: retries after the first attempt of a transiently failed request;
+            else ``PREFECT_CLIENT_MAX_RETRIES``; else as many as ``retry_budget`` allows.
+        retry_budget: seconds one request may spend retrying 408, 429, 502, 503 and
+            connection failures (from its first attempt; 0: no retries); else
+            ``DEPLOYTRIGGER_RETRY_BUDGET``; else 90. Waits never outlast a caller's timeout.
+        max_requests_per_minute: a request-rate budget shared by every client of this
+            process for the same API URL, adapting to 429s (see the guide "Servers
+            and limits"); else ``DEPLOYTRIGGER_MAX_REQUESTS_PER_MINUTE``; else none.
+        pool_size: connections kept open to the server (32); size it for your threads.
+        sleep: how to pause between retries and polls, ``sleep(seconds)``
+            (``time.sleep``; a test seam).
+        clock: a monotonic clock in seconds (``time.monotonic``; a test seam).
+        backoff: the pause before a retry the server sets no ``Retry-After`` for,
+            given tenacity's retry state (exponential with jitter by default).
+        deployment_cache_ttl: seconds a deployment resolved by ``run_deployment``
+            is reused (300; one request per steady-state trigger); 0 turns the
+            cache off. It is read again after a 404 on create or an unknown parameter.
+        outage_tolerance: seconds every wait (``run_deployment``, handles, batch
+            waits, log following) polls on through a server that cannot answer
+            (connection failures, 5xx, 429 after a poll's retries), so that it
+            outlives a restart (300); then the error is raised.
+        result_reader: ``reader(block, key) -> bytes``, for
+            :meth:`~deploytrigger.Client.read_result`: reads a key of a storage
+            block other than ``local-file-system`` (S3, GCS, Azure ...) with the
+            SDK you use; given a :class:`~deploytrigger.StorageBlock` (its fields,
+            secrets masked).
+    """
+
+    pool_size: int
+    sleep: Callable[[float], None]
+    clock: Callable[[], float]
+    backoff: Optional[Callable[[tenacity.RetryCallState], float]]
+    deployment_cache_ttl: float
+    outage_tolerance: float
+    result_reader: Optional[ResultReader]
