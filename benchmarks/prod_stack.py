@@ -4,10 +4,10 @@ The stack is :class:`harness.prod_stack.ProdStack` serving the
 flows of ``examples/flows.py``; this script starts it and leaves it running,
 and stops it again from another process (``make prod-up`` / ``make prod-down``)::
 
-    python benchmarks/prod_stack.py up       # start; state in .prod/state.json
-    python benchmarks/prod_stack.py up --api-servers 2   # scale-out: 2 API servers, a balancer
-    python benchmarks/prod_stack.py status   # what runs, and whether the server is healthy
-    python benchmarks/prod_stack.py down     # stop everything by pid, delete the temp dirs
+    python -m benchmarks.prod_stack up       # start; state in .prod/state.json
+    python -m benchmarks.prod_stack up --api-servers 2   # scale-out: 2 API servers, a balancer
+    python -m benchmarks.prod_stack status   # what runs, and whether the server is healthy
+    python -m benchmarks.prod_stack down     # stop everything by pid, delete the temp dirs
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ One command (``make bench``): starts a throwaway Prefect server serving
 ``examples/flows.py``, measures every figure for the three clients in the
 same run, prints a table and writes ``benchmarks/results.rst``::
 
-    .venv/bin/python benchmarks/run.py [--quick] [--only module-level]
+    .venv/bin/python -m benchmarks.run [--quick] [--only module-level]
 
 Each measurement runs in a fresh subprocess (``worker.py``) so that no client
 pays for another's imports. Cold figures come in two kinds: the import alone,
@@ -507,7 +507,7 @@ def main() -> None:
         module_started = time.monotonic()
         measure_module_level(bench, api_url, 2 if quick else 5, 30 if quick else 100)
         module_seconds = time.monotonic() - module_started
-    command = "benchmarks/run.py" + (" --quick" if quick else "")
+    command = "python -m benchmarks.run" + (" --quick" if quick else "")
     if not everything:
         command += f" --only {options.only}"
     section = module_section(bench, command, quick, module_seconds, bool(database))

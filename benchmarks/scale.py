@@ -1,6 +1,6 @@
 """Scaling on a production-shaped stack: deploytrigger against Prefect's own sync client.
 
-``make bench-scale`` (or ``python benchmarks/scale.py [--quick]``) starts
+``make bench-scale`` (or ``python -m benchmarks.scale [--quick]``) starts
 ``harness.prod_stack.ProdStack`` (PostgreSQL, the Prefect server,
 a process pool with two workers, the flows of ``examples/flows.py``), puts a
 counting reverse proxy (``harness.proxy.Proxy``) in front of the

@@ -2,7 +2,7 @@
 
 Run by ``benchmarks/run.py``, never by hand::
 
-    python benchmarks/worker.py LIB TASK API_URL [ARGS...]
+    python -m benchmarks.worker LIB TASK API_URL [ARGS...]
 
 LIB is ``deploytrigger`` (a reused ``Client``), ``module`` (the module-level
 ``deploytrigger.run_deployment`` over the default client), ``prefect``

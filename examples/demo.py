@@ -1,7 +1,8 @@
 """deploytrigger end to end: start a local Prefect server, run a deployment, wait for it.
 
-Run ``make demo``, or ``python examples/demo.py`` with deploytrigger and its
-``server`` extra installed (``pip install -e '.[server]'``). Exits 0 when the
+Run ``make demo``, or ``python -m examples.demo`` from the repository root with
+deploytrigger and the pinned server installed (``pip install -e . -r
+harness/requirements/server.txt``). Exits 0 when the
 flow run completed, 1 otherwise.
 """
 

@@ -1,7 +1,7 @@
 """Example Prefect flows that the demo and the integration tests serve.
 
 Run with a Prefect installation (the ``server`` extra) and ``PREFECT_API_URL``
-pointing at a server: ``python examples/flows.py``. Each flow becomes one
+pointing at a server: ``python -m examples.flows``. Each flow becomes one
 deployment, named ``<flow>/<deployment>`` as listed in ``DEPLOYMENTS``.
 ``add/add-dep`` carries the deployment default ``y=10``: a run given only ``x``
 shows that the server merges run parameters over deployment defaults.

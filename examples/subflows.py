@@ -1,9 +1,9 @@
 """Parent runs: a plain script shows up in Prefect as one run, its triggered runs nested under it.
 
-Run ``python examples/subflows.py`` with deploytrigger and its ``server`` extra
-installed: it starts a local Prefect server serving ``examples/flows.py``, or
-uses the server at ``PREFECT_API_URL`` when that is set (it must serve
-``add/add-dep``).
+Run ``python -m examples.subflows`` from the repository root, with deploytrigger
+and the pinned server (``harness/requirements/server.txt``) installed: it
+starts a local Prefect server serving ``examples/flows.py``, or uses the server
+at ``PREFECT_API_URL`` when that is set (it must serve ``add/add-dep``).
 
 What it shows, in order:
 

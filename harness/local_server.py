@@ -56,7 +56,7 @@ def prefect_command(python: Optional[str] = None) -> List[str]:
         return [str(script)]
     raise RuntimeError(
         f"Prefect is not installed for {sys.executable}; "
-        "install the server extra: pip install -e '.[server]'"
+        "install the pinned server: pip install -r harness/requirements/server.txt"
     )
 
 
