@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List, Tuple
 
 import pytest
-from server_http import server_session
+from helpers.server_http import server_session
 
 from deploytrigger import Client
 from harness.local_server import LocalPrefect
@@ -120,7 +120,7 @@ def auth_prefect() -> Iterator[LocalPrefect]:
         yield server
 
 
-# -- the server version matrix (tests/test_matrix_integration.py) ---------------------------
+# -- the server version matrix (tests/integration/test_matrix_integration.py) ---------------
 
 ROOT = Path(__file__).resolve().parent.parent
 MATRIX_FLOWS_SCRIPT = Path(__file__).resolve().parent / "servers" / "matrix_flows.py"
