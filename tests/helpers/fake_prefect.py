@@ -20,28 +20,12 @@ import requests
 import responses
 
 from deploytrigger import Client
+from helpers.fake_time import FakeTime
 
 API = "http://prefect.test/api"
 DEPLOYMENT_ID = "2c7d3f0e-4a5b-4c6d-8e9f-0a1b2c3d4e5f"
 FLOW_ID = "9e8d7c6b-5a49-4837-a261-5f4e3d2c1b0a"
 EPOCH = datetime(2026, 1, 1, tzinfo=timezone.utc)
-
-
-class FakeTime:
-    """A monotonic clock that only ``sleep`` moves; records every sleep."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: List[float] = []
-        self._lock = threading.Lock()
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        with self._lock:
-            self.sleeps.append(seconds)
-            self.now += seconds
 
 
 class FakePrefect:

@@ -1,11 +1,11 @@
-"""Server JSON, fake time and an isolated environment shared by the unit tests."""
+"""Server JSON shared by the unit tests (the fake clock is helpers.fake_time; the isolated
+environment is the ``isolated_environment`` fixture of tests/conftest.py)."""
 
 from __future__ import annotations
 
 import json
 import uuid
-from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Optional
 
 API = "http://prefect.test:4200/api"
 DEPLOYMENT_ID = uuid.UUID("3c9a7f3e-5b1d-4e2a-9f6c-0d8e7b6a5c41")
@@ -17,45 +17,6 @@ CREATE = f"{API}/deployments/{DEPLOYMENT_ID}/create_flow_run"
 RUN = f"{API}/flow_runs/{RUN_ID}"
 SET_STATE = f"{RUN}/set_state"
 LOGS = f"{API}/logs/filter"
-
-PREFECT_ENV = (
-    "PREFECT_API_URL",
-    "PREFECT_API_KEY",
-    "PREFECT_API_AUTH_STRING",
-    "PREFECT_API_SSL_CERT_FILE",
-    "PREFECT_API_TLS_INSECURE_SKIP_VERIFY",
-    "PREFECT_API_REQUEST_TIMEOUT",
-    "PREFECT_PROFILE",
-    "PREFECT_PROFILES_PATH",
-    "PREFECT__FLOW_RUN_ID",
-    "PREFECT_CLIENT_MAX_RETRIES",
-    "PREFECT_UI_URL",
-    "DEPLOYTRIGGER_RETRY_BUDGET",
-    "DEPLOYTRIGGER_MAX_REQUESTS_PER_MINUTE",
-)
-
-
-def isolate_prefect_env(monkeypatch: Any, home: Path) -> None:
-    """Hide the machine's Prefect settings, profile and parent run; ``home`` becomes HOME."""
-    for name in PREFECT_ENV:
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.setenv("PREFECT_HOME", str(home / ".prefect"))
-
-
-class FakeTime:
-    """A monotonic clock that only moves when something sleeps."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.sleeps: List[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 def deployment_json(**overrides: Any) -> Dict[str, Any]:

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import inspect
 import uuid
-from pathlib import Path
 from typing import Any, Dict, Iterator, List, Tuple
 
 import pytest
 import responses
-from helpers.run_stubs import isolate_prefect_env
 
 import deploytrigger
 from deploytrigger import Client, ConfigurationError, DeploymentNotFoundError
 from deploytrigger.api import run_deployment
+
+pytestmark = pytest.mark.isolated_environment
 
 API = "http://prefect.test:4200/api"
 DEPLOYMENT_ID = "3c9a7f3e-5b1d-4e2a-9f6c-0d8e7b6a5c41"
@@ -21,11 +21,6 @@ FLOW_ID = "9b2d3c4e-5f60-4172-8394-a5b6c7d8e9f0"
 RUN_ID = "5f2b8c1e-7d4a-4b3e-9a6f-1c2d3e4f5a6b"
 BY_NAME = f"{API}/deployments/name/add/add-dep"
 CREATE = f"{API}/deployments/{DEPLOYMENT_ID}/create_flow_run"
-
-
-@pytest.fixture(autouse=True)
-def isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    isolate_prefect_env(monkeypatch, tmp_path)
 
 
 @pytest.fixture

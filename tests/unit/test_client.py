@@ -12,14 +12,13 @@ import json
 import logging
 import time
 import uuid
-from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Type
 
 import pytest
 import requests
 import responses
 import tenacity
-from helpers.run_stubs import FakeTime, isolate_prefect_env
+from helpers.fake_time import FakeTime
 
 from deploytrigger import (
     AuthenticationError,
@@ -40,6 +39,8 @@ from deploytrigger import (
     TLSError,
 )
 
+pytestmark = pytest.mark.isolated_environment
+
 API = "http://prefect.test:4200/api"
 KEY = "pnu_S3CRET-api-key-0123456789"
 DEPLOYMENT_ID = uuid.UUID("3c9a7f3e-5b1d-4e2a-9f6c-0d8e7b6a5c41")
@@ -58,15 +59,9 @@ VALIDATION_DETAIL = (
 )
 
 
-@pytest.fixture(autouse=True)
-def isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No Prefect setting, profile or parent run of the machine running the tests leaks in."""
-    isolate_prefect_env(monkeypatch, tmp_path)
-
-
 @pytest.fixture
 def fake_time() -> FakeTime:
-    return FakeTime()
+    return FakeTime(1000.0)
 
 
 def make_client(fake_time: FakeTime, **kwargs: Any) -> Client:

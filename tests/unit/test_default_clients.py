@@ -23,7 +23,6 @@ from helpers.run_stubs import (
     CREATE,
     deployment_json,
     flow_run_json,
-    isolate_prefect_env,
 )
 
 import deploytrigger
@@ -40,10 +39,11 @@ from deploytrigger._http.transport import DEFAULT_POOL_SIZE
 OTHER = "http://other.test:4200/api"
 
 
+pytestmark = pytest.mark.isolated_environment(api_url=API)
+
+
 @pytest.fixture(autouse=True)
-def isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
-    isolate_prefect_env(monkeypatch, tmp_path)
-    monkeypatch.setenv("PREFECT_API_URL", API)
+def no_default_client_of_another_test(isolated_environment: None) -> Iterator[None]:
     reset_default_client()
     yield
     reset_default_client()

@@ -8,12 +8,10 @@ no retries inside a request) hits every entry point that waits.
 from __future__ import annotations
 
 import io
-from pathlib import Path
 from typing import Any, Callable, Dict, List
 
 import pytest
 from helpers.fake_prefect import API, FakePrefect, FakeTime, fake, make_client, time  # noqa: F401 - the fixtures
-from helpers.run_stubs import isolate_prefect_env
 
 from deploytrigger import Client, ConnectionFailedError, FlowRun, ServerError, StateType, cli
 
@@ -115,11 +113,10 @@ def test_the_first_read_of_a_run_known_only_by_id_is_not_waited_out(
     assert time.sleeps == []
 
 
+@pytest.mark.isolated_environment(api_url=API)
 def test_the_cli_polls_on_through_an_outage(
-    fake: FakePrefect, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    fake: FakePrefect, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    isolate_prefect_env(monkeypatch, tmp_path)
-    monkeypatch.setenv("PREFECT_API_URL", API)
     monkeypatch.setenv("PREFECT_CLIENT_MAX_RETRIES", "0")  # each failed poll fails at once
     fake.fail_next(3, after=1)
     out, err = io.StringIO(), io.StringIO()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import warnings
 from pathlib import Path
-from typing import Dict, Iterator
+from typing import Dict
 
 import pytest
 
@@ -23,31 +23,11 @@ from deploytrigger.settings import (
     resolve_settings,
 )
 
+pytestmark = pytest.mark.isolated_environment(home="home", prefect_home=False)
+
 ARG_URL = "http://arg.example:4200/api"
 ENV_URL = "http://env.example:4200/api"
 PROFILE_URL = "http://profile.example:4200/api"
-
-PREFECT_VARIABLES = (
-    "PREFECT_API_URL",
-    "PREFECT_API_KEY",
-    "PREFECT_API_AUTH_STRING",
-    "PREFECT_API_SSL_CERT_FILE",
-    "PREFECT_API_TLS_INSECURE_SKIP_VERIFY",
-    "PREFECT_API_REQUEST_TIMEOUT",
-    "PREFECT_CLIENT_MAX_RETRIES",
-    "PREFECT_PROFILE",
-    "PREFECT_PROFILES_PATH",
-    "PREFECT_HOME",
-)
-
-
-@pytest.fixture(autouse=True)
-def isolated_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
-    """No test sees the developer's environment or ~/.prefect."""
-    for name in PREFECT_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    yield
 
 
 @pytest.fixture

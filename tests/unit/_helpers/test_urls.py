@@ -3,20 +3,15 @@
 from __future__ import annotations
 
 import uuid
-from pathlib import Path
 
 import pytest
-from helpers.run_stubs import isolate_prefect_env
 
 from deploytrigger._helpers.urls import ui_base_url, ui_url
 
+pytestmark = pytest.mark.isolated_environment
+
 RUN_ID = uuid.UUID("5f2b8c1e-7d4a-4b3e-9a6f-1c2d3e4f5a6b")
 CLOUD = "https://api.prefect.cloud/api/accounts/acc-1/workspaces/ws-2"
-
-
-@pytest.fixture(autouse=True)
-def isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    isolate_prefect_env(monkeypatch, tmp_path)
 
 
 def test_cloud_api_urls_give_the_cloud_ui_run_page() -> None:

@@ -13,27 +13,24 @@ import json
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
 import responses
-from helpers.run_stubs import API, FakeTime, isolate_prefect_env
+from helpers.fake_time import FakeTime
+from helpers.run_stubs import API
 
 from deploytrigger import Client, CSRFError, PermissionDeniedError
 from deploytrigger._http.csrf import CLIENT_HEADER, TOKEN_HEADER, CsrfTokens, is_csrf_refusal
+
+pytestmark = pytest.mark.isolated_environment
 
 FLOWS = f"{API}/flows/"
 TOKEN_URL = f"{API}/csrf-token"
 MISSING = "Missing CSRF token."
 INVALID = "Invalid CSRF token or client identifier."
-
-
-@pytest.fixture(autouse=True)
-def isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    isolate_prefect_env(monkeypatch, tmp_path)
 
 
 def later(seconds: float) -> str:
@@ -94,7 +91,7 @@ def http() -> Any:
 
 
 def make_client(**kwargs: Any) -> Client:
-    fake = FakeTime()
+    fake = FakeTime(1000.0)
     options: Dict[str, Any] = {"sleep": fake.sleep, "clock": fake.clock, "backoff": lambda s: 1.0}
     options.update(kwargs)
     return Client(API, **options)

@@ -6,7 +6,7 @@ import threading
 from typing import List
 
 import pytest
-from helpers.run_stubs import FakeTime
+from helpers.fake_time import FakeTime
 
 from deploytrigger._http.ratelimit import RateBudget, shared_budget
 
@@ -17,7 +17,7 @@ def slots(budget: RateBudget, count: int) -> List[float]:
 
 
 def test_a_quiet_budget_lets_one_seconds_worth_through_at_once_then_spaces_requests() -> None:
-    time = FakeTime()
+    time = FakeTime(1000.0)
     budget = RateBudget(600, clock=time.clock, sleep=time.sleep)  # 10 a second
 
     waits = slots(budget, 13)
@@ -27,14 +27,14 @@ def test_a_quiet_budget_lets_one_seconds_worth_through_at_once_then_spaces_reque
 
 
 def test_a_low_budget_still_lets_one_request_through_at_once() -> None:
-    time = FakeTime()
+    time = FakeTime(1000.0)
     budget = RateBudget(30, clock=time.clock, sleep=time.sleep)  # one every 2 s
 
     assert slots(budget, 3) == pytest.approx([0.0, 2.0, 4.0])
 
 
 def test_requests_over_a_minute_never_exceed_the_budget_plus_the_burst() -> None:
-    time = FakeTime()
+    time = FakeTime(1000.0)
     budget = RateBudget(120, clock=time.clock, sleep=time.sleep)
     sent: List[float] = []
     while time.now < 1000.0 + 60.0:
@@ -46,7 +46,7 @@ def test_requests_over_a_minute_never_exceed_the_budget_plus_the_burst() -> None
 
 
 def test_acquire_sleeps_until_the_slot() -> None:
-    time = FakeTime()
+    time = FakeTime(1000.0)
     budget = RateBudget(60, clock=time.clock, sleep=time.sleep)
 
     assert budget.acquire() == 0.0
@@ -55,7 +55,7 @@ def test_acquire_sleeps_until_the_slot() -> None:
 
 
 def test_a_quiet_spell_refills_the_burst_but_no_more() -> None:
-    time = FakeTime()
+    time = FakeTime(1000.0)
     budget = RateBudget(600, clock=time.clock, sleep=time.sleep)
     slots(budget, 10)
     time.sleep(60.0)
@@ -64,7 +64,7 @@ def test_a_quiet_spell_refills_the_burst_but_no_more() -> None:
 
 
 def test_a_429_halves_the_rate_and_successes_give_it_back_step_by_step() -> None:
-    time = FakeTime()
+    time = FakeTime(1000.0)
     budget = RateBudget(1000, clock=time.clock, sleep=time.sleep)
 
     budget.limited()
@@ -92,7 +92,7 @@ def test_the_rate_never_falls_below_its_floor() -> None:
 
 
 def test_a_lowered_rate_spaces_requests_further_apart() -> None:
-    time = FakeTime()
+    time = FakeTime(1000.0)
     budget = RateBudget(60, clock=time.clock, sleep=time.sleep)
     budget.reserve()
     budget.limited()  # 30 a minute: 2 s apart
@@ -102,7 +102,7 @@ def test_a_lowered_rate_spaces_requests_further_apart() -> None:
 
 
 def test_threads_get_distinct_slots() -> None:
-    time = FakeTime()
+    time = FakeTime(1000.0)
     budget = RateBudget(60, clock=time.clock, sleep=lambda s: None)
     waits: List[float] = []
     lock = threading.Lock()

@@ -8,7 +8,7 @@ from typing import Any, Callable, Iterable, List, Optional
 
 import pytest
 import requests
-from helpers.run_stubs import FakeTime
+from helpers.fake_time import FakeTime
 from urllib3.exceptions import MaxRetryError, NameResolutionError, NewConnectionError
 
 from deploytrigger._helpers.deadline import Deadline
@@ -140,7 +140,7 @@ def scripted(outcomes: Iterable[Any]) -> Callable[[], Any]:
 
 
 def test_retrying_sends_max_retries_plus_one_attempts_then_raises_the_last_error() -> None:
-    time = FakeTime()
+    time = FakeTime(1000.0)
     call = scripted([status(503)])
     policy = retrying(max_retries=3, idempotent=True, sleep=time.sleep, backoff=lambda s: 1.0)
 
@@ -152,7 +152,7 @@ def test_retrying_sends_max_retries_plus_one_attempts_then_raises_the_last_error
 
 
 def test_retrying_zero_retries_sends_once() -> None:
-    time = FakeTime()
+    time = FakeTime(1000.0)
     call = scripted([status(503)])
 
     with pytest.raises(RetryableStatus):
@@ -163,7 +163,7 @@ def test_retrying_zero_retries_sends_once() -> None:
 
 
 def test_retrying_waits_at_least_what_retry_after_asks() -> None:
-    time = FakeTime()
+    time = FakeTime(1000.0)
     call = scripted([status(429, retry_after=7.0), "ok"])
     policy = retrying(max_retries=3, idempotent=False, sleep=time.sleep, backoff=lambda s: 1.0)
 
@@ -172,7 +172,7 @@ def test_retrying_waits_at_least_what_retry_after_asks() -> None:
 
 
 def test_retrying_uses_backoff_when_it_is_longer_than_retry_after() -> None:
-    time = FakeTime()
+    time = FakeTime(1000.0)
     call = scripted([status(429, retry_after=0.2), "ok"])
     policy = retrying(max_retries=3, idempotent=True, sleep=time.sleep, backoff=lambda s: 1.0)
 
@@ -181,7 +181,7 @@ def test_retrying_uses_backoff_when_it_is_longer_than_retry_after() -> None:
 
 
 def test_retrying_does_not_retry_a_non_idempotent_read_timeout() -> None:
-    time = FakeTime()
+    time = FakeTime(1000.0)
     call = scripted([requests.ReadTimeout("read timed out"), "ok"])
 
     with pytest.raises(requests.ReadTimeout):
@@ -191,7 +191,7 @@ def test_retrying_does_not_retry_a_non_idempotent_read_timeout() -> None:
 
 
 def test_retrying_starts_no_retry_whose_retry_after_outlasts_the_deadline() -> None:
-    time = FakeTime()
+    time = FakeTime(1000.0)
     deadline = Deadline(5.0, time.clock)
     call = scripted([status(429, retry_after=7.0), "ok"])
     policy = retrying(
@@ -206,7 +206,7 @@ def test_retrying_starts_no_retry_whose_retry_after_outlasts_the_deadline() -> N
 
 
 def test_retrying_cuts_its_backoff_at_the_deadline_and_stops_there() -> None:
-    time = FakeTime()
+    time = FakeTime(1000.0)
     deadline = Deadline(2.5, time.clock)
     call = scripted([refused()])
     policy = retrying(
@@ -221,7 +221,7 @@ def test_retrying_cuts_its_backoff_at_the_deadline_and_stops_there() -> None:
 
 
 def test_default_backoff_starts_near_half_a_second_and_is_capped() -> None:
-    time = FakeTime()
+    time = FakeTime(1000.0)
     call = scripted([status(503)])
 
     with pytest.raises(RetryableStatus):
@@ -234,7 +234,7 @@ def test_default_backoff_starts_near_half_a_second_and_is_capped() -> None:
 
 
 def test_retrying_calls_before_sleep_once_per_retry() -> None:
-    time = FakeTime()
+    time = FakeTime(1000.0)
     seen: List[int] = []
     call = scripted([status(503), status(503), "ok"])
     policy = retrying(
@@ -270,7 +270,7 @@ def test_an_answer_in_maintenance_is_retried_even_when_not_idempotent() -> None:
 
 
 def test_answers_in_maintenance_do_not_count_against_max_retries() -> None:
-    time = FakeTime()
+    time = FakeTime(1000.0)
     call = scripted([maintenance(), maintenance(), maintenance(), status(503), status(503)])
     policy = retrying(max_retries=1, idempotent=True, sleep=time.sleep, backoff=lambda s: 1.0)
 
@@ -282,7 +282,7 @@ def test_answers_in_maintenance_do_not_count_against_max_retries() -> None:
 
 
 def test_maintenance_is_bounded_by_the_retry_budget() -> None:
-    time = FakeTime()
+    time = FakeTime(1000.0)
     call = scripted([maintenance()])
     budget = Deadline(10.0, time.clock)
     policy = retrying(
@@ -297,7 +297,7 @@ def test_maintenance_is_bounded_by_the_retry_budget() -> None:
 
 
 def test_without_max_retries_the_budget_alone_stops_retrying() -> None:
-    time = FakeTime()
+    time = FakeTime(1000.0)
     call = scripted([status(503)])
     budget = Deadline(60.0, time.clock)
     policy = retrying(max_retries=None, idempotent=True, budget=budget, sleep=time.sleep)
@@ -310,7 +310,7 @@ def test_without_max_retries_the_budget_alone_stops_retrying() -> None:
 
 
 def test_the_earlier_of_budget_and_deadline_wins() -> None:
-    time = FakeTime()
+    time = FakeTime(1000.0)
     call = scripted([refused()])
     policy = retrying(
         max_retries=None,
@@ -328,7 +328,7 @@ def test_the_earlier_of_budget_and_deadline_wins() -> None:
 
 
 def test_a_retry_after_beyond_the_budget_is_not_waited_for() -> None:
-    time = FakeTime()
+    time = FakeTime(1000.0)
     call = scripted([status(429, retry_after=30.0), "ok"])
     policy = retrying(
         max_retries=None, idempotent=True, budget=Deadline(20.0, time.clock), sleep=time.sleep

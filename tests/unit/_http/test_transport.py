@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import pytest
 import requests
 import responses
-from helpers.run_stubs import API, FakeTime, isolate_prefect_env
+from helpers.fake_time import FakeTime
+from helpers.run_stubs import API
 from urllib3.exceptions import MaxRetryError, NewConnectionError
 
 from deploytrigger import APIError, Client, ConnectionFailedError, RateLimitedError, ServerError
@@ -17,13 +17,10 @@ from deploytrigger._http.ratelimit import RateBudget
 from deploytrigger._http.transport import FIRST_CONTACT_RETRIES, Transport
 from deploytrigger.settings import resolve_settings
 
+pytestmark = pytest.mark.isolated_environment
+
 HEALTH = f"{API}/health"
 FLOWS = f"{API}/flows/"
-
-
-@pytest.fixture(autouse=True)
-def isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    isolate_prefect_env(monkeypatch, tmp_path)
 
 
 @pytest.fixture
@@ -34,7 +31,7 @@ def http() -> Any:
 
 @pytest.fixture
 def fake_time() -> FakeTime:
-    return FakeTime()
+    return FakeTime(1000.0)
 
 
 def make_client(fake_time: FakeTime, **kwargs: Any) -> Client:

@@ -21,8 +21,9 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import pytest
 import responses
+from helpers.fake_time import FakeTime
 from helpers.result_samples import SAMPLE
-from helpers.run_stubs import API, RUN, RUN_ID, FakeTime, flow_run_json, isolate_prefect_env
+from helpers.run_stubs import API, RUN, RUN_ID, flow_run_json
 
 import deploytrigger
 from deploytrigger import (
@@ -70,7 +71,7 @@ def http() -> Iterator[responses.RequestsMock]:
 
 @pytest.fixture
 def fake_time() -> FakeTime:
-    return FakeTime()
+    return FakeTime(1000.0)
 
 
 @pytest.fixture
@@ -652,11 +653,10 @@ def test_read_result_accepts_a_handle(
     assert client.read_result(handle) == 5
 
 
+@pytest.mark.isolated_environment(api_url=API)
 def test_the_module_level_read_result_opens_a_client_from_the_environment(
-    http: responses.RequestsMock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    http: responses.RequestsMock, tmp_path: Path
 ) -> None:
-    isolate_prefect_env(monkeypatch, tmp_path)
-    monkeypatch.setenv("PREFECT_API_URL", API)
     stored(http, tmp_path, b"[true]")
     assert deploytrigger.read_result(RUN_ID) == [True]
     with Client(API) as client:
@@ -671,13 +671,7 @@ def run_cli(*argv: str) -> Tuple[int, str, str]:
     return code, out.getvalue(), err.getvalue()
 
 
-@pytest.fixture
-def cli_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    isolate_prefect_env(monkeypatch, tmp_path)
-    monkeypatch.setenv("PREFECT_API_URL", API)
-
-
-@pytest.mark.usefixtures("cli_env")
+@pytest.mark.isolated_environment(api_url=API)
 def test_cli_result_prints_the_value_as_json(http: responses.RequestsMock, tmp_path: Path) -> None:
     stored(http, tmp_path, PREFECT_JSON)
     code, out, err = run_cli("result", str(RUN_ID))
@@ -695,7 +689,7 @@ def test_cli_result_prints_the_value_as_json(http: responses.RequestsMock, tmp_p
     }
 
 
-@pytest.mark.usefixtures("cli_env")
+@pytest.mark.isolated_environment(api_url=API)
 def test_cli_result_loads_pickles_only_when_allowed(
     http: responses.RequestsMock, tmp_path: Path
 ) -> None:
@@ -705,7 +699,7 @@ def test_cli_result_loads_pickles_only_when_allowed(
     assert run_cli("result", str(RUN_ID), "--allow-pickle")[:2] == (0, '{"x": [1, 2]}\n')
 
 
-@pytest.mark.usefixtures("cli_env")
+@pytest.mark.isolated_environment(api_url=API)
 @pytest.mark.parametrize(
     ("state_type", "data", "code"),
     [("FAILED", None, 1), ("CANCELLED", None, 4), ("RUNNING", None, 3), ("COMPLETED", None, 5)],
@@ -719,7 +713,7 @@ def test_cli_result_exit_codes_follow_the_run(
     assert err.startswith("deploytrigger: error: ") and str(RUN_ID) in err
 
 
-@pytest.mark.usefixtures("cli_env")
+@pytest.mark.isolated_environment(api_url=API)
 def test_cli_result_wait_polls_until_final(http: responses.RequestsMock, tmp_path: Path) -> None:
     (tmp_path / "r").write_bytes(b'"ok"')
     serve_run(http, "RUNNING")
@@ -728,7 +722,7 @@ def test_cli_result_wait_polls_until_final(http: responses.RequestsMock, tmp_pat
     assert (code, out) == (0, '"ok"\n')
 
 
-@pytest.mark.usefixtures("cli_env")
+@pytest.mark.isolated_environment(api_url=API)
 def test_cli_result_timeout_needs_wait() -> None:
     code, _, err = run_cli("result", str(RUN_ID), "--timeout", "5")
     assert code == 2 and "--timeout needs --wait" in err

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Callable, List
 
 import pytest
-from helpers.run_stubs import FakeTime
+from helpers.fake_time import FakeTime
 
 from deploytrigger._helpers.deadline import Deadline
 from deploytrigger._waits.engine import NOTHING, Poller, is_transient
@@ -50,7 +50,7 @@ def poll(
 
 
 def test_deadline_without_timeout_never_passes_and_has_no_remaining_time() -> None:
-    time = FakeTime()
+    time = FakeTime(1000.0)
     deadline = Deadline(None, time.clock)
     time.now += 10**9
 
@@ -60,7 +60,7 @@ def test_deadline_without_timeout_never_passes_and_has_no_remaining_time() -> No
 
 
 def test_deadline_counts_down_on_its_clock_and_never_goes_negative() -> None:
-    time = FakeTime()
+    time = FakeTime(1000.0)
     deadline = Deadline(10.0, time.clock)
 
     assert deadline.remaining() == 10.0
@@ -74,7 +74,7 @@ def test_deadline_counts_down_on_its_clock_and_never_goes_negative() -> None:
 
 
 def test_zero_timeout_deadline_has_already_passed() -> None:
-    time = FakeTime()
+    time = FakeTime(1000.0)
 
     assert Deadline(0, time.clock).passed() is True
 
@@ -83,7 +83,7 @@ def test_zero_timeout_deadline_has_already_passed() -> None:
 
 
 def test_poll_returns_the_first_done_result_after_one_interval_per_miss() -> None:
-    time = FakeTime()
+    time = FakeTime(1000.0)
     fetch = results("a", "b", "done", "never-reached")
 
     result = poll(fetch, is_done, deadline=Deadline(None, time.clock), interval=5, sleep=time.sleep)
@@ -94,7 +94,7 @@ def test_poll_returns_the_first_done_result_after_one_interval_per_miss() -> Non
 
 
 def test_poll_fetches_at_once_and_does_not_sleep_when_first_result_is_done() -> None:
-    time = FakeTime()
+    time = FakeTime(1000.0)
     fetch = results("done")
 
     assert poll(fetch, is_done, deadline=Deadline(30, time.clock), interval=5, sleep=time.sleep)
@@ -103,7 +103,7 @@ def test_poll_fetches_at_once_and_does_not_sleep_when_first_result_is_done() -> 
 
 
 def test_poll_with_deadline_returns_last_result_and_cuts_last_pause_at_the_deadline() -> None:
-    time = FakeTime()
+    time = FakeTime(1000.0)
     fetch = results("t0", "t5", "t10", "t12", "too-late")
 
     result = poll(fetch, is_done, deadline=Deadline(12, time.clock), interval=5, sleep=time.sleep)
@@ -115,7 +115,7 @@ def test_poll_with_deadline_returns_last_result_and_cuts_last_pause_at_the_deadl
 
 
 def test_poll_with_zero_timeout_fetches_once_and_returns_without_sleeping() -> None:
-    time = FakeTime()
+    time = FakeTime(1000.0)
     fetch = results("pending")
 
     result = poll(fetch, is_done, deadline=Deadline(0, time.clock), interval=5, sleep=time.sleep)
@@ -126,7 +126,7 @@ def test_poll_with_zero_timeout_fetches_once_and_returns_without_sleeping() -> N
 
 
 def test_poll_interval_longer_than_timeout_sleeps_only_until_the_deadline() -> None:
-    time = FakeTime()
+    time = FakeTime(1000.0)
     fetch = results("t0", "t3")
 
     result = poll(fetch, is_done, deadline=Deadline(3, time.clock), interval=60, sleep=time.sleep)
@@ -136,7 +136,7 @@ def test_poll_interval_longer_than_timeout_sleeps_only_until_the_deadline() -> N
 
 
 def test_poll_interval_zero_never_sleeps_for_any_time() -> None:
-    time = FakeTime()
+    time = FakeTime(1000.0)
     fetch = results("a", "b", "c", "done")
 
     result = poll(fetch, is_done, deadline=Deadline(None, time.clock), interval=0, sleep=time.sleep)
@@ -148,7 +148,7 @@ def test_poll_interval_zero_never_sleeps_for_any_time() -> None:
 
 
 def test_poll_lets_the_fetch_exception_propagate_unchanged() -> None:
-    time = FakeTime()
+    time = FakeTime(1000.0)
     calls: List[int] = []
 
     class Boom(Exception):
@@ -200,7 +200,7 @@ def test_only_failures_to_answer_are_transient(error: Exception, transient: bool
 
 
 def test_a_wait_polls_on_through_an_outage_with_the_last_result() -> None:
-    time = FakeTime()
+    time = FakeTime(1000.0)
     poller = Poller(sleep=time.sleep, clock=time.clock, outage_tolerance=60)
     fetch = script("pending", DOWN, DOWN, DOWN, "done")
 
@@ -211,7 +211,7 @@ def test_a_wait_polls_on_through_an_outage_with_the_last_result() -> None:
 
 
 def test_an_outage_longer_than_the_tolerance_raises_the_last_error() -> None:
-    time = FakeTime()
+    time = FakeTime(1000.0)
     poller = Poller(sleep=time.sleep, clock=time.clock, outage_tolerance=12)
     fetch = script("pending", DOWN)
 
@@ -222,7 +222,7 @@ def test_an_outage_longer_than_the_tolerance_raises_the_last_error() -> None:
 
 
 def test_an_answer_ends_the_outage_and_restarts_its_clock() -> None:
-    time = FakeTime()
+    time = FakeTime(1000.0)
     poller = Poller(sleep=time.sleep, clock=time.clock, outage_tolerance=12)
     fetch = script("pending", DOWN, DOWN, "pending", DOWN, DOWN, "done")
 
@@ -232,7 +232,7 @@ def test_an_answer_ends_the_outage_and_restarts_its_clock() -> None:
 
 
 def test_a_failure_without_an_earlier_result_is_raised_at_once() -> None:
-    time = FakeTime()
+    time = FakeTime(1000.0)
     poller = Poller(sleep=time.sleep, clock=time.clock)
 
     with pytest.raises(ConnectionFailedError):
@@ -241,7 +241,7 @@ def test_a_failure_without_an_earlier_result_is_raised_at_once() -> None:
 
 
 def test_a_known_result_given_up_front_carries_the_first_poll_through_an_outage() -> None:
-    time = FakeTime()
+    time = FakeTime(1000.0)
     poller = Poller(sleep=time.sleep, clock=time.clock)
     fetch = script(DOWN, "done")
 
@@ -254,7 +254,7 @@ def test_a_known_result_given_up_front_carries_the_first_poll_through_an_outage(
 
 
 def test_a_refusal_is_raised_at_once_even_with_a_known_result() -> None:
-    time = FakeTime()
+    time = FakeTime(1000.0)
     poller = Poller(sleep=time.sleep, clock=time.clock)
     missing = FlowRunNotFoundError("gone", flow_run_id="x", status_code=404)
 
@@ -266,7 +266,7 @@ def test_a_refusal_is_raised_at_once_even_with_a_known_result() -> None:
 
 
 def test_a_deadline_passing_during_an_outage_ends_the_wait_with_the_last_result() -> None:
-    time = FakeTime()
+    time = FakeTime(1000.0)
     poller = Poller(sleep=time.sleep, clock=time.clock, outage_tolerance=1000)
 
     result = poller.poll(
@@ -278,7 +278,7 @@ def test_a_deadline_passing_during_an_outage_ends_the_wait_with_the_last_result(
 
 
 def test_a_retry_after_longer_than_what_is_left_is_slept_out_and_the_wait_ends() -> None:
-    time = FakeTime()
+    time = FakeTime(1000.0)
     poller = Poller(sleep=time.sleep, clock=time.clock)
     limited = RateLimitedError("429", retry_after=30, status_code=429)
 

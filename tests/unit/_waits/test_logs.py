@@ -11,11 +11,11 @@ import datetime as dt
 import json
 import logging
 import uuid
-from pathlib import Path
 from typing import Any, Dict, Iterator, List, Tuple
 
 import pytest
 import responses
+from helpers.fake_time import FakeTime
 from helpers.run_stubs import (
     API,
     BY_NAME,
@@ -24,10 +24,8 @@ from helpers.run_stubs import (
     RUN,
     RUN_ID,
     SET_STATE,
-    FakeTime,
     deployment_json,
     flow_run_json,
-    isolate_prefect_env,
     log_json,
     sent_json,
 )
@@ -36,15 +34,12 @@ import deploytrigger
 from deploytrigger import Client, FlowRunNotFoundError, InvalidArgumentError, StateType
 from deploytrigger._waits.logs import LogCursor, LogRecord
 
-
-@pytest.fixture(autouse=True)
-def isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    isolate_prefect_env(monkeypatch, tmp_path)
+pytestmark = pytest.mark.isolated_environment
 
 
 @pytest.fixture
 def fake_time() -> FakeTime:
-    return FakeTime()
+    return FakeTime(1000.0)
 
 
 @pytest.fixture

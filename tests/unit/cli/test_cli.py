@@ -23,7 +23,6 @@ from helpers.run_stubs import (
     SET_STATE,
     deployment_json,
     flow_run_json,
-    isolate_prefect_env,
     sent_json,
 )
 
@@ -36,11 +35,7 @@ from deploytrigger.exceptions import (
     ServerError,
 )
 
-
-@pytest.fixture(autouse=True)
-def isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    isolate_prefect_env(monkeypatch, tmp_path)
-    monkeypatch.setenv("PREFECT_API_URL", API)
+pytestmark = pytest.mark.isolated_environment(api_url=API)
 
 
 @pytest.fixture
