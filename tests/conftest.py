@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List, Tuple
 
 import pytest
-from server_http import server_session
+from helpers.server_http import server_session
 
 from deploytrigger import Client
 from harness.local_server import LocalPrefect
@@ -42,6 +42,53 @@ def fresh_default_client() -> Iterator[None]:
     defaults = sys.modules.get("deploytrigger._default_clients")
     if defaults is not None:
         defaults.reset_default_client()
+
+
+# -- the unit tests' isolated environment ---------------------------------------------------
+
+PREFECT_ENV = (
+    "PREFECT_API_URL",
+    "PREFECT_API_KEY",
+    "PREFECT_API_AUTH_STRING",
+    "PREFECT_API_SSL_CERT_FILE",
+    "PREFECT_API_TLS_INSECURE_SKIP_VERIFY",
+    "PREFECT_API_REQUEST_TIMEOUT",
+    "PREFECT_PROFILE",
+    "PREFECT_PROFILES_PATH",
+    "PREFECT_HOME",
+    "PREFECT__FLOW_RUN_ID",
+    "PREFECT_CLIENT_MAX_RETRIES",
+    "PREFECT_UI_URL",
+    "DEPLOYTRIGGER_RETRY_BUDGET",
+    "DEPLOYTRIGGER_MAX_REQUESTS_PER_MINUTE",
+)
+
+
+@pytest.fixture(autouse=True)
+def isolated_environment(request: pytest.FixtureRequest) -> None:
+    """No Prefect setting, profile or parent run of the machine running the tests leaks in.
+
+    Only for a test or module (``pytestmark``) marked ``isolated_environment``: every
+    variable of ``PREFECT_ENV`` is removed, ``HOME`` is ``tmp_path`` and ``PREFECT_HOME``
+    is ``$HOME/.prefect``. The marker's keywords change that: ``api_url=`` sets
+    ``PREFECT_API_URL``, ``home="name"`` makes ``HOME`` ``tmp_path / name``, and
+    ``prefect_home=False`` leaves ``PREFECT_HOME`` unset. It runs before the test's
+    other fixtures, as the autouse fixture each module used to define did.
+    """
+    marker = request.node.get_closest_marker("isolated_environment")
+    if marker is None:
+        return
+    options: Dict[str, Any] = dict(marker.kwargs)
+    monkeypatch: pytest.MonkeyPatch = request.getfixturevalue("monkeypatch")
+    tmp_path: Path = request.getfixturevalue("tmp_path")
+    for name in PREFECT_ENV:
+        monkeypatch.delenv(name, raising=False)
+    home = tmp_path / options["home"] if options.get("home") else tmp_path
+    monkeypatch.setenv("HOME", str(home))
+    if options.get("prefect_home", True):
+        monkeypatch.setenv("PREFECT_HOME", str(home / ".prefect"))
+    if options.get("api_url"):
+        monkeypatch.setenv("PREFECT_API_URL", options["api_url"])
 
 
 @pytest.fixture(scope="session")
@@ -120,7 +167,7 @@ def auth_prefect() -> Iterator[LocalPrefect]:
         yield server
 
 
-# -- the server version matrix (tests/test_matrix_integration.py) ---------------------------
+# -- the server version matrix (tests/integration/test_matrix_integration.py) ---------------
 
 ROOT = Path(__file__).resolve().parent.parent
 MATRIX_FLOWS_SCRIPT = Path(__file__).resolve().parent / "servers" / "matrix_flows.py"
@@ -152,6 +199,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "matrix: runs against each server version of --prefect-versions"
+    )
+    config.addinivalue_line(
+        "markers",
+        "isolated_environment(api_url=None, home=None, prefect_home=True): "
+        "hide the machine's Prefect environment (the isolated_environment fixture)",
     )
 
 

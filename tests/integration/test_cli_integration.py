@@ -1,0 +1,191 @@
+"""The real ``deploytrigger`` entry point, as a subprocess, against a real Prefect server.
+
+Each exit code is produced by a real run; ``--watch`` must show the flow's own
+printed line between its state lines; errors must be one line. The example
+notebook is executed headlessly and must render the run's state as HTML.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples"
+PROCESS_TIMEOUT = 240
+
+
+@pytest.fixture(scope="module")
+def cli_env(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env["PREFECT_HOME"] = str(tmp_path_factory.mktemp("prefect-home"))
+    return env
+
+
+def deploytrigger(
+    env: Dict[str, str], api_url: str, *argv: str
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "deploytrigger", *argv, "--api-url", api_url],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=PROCESS_TIMEOUT,
+    )
+
+
+def one_error_line(result: subprocess.CompletedProcess[str], starts: str) -> None:
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"deploytrigger: error: {starts}"), result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_completed_run_exits_0_and_json_is_one_object(
+    api_url: str, cli_env: Dict[str, str]
+) -> None:
+    result = deploytrigger(
+        cli_env, api_url, "run", "add/add-dep", "-p", "x=5", "--json", "--poll-interval", "0.5"
+    )
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["state"] == "COMPLETED" and data["exit_code"] == 0
+    assert data["parameters"] == {"x": 5, "y": 10}
+    assert data["ui_url"] == api_url[: -len("/api")] + f"/runs/flow-run/{data['id']}"
+
+
+def test_watch_streams_states_and_the_flows_own_log_line_in_order(
+    api_url: str, cli_env: Dict[str, str]
+) -> None:
+    result = deploytrigger(
+        cli_env, api_url, "run", "add/add-dep", "-p", "x=3", "--watch", "--poll-interval", "0.5"
+    )
+    assert result.returncode == 0, result.stderr
+    lines: List[str] = result.stdout.splitlines()
+    states = [i for i, line in enumerate(lines) if " STATE " in line]
+    printed = [i for i, line in enumerate(lines) if line.endswith("INFO     sum is 13")]
+    assert printed, result.stdout
+    assert states and states[0] < printed[0], result.stdout
+    completed = [i for i in states if lines[i].endswith("STATE    Completed")]
+    assert completed and printed[0] < completed[-1], result.stdout
+    assert "COMPLETED" in lines[-2] or "COMPLETED" in lines[-1]
+
+
+def test_failed_run_exits_1(api_url: str, cli_env: Dict[str, str]) -> None:
+    result = deploytrigger(cli_env, api_url, "run", "fail/fail-dep", "--poll-interval", "0.5")
+    assert result.returncode == 1, result.stderr
+    assert "FAILED" in result.stdout and "boom" in result.stdout
+
+
+def test_timeout_exits_3_then_cancel_command_makes_it_cancelled_exit_4(
+    api_url: str, cli_env: Dict[str, str]
+) -> None:
+    result = deploytrigger(
+        cli_env, api_url, "run", "sleepy/sleepy-dep", "-p", "seconds=60",
+        "--timeout", "2", "--poll-interval", "0.5", "--json",
+    )  # fmt: skip
+    assert result.returncode == 3, result.stderr
+    run_id = json.loads(result.stdout)["id"]
+    cancel = deploytrigger(cli_env, api_url, "cancel", run_id)
+    assert cancel.returncode == 0, cancel.stderr
+    deadline = time.monotonic() + 60
+    status = deploytrigger(cli_env, api_url, "status", run_id, "--json")
+    while json.loads(status.stdout)["state"] != "CANCELLED" and time.monotonic() < deadline:
+        time.sleep(1)
+        status = deploytrigger(cli_env, api_url, "status", run_id, "--json")
+    assert status.returncode == 4, status.stdout
+
+
+def test_cancel_on_timeout_exits_4(api_url: str, cli_env: Dict[str, str]) -> None:
+    result = deploytrigger(
+        cli_env, api_url, "run", "sleepy/sleepy-dep", "-p", "seconds=60",
+        "--timeout", "2", "--poll-interval", "0.5", "--cancel-on-timeout", "--json",
+    )  # fmt: skip
+    assert result.returncode == 4, result.stderr
+    assert json.loads(result.stdout)["state"] in ("CANCELLING", "CANCELLED")
+
+
+@pytest.mark.parametrize(
+    "argv, code, starts",
+    [
+        (["run", "nope/nope-dep"], 5, "deployment 'nope/nope-dep' was not found"),
+        (["run", "add/add-dep", "-p", "x"], 2, "--param expects key=value"),
+        (["run", "add/add-dep", "--start-at", "not-a-date"], 2, "--start-at expects"),
+        (["run", "add/add-dep", "--start-in", "soonish"], 2, "--start-in expects"),
+    ],
+)
+def test_bad_input_gives_one_error_line_and_its_exit_code(
+    api_url: str, cli_env: Dict[str, str], argv: List[str], code: int, starts: str
+) -> None:
+    result = deploytrigger(cli_env, api_url, *argv)
+    assert result.returncode == code, result.stderr
+    one_error_line(result, starts)
+    assert result.stdout == ""
+
+
+def test_deployments_lists_what_can_be_run_with_default_parameters(
+    api_url: str, cli_env: Dict[str, str]
+) -> None:
+    result = deploytrigger(cli_env, api_url, "deployments")
+    assert result.returncode == 0, result.stderr
+    rows = {line.split()[0]: line for line in result.stdout.splitlines()}
+    assert {"add/add-dep", "fail/fail-dep", "sleepy/sleepy-dep", "echo/echo-dep"} <= set(rows)
+    assert rows["add/add-dep"].endswith('{"y": 10}')
+    only_add = deploytrigger(cli_env, api_url, "deployments", "--flow", "add", "--json")
+    names = [d["name"] for d in json.loads(only_add.stdout)["deployments"]]
+    assert names == ["add/add-dep"]
+
+
+def test_logs_of_a_finished_run_show_its_printed_line(
+    api_url: str, cli_env: Dict[str, str]
+) -> None:
+    run = deploytrigger(
+        cli_env, api_url, "run", "add/add-dep", "-p", "x=7", "--json", "--poll-interval", "0.5"
+    )
+    run_id = json.loads(run.stdout)["id"]
+    deadline = time.monotonic() + 30
+    while True:  # the flow's log lines reach the server in batches, after the state
+        logs = deploytrigger(cli_env, api_url, "logs", run_id)
+        if "sum is 17" in logs.stdout or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert logs.returncode == 0
+    assert any(line.endswith("INFO     sum is 17") for line in logs.stdout.splitlines())
+    followed = deploytrigger(cli_env, api_url, "logs", run_id, "--follow", "--poll-interval", "0.5")
+    assert followed.stdout == logs.stdout
+
+
+def test_the_example_notebook_runs_headlessly_and_renders_the_run(
+    api_url: str, cli_env: Dict[str, str], tmp_path: Path
+) -> None:
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    notebook = nbformat.read(EXAMPLES_DIR / "notebook.ipynb", as_version=4)
+    saved = dict(os.environ)
+    os.environ.update(cli_env)
+    os.environ["DEPLOYTRIGGER_API_URL"] = api_url
+    try:
+        nbclient.NotebookClient(
+            notebook, timeout=PROCESS_TIMEOUT, kernel_name="python3",
+            resources={"metadata": {"path": str(tmp_path)}},
+        ).execute()  # fmt: skip
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    html = [
+        output["data"]["text/html"]
+        for cell in notebook.cells
+        for output in cell.get("outputs", [])
+        if "text/html" in output.get("data", {})
+    ]
+    assert len(html) == 1, html
+    assert 'data-state="COMPLETED"' in html[0] and ">Completed<" in html[0]
+    assert "/runs/flow-run/" in html[0]

@@ -1,0 +1,172 @@
+"""Scale-out: two API servers on one PostgreSQL behind a round-robin balancer, one killed mid-way.
+
+The stack (:class:`~harness.prod_stack.ProdStack` with
+``api_servers=2``) runs two ``prefect server start --no-services`` processes,
+the background services once (``prefect server services start``) and a
+:class:`~harness.balancer.Balancer` process in front. The runs
+are executed by ``tests/integration/quick_executor.py`` (Prefect's flow engine in threads
+of one process, talking to the balancer too), because a process worker spends
+about 2 s of CPU per run and 300 runs would take minutes.
+
+What the test proves: ``run_many`` of 300 runs, with one API server killed
+(SIGKILL) once 100 runs exist, creates every run exactly once and waits them
+all to COMPLETED. Requests the dead server refuses go to the other one; a
+create that was in flight when it died comes back as 502 (or a reset) and is
+resent by deploytrigger with the same idempotency key, which the database
+makes unique per flow, so a resend returns the run the first attempt made.
+To exercise that resend deterministically, a fault proxy in front of the
+balancer also throws away every 25th create's answer after the server acted.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Dict, Iterator, List
+
+import pytest
+import requests
+from conftest import FLOWS_SCRIPT
+
+from deploytrigger import Client, StateType
+from harness.balancer import STATS_PATH
+from harness.postgres import postgres_available
+from harness.processes import Child
+from harness.prod_stack import DEPLOYMENTS, ProdStack
+from harness.proxy import Proxy, Rule
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(
+        not postgres_available(),
+        reason="PostgreSQL 15 binaries (initdb, pg_ctl) are not installed: "
+        "two API servers need a shared PostgreSQL",
+    ),
+]
+
+ADD = "add/add-dep"
+RUNS = 300
+KILL_AFTER = 100  # runs on the server when server-1 is killed
+VICTIM = "server-1"
+DROP_EVERY = 25  # every 25th create's answer is lost after the server acted
+EXECUTOR = Path(__file__).resolve().parent / "quick_executor.py"
+CREATE = r"/create_flow_run$"
+WAIT = 300  # seconds at most for all 300 to finish: 1.5-2.5 min measured on 2 shared cores
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[ProdStack]:
+    with ProdStack(
+        FLOWS_SCRIPT,
+        api_servers=2,
+        workers=0,
+        deployments={ADD: DEPLOYMENTS[ADD]},
+        startup_timeout=300,
+    ) as started:
+        yield started
+
+
+@pytest.fixture(scope="module")
+def executor(stack: ProdStack) -> Iterator[Child]:
+    """The quick executor, polling the balancer for the scheduled runs of ``add/add-dep``."""
+    assert stack.base_dir is not None
+    flow, name = ADD.split("/")
+    deployment = http("GET", f"{stack.api_url}/deployments/name/{flow}/{name}")
+    args = [sys.executable, str(EXECUTOR), str(FLOWS_SCRIPT), "add", deployment["id"]]
+    child = Child(
+        "quick-executor",
+        [*args, "--threads", "8"],
+        stack.environment(),
+        stack.base_dir / "quick-executor.log",
+        cwd=FLOWS_SCRIPT.parent,
+    )
+    try:
+        yield child
+    finally:
+        child.stop()
+
+
+def http(method: str, url: str, body: Any = None) -> Any:
+    response = requests.request(method, url, json=body, timeout=30)
+    assert response.status_code < 300, (method, url, response.status_code, response.text)
+    return response.json() if response.content else None
+
+
+def tagged(tag: str) -> Dict[str, Any]:
+    return {"flow_runs": {"tags": {"all_": [tag]}}}
+
+
+def runs_on_server(api_url: str, tag: str) -> List[Dict[str, Any]]:
+    """Every run with ``tag``, read in pages (the server caps a page at 200)."""
+    found: List[Dict[str, Any]] = []
+    while True:
+        page = http(
+            "POST",
+            f"{api_url}/flow_runs/filter",
+            {**tagged(tag), "limit": 200, "offset": len(found)},
+        )
+        found += page
+        if len(page) < 200:
+            return found
+
+
+def kill_when(stack: ProdStack, survivor: str, tag: str, stop: threading.Event) -> List[int]:
+    """Kill VICTIM from a thread once KILL_AFTER runs exist; returns the counts it then saw."""
+    seen: List[int] = []
+
+    def watch() -> None:
+        while not stop.is_set():
+            count = http("POST", f"{survivor}/flow_runs/count", tagged(tag))
+            if count >= KILL_AFTER:
+                stack.kill(VICTIM)
+                seen.append(count)
+                seen.append(http("POST", f"{survivor}/flow_runs/count", tagged(tag)))
+                return
+            stop.wait(0.05)
+
+    threading.Thread(target=watch, name="killer", daemon=True).start()
+    return seen
+
+
+def test_run_many_creates_300_runs_exactly_once_with_an_api_server_killed_mid_way(
+    stack: ProdStack, executor: Child
+) -> None:
+    survivor = stack.backend_urls[0]
+    tag = f"scale-{uuid.uuid4().hex[:8]}"
+    calls = [(ADD, {"parameters": {"x": x}, "tags": [tag]}) for x in range(RUNS)]
+    stop = threading.Event()
+    started = time.monotonic()
+    with Proxy(stack.api_url) as front:
+        lost = front.add_rule(Rule(action="drop", method="POST", path=CREATE, every=DROP_EVERY))
+        killed_at = kill_when(stack, survivor, tag, stop)
+        try:
+            with Client(front.api_url, pool_size=16) as client:
+                runs = client.run_many(calls, max_workers=16, timeout=WAIT, poll_interval=1)
+        finally:
+            stop.set()
+        creates_sent = len(front.matching("POST", CREATE))
+    took = time.monotonic() - started
+    balancer = http("GET", stack.api_url.rsplit("/", 1)[0] + STATS_PATH)["backends"]
+    print(f"\n{RUNS} runs in {took:.1f} s; killed at {killed_at}; balancer {balancer}")
+
+    # the kill happened mid-way, and the dead server was routed around afterwards
+    assert killed_at and KILL_AFTER <= killed_at[0] < RUNS, killed_at
+    assert executor.running() and not stack.children[VICTIM].running()
+    assert balancer[1]["refused"] >= 1  # tried after the kill, then skipped
+    # every create whose answer was lost was sent again, and returned the same run
+    assert lost.fired == RUNS // DROP_EVERY
+    assert creates_sent >= RUNS + lost.fired
+    # exactly once: 300 runs for the 300 calls, no duplicates on the server
+    assert [run.parameters["x"] for run in runs] == list(range(RUNS))
+    assert len({run.id for run in runs}) == RUNS
+    on_server = runs_on_server(survivor, tag)
+    assert len(on_server) == RUNS
+    assert sorted(run["parameters"]["x"] for run in on_server) == list(range(RUNS))
+    assert {run["id"] for run in on_server} == {str(run.id) for run in runs}
+    assert len({run["idempotency_key"] for run in on_server}) == RUNS
+    # and all of them waited to a final state: the flow ran
+    assert [run.state.type if run.state else None for run in runs] == [StateType.COMPLETED] * RUNS
+    assert {run["state_type"] for run in on_server} == {"COMPLETED"}

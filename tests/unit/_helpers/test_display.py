@@ -1,0 +1,103 @@
+"""A flow run's short repr, its Prefect UI link, its HTML table and raise_for_state."""
+
+from __future__ import annotations
+
+import pytest
+from helpers.run_stubs import RUN_ID, flow_run_json
+
+from deploytrigger import FlowRun
+from deploytrigger._helpers.urls import ui_base_url, ui_url
+from deploytrigger.exceptions import DeployTriggerError, FlowRunFailedError
+
+
+def run_of(state_type: str = "COMPLETED", message: str = "", **kwargs: object) -> FlowRun:
+    return FlowRun.from_json(flow_run_json(state_type, message or None), **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "api_url, expected",
+    [
+        ("http://127.0.0.1:4200/api", "http://127.0.0.1:4200"),
+        ("https://prefect.example.com/api/", "https://prefect.example.com"),
+        ("https://example.com/prefect/api", "https://example.com/prefect"),
+        ("http://user:secret@host:4200/api", "http://host:4200"),
+        (
+            "https://api.prefect.cloud/api/accounts/A1/workspaces/W2",
+            "https://app.prefect.cloud/account/A1/workspace/W2",
+        ),
+        ("http://host:4200/not-an-api", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_ui_base_url_is_derived_from_self_hosted_and_cloud_api_urls(
+    api_url: object, expected: object
+) -> None:
+    assert ui_base_url(api_url) == expected  # type: ignore[arg-type]
+
+
+def test_ui_url_points_at_the_flow_run_page() -> None:
+    assert ui_url("http://h:1/api", RUN_ID) == f"http://h:1/runs/flow-run/{RUN_ID}"
+    cloud = "https://api.prefect.cloud/api/accounts/A/workspaces/W"
+    assert run_of(api_url=cloud).ui_url == (
+        f"https://app.prefect.cloud/account/A/workspace/W/runs/flow-run/{RUN_ID}"
+    )
+
+
+def test_a_run_parsed_without_an_api_url_has_no_ui_url() -> None:
+    assert run_of().ui_url is None
+
+
+def test_credentials_in_the_api_url_are_not_kept_on_the_run() -> None:
+    run = run_of(api_url="http://user:s3cret@host:4200/api")
+    assert run.api_url == "http://host:4200/api"
+    assert "s3cret" not in repr(run) and "s3cret" not in run._repr_html_()
+
+
+def test_repr_is_short_and_names_id_name_state_and_times() -> None:
+    data = flow_run_json(
+        "COMPLETED", start_time="2026-11-23T20:00:01Z", end_time="2026-11-23T20:00:03Z"
+    )
+    text = repr(FlowRun.from_json(data, api_url="http://h:1/api"))
+    assert text == (
+        f"FlowRun(id='{RUN_ID}', name='mottled-crab', state=COMPLETED, "
+        "start_time='2026-11-23T20:00:01+00:00', end_time='2026-11-23T20:00:03+00:00')"
+    )
+    assert len(repr(run_of("SCHEDULED"))) < 150
+
+
+def test_repr_html_is_a_table_with_the_state_colour_times_parameters_and_link() -> None:
+    data = flow_run_json("FAILED", "boom", start_time="2026-11-23T20:00:01Z")
+    page = FlowRun.from_json(data, api_url="http://h:1/api")._repr_html_()
+    assert page.startswith("<table") and page.endswith("</table>")
+    assert 'data-state="FAILED"' in page and "#fb4e4e" in page and ">Failed<" in page
+    assert "boom" in page and "2026-11-23T20:00:01+00:00" in page
+    assert "&quot;x&quot;: 5" in page
+    assert f'href="http://h:1/runs/flow-run/{RUN_ID}"' in page
+
+
+def test_repr_html_escapes_everything_from_the_server() -> None:
+    data = flow_run_json("FAILED", "<img src=x onerror=alert(1)>")
+    data["name"] = "<script>alert(1)</script>"
+    data["parameters"] = {"<em>": "</td><script>"}
+    data["tags"] = ["<i>tag</i>"]
+    page = FlowRun.from_json(data)._repr_html_()
+    for raw in ("<script>", "<img", "<em>", "</td><script>", "<i>"):
+        assert raw not in page
+    assert "&lt;script&gt;" in page
+
+
+@pytest.mark.parametrize("state_type", ["FAILED", "CRASHED", "CANCELLED"])
+def test_raise_for_state_raises_for_a_run_that_ended_badly(state_type: str) -> None:
+    run = run_of(state_type, "it broke")
+    with pytest.raises(FlowRunFailedError) as caught:
+        run.raise_for_state()
+    assert isinstance(caught.value, DeployTriggerError)
+    assert caught.value.flow_run is run and caught.value.state == run.state
+    assert state_type in str(caught.value) and "it broke" in str(caught.value)
+
+
+@pytest.mark.parametrize("state_type", ["COMPLETED", "RUNNING", "SCHEDULED", "CANCELLING"])
+def test_raise_for_state_returns_the_run_when_completed_or_not_final(state_type: str) -> None:
+    run = run_of(state_type)
+    assert run.raise_for_state() is run

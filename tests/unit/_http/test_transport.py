@@ -1,0 +1,217 @@
+"""The transport's retry budget, first-contact failures, maintenance, 408 and the rate budget."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional
+
+import pytest
+import requests
+import responses
+from helpers.fake_time import FakeTime
+from helpers.run_stubs import API
+from urllib3.exceptions import MaxRetryError, NewConnectionError
+
+from deploytrigger import APIError, Client, ConnectionFailedError, RateLimitedError, ServerError
+from deploytrigger._helpers.deadline import Deadline
+from deploytrigger._http.ratelimit import RateBudget
+from deploytrigger._http.transport import FIRST_CONTACT_RETRIES, Transport
+from deploytrigger.settings import resolve_settings
+
+pytestmark = pytest.mark.isolated_environment
+
+HEALTH = f"{API}/health"
+FLOWS = f"{API}/flows/"
+
+
+@pytest.fixture
+def http() -> Any:
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        yield mock
+
+
+@pytest.fixture
+def fake_time() -> FakeTime:
+    return FakeTime(1000.0)
+
+
+def make_client(fake_time: FakeTime, **kwargs: Any) -> Client:
+    options: Dict[str, Any] = {"sleep": fake_time.sleep, "clock": fake_time.clock}
+    options.update(kwargs)
+    return Client(API, **options)
+
+
+def refused() -> requests.ConnectionError:
+    reason = NewConnectionError(None, "Failed to establish a new connection: [Errno 111] refused")
+    return requests.ConnectionError(MaxRetryError(None, "/api/health", reason=reason))
+
+
+def test_by_default_a_busy_server_is_retried_for_the_whole_retry_budget(
+    http: Any, fake_time: FakeTime
+) -> None:
+    http.get(HEALTH, json={"detail": "database is busy"}, status=503)
+    with make_client(fake_time) as client, pytest.raises(ServerError) as info:
+        client._transport.request("GET", "/health")
+
+    assert sum(fake_time.sleeps) == pytest.approx(90.0)
+    assert info.value.attempts == len(http.calls) > 6  # more than Prefect's 5 retries
+
+
+def test_retry_budget_is_configurable_and_zero_turns_retrying_off(
+    http: Any, fake_time: FakeTime
+) -> None:
+    http.get(HEALTH, status=503)
+    with make_client(fake_time, retry_budget=0) as client, pytest.raises(ServerError):
+        client._transport.request("GET", "/health")
+
+    assert len(http.calls) == 1 and fake_time.sleeps == []
+
+
+def test_prefect_client_max_retries_still_caps_the_count(
+    http: Any, fake_time: FakeTime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PREFECT_CLIENT_MAX_RETRIES", "2")
+    http.get(HEALTH, status=503)
+    with make_client(fake_time) as client, pytest.raises(ServerError):
+        client._transport.request("GET", "/health")
+
+    assert len(http.calls) == 3
+
+
+def test_a_server_never_reached_fails_after_a_few_retries_not_the_whole_budget(
+    http: Any, fake_time: FakeTime
+) -> None:
+    http.get(HEALTH, body=refused())
+    with make_client(fake_time) as client, pytest.raises(ConnectionFailedError):
+        client._transport.request("GET", "/health")
+
+    assert len(http.calls) == FIRST_CONTACT_RETRIES + 1
+
+
+def test_a_server_that_answered_before_is_retried_through_a_restart_for_the_budget(
+    http: Any, fake_time: FakeTime
+) -> None:
+    http.get(HEALTH, json=True)
+    with make_client(fake_time) as client:
+        client._transport.request("GET", "/health")
+        http.replace(responses.GET, HEALTH, body=refused())
+        with pytest.raises(ConnectionFailedError):
+            client._transport.request("GET", "/health")
+
+    assert sum(fake_time.sleeps) == pytest.approx(90.0)
+
+
+def test_maintenance_answers_are_waited_out_without_using_up_max_retries(
+    http: Any, fake_time: FakeTime
+) -> None:
+    for _ in range(4):
+        http.post(FLOWS, status=503, headers={"Prefect-Maintenance": "true"})
+    http.post(FLOWS, json={"id": "x"}, status=201)
+    with make_client(fake_time, max_retries=0, backoff=lambda s: 2.0) as client:
+        answer = client._transport.request("POST", "/flows/", body={}, idempotent=False)
+
+    assert answer == {"id": "x"}
+    assert fake_time.sleeps == [2.0] * 4
+
+
+def test_408_is_retried_for_a_read_and_raised_for_a_create(http: Any, fake_time: FakeTime) -> None:
+    http.get(HEALTH, status=408)
+    http.get(HEALTH, json=True)
+    http.post(FLOWS, json={"detail": "Request Timeout"}, status=408)
+    with make_client(fake_time, backoff=lambda s: 1.0) as client:
+        assert client._transport.request("GET", "/health") is True
+        with pytest.raises(APIError) as info:
+            client._transport.request("POST", "/flows/", body={}, idempotent=False)
+
+    assert info.value.status_code == 408
+    assert [call.request.method for call in http.calls] == ["GET", "GET", "POST"]
+
+
+# -- the request-rate budget -------------------------------------------------------------
+
+
+def test_every_attempt_takes_a_slot_and_a_429_lowers_the_rate_a_success_restores_it(
+    http: Any, fake_time: FakeTime
+) -> None:
+    http.get(HEALTH, status=429)
+    http.get(HEALTH, json=True)
+    budget = RateBudget(600, clock=fake_time.clock, sleep=fake_time.sleep)
+    rates: List[float] = []
+    acquire = budget.acquire
+
+    def counting_acquire(max_wait: Optional[float] = None) -> float:
+        rates.append(budget.rate)
+        return acquire(max_wait)
+
+    budget.acquire = counting_acquire  # type: ignore[method-assign]
+    transport = Transport(
+        resolve_settings(API),
+        sleep=fake_time.sleep,
+        clock=fake_time.clock,
+        backoff=lambda s: 0.0,
+        rate_budget=budget,
+    )
+    assert transport.request("GET", "/health") is True
+
+    assert rates == [600.0, 300.0]  # two attempts, each through the budget
+    assert budget.rate == pytest.approx(306.0)  # the success gave 1 % of 600 back
+
+
+def test_clients_of_one_api_url_share_one_budget_the_lowest_wins(fake_time: FakeTime) -> None:
+    url = "http://shared-budget.test:4200/api"
+    with Client(url, max_requests_per_minute=900) as first, Client(
+        "http://user:pw@shared-budget.test:4200/api/", max_requests_per_minute=600
+    ) as second, Client("http://other-budget.test/api", max_requests_per_minute=900) as other:
+        budget = first._transport.rate_budget
+        assert budget is not None and budget is second._transport.rate_budget
+        assert budget.per_minute == 600
+        assert other._transport.rate_budget is not budget
+
+
+def test_no_budget_unless_one_is_asked_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    with Client(API) as client:
+        assert client._transport.rate_budget is None
+    monkeypatch.setenv("DEPLOYTRIGGER_MAX_REQUESTS_PER_MINUTE", "120")
+    with Client(API) as client:
+        assert client._transport.rate_budget is not None
+        assert client._transport.rate_budget.per_minute == 120
+
+
+def test_an_error_that_is_not_a_429_leaves_the_rate_as_it_is(
+    http: Any, fake_time: FakeTime
+) -> None:
+    http.get(HEALTH, status=404, json={"detail": "Not Found"})
+    budget = RateBudget(600, clock=fake_time.clock, sleep=fake_time.sleep)
+    budget.limited()
+    transport = Transport(resolve_settings(API), rate_budget=budget)
+    with pytest.raises(APIError):
+        transport.request("GET", "/health")
+
+    assert budget.rate == 300
+
+
+def test_a_slot_after_the_deadline_is_not_waited_for_and_the_request_not_sent(
+    http: Any, fake_time: FakeTime
+) -> None:
+    http.get(HEALTH, json=True)
+    budget = RateBudget(1, clock=fake_time.clock, sleep=fake_time.sleep)  # one a minute
+    transport = Transport(resolve_settings(API), rate_budget=budget)
+    assert transport.request("GET", "/health") is True  # the burst's one slot
+
+    with pytest.raises(RateLimitedError, match="after the deadline") as raised:
+        transport.request("GET", "/health", deadline=Deadline(5, fake_time.clock))
+
+    assert fake_time.sleeps == [5]  # waited up to the deadline, not the minute
+    assert raised.value.retry_after == pytest.approx(60)
+    assert raised.value.status_code is None
+    assert len(http.calls) == 1
+
+
+def test_a_slot_before_the_deadline_is_waited_for(http: Any, fake_time: FakeTime) -> None:
+    http.get(HEALTH, json=True)
+    budget = RateBudget(6, clock=fake_time.clock, sleep=fake_time.sleep)  # one every 10 s
+    transport = Transport(resolve_settings(API), rate_budget=budget)
+    transport.request("GET", "/health")
+
+    assert transport.request("GET", "/health", deadline=Deadline(30, fake_time.clock)) is True
+    assert fake_time.sleeps == [10]
+    assert len(http.calls) == 2

@@ -1,0 +1,290 @@
+"""The poll engine, its outage policy and deadlines, with an injected clock and sleep."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, List
+
+import pytest
+from helpers.fake_time import FakeTime
+
+from deploytrigger._helpers.deadline import Deadline
+from deploytrigger._waits.engine import NOTHING, Poller, is_transient
+from deploytrigger.exceptions import (
+    ConnectionFailedError,
+    FlowRunNotFoundError,
+    RateLimitedError,
+    ServerError,
+)
+
+
+def results(*values: Any) -> Callable[[], Any]:
+    """A fetch that returns each value in turn, then repeats the last; counts calls."""
+    queue = list(values)
+
+    def fetch() -> Any:
+        fetch.count += 1  # type: ignore[attr-defined]
+        return queue.pop(0) if len(queue) > 1 else queue[0]
+
+    fetch.count = 0  # type: ignore[attr-defined]
+    return fetch
+
+
+def is_done(value: str) -> bool:
+    return value == "done"
+
+
+def poll(
+    fetch: Callable[[], Any],
+    is_done: Callable[[Any], bool],
+    *,
+    deadline: Deadline,
+    interval: float,
+    sleep: Callable[[float], None],
+) -> Any:
+    """``Poller.poll`` with a fake clock's sleep (the deadline carries the clock)."""
+    poller = Poller(sleep=sleep, clock=deadline._clock)
+    return poller.poll(fetch, is_done, deadline=deadline, interval=interval)
+
+
+# -- Deadline -----------------------------------------------------------------------------
+
+
+def test_deadline_without_timeout_never_passes_and_has_no_remaining_time() -> None:
+    time = FakeTime(1000.0)
+    deadline = Deadline(None, time.clock)
+    time.now += 10**9
+
+    assert deadline.at is None
+    assert deadline.remaining() is None
+    assert deadline.passed() is False
+
+
+def test_deadline_counts_down_on_its_clock_and_never_goes_negative() -> None:
+    time = FakeTime(1000.0)
+    deadline = Deadline(10.0, time.clock)
+
+    assert deadline.remaining() == 10.0
+    time.now += 4
+    assert deadline.remaining() == 6.0
+    assert deadline.passed() is False
+    time.now += 6
+    assert deadline.passed() is True
+    time.now += 5
+    assert deadline.remaining() == 0.0
+
+
+def test_zero_timeout_deadline_has_already_passed() -> None:
+    time = FakeTime(1000.0)
+
+    assert Deadline(0, time.clock).passed() is True
+
+
+# -- poll -----------------------------------------------------------------------------------
+
+
+def test_poll_returns_the_first_done_result_after_one_interval_per_miss() -> None:
+    time = FakeTime(1000.0)
+    fetch = results("a", "b", "done", "never-reached")
+
+    result = poll(fetch, is_done, deadline=Deadline(None, time.clock), interval=5, sleep=time.sleep)
+
+    assert result == "done"
+    assert fetch.count == 3  # type: ignore[attr-defined]
+    assert time.sleeps == [5, 5]
+
+
+def test_poll_fetches_at_once_and_does_not_sleep_when_first_result_is_done() -> None:
+    time = FakeTime(1000.0)
+    fetch = results("done")
+
+    assert poll(fetch, is_done, deadline=Deadline(30, time.clock), interval=5, sleep=time.sleep)
+    assert fetch.count == 1  # type: ignore[attr-defined]
+    assert time.sleeps == []
+
+
+def test_poll_with_deadline_returns_last_result_and_cuts_last_pause_at_the_deadline() -> None:
+    time = FakeTime(1000.0)
+    fetch = results("t0", "t5", "t10", "t12", "too-late")
+
+    result = poll(fetch, is_done, deadline=Deadline(12, time.clock), interval=5, sleep=time.sleep)
+
+    assert result == "t12"
+    assert time.sleeps == [5, 5, 2]
+    assert fetch.count == 4  # type: ignore[attr-defined]
+    assert time.now == 1012.0
+
+
+def test_poll_with_zero_timeout_fetches_once_and_returns_without_sleeping() -> None:
+    time = FakeTime(1000.0)
+    fetch = results("pending")
+
+    result = poll(fetch, is_done, deadline=Deadline(0, time.clock), interval=5, sleep=time.sleep)
+
+    assert result == "pending"
+    assert fetch.count == 1  # type: ignore[attr-defined]
+    assert time.sleeps == []
+
+
+def test_poll_interval_longer_than_timeout_sleeps_only_until_the_deadline() -> None:
+    time = FakeTime(1000.0)
+    fetch = results("t0", "t3")
+
+    result = poll(fetch, is_done, deadline=Deadline(3, time.clock), interval=60, sleep=time.sleep)
+
+    assert result == "t3"
+    assert time.sleeps == [3]
+
+
+def test_poll_interval_zero_never_sleeps_for_any_time() -> None:
+    time = FakeTime(1000.0)
+    fetch = results("a", "b", "c", "done")
+
+    result = poll(fetch, is_done, deadline=Deadline(None, time.clock), interval=0, sleep=time.sleep)
+
+    assert result == "done"
+    assert fetch.count == 4  # type: ignore[attr-defined]
+    assert not any(time.sleeps)
+    assert time.now == 1000.0
+
+
+def test_poll_lets_the_fetch_exception_propagate_unchanged() -> None:
+    time = FakeTime(1000.0)
+    calls: List[int] = []
+
+    class Boom(Exception):
+        pass
+
+    def fetch() -> str:
+        calls.append(1)
+        if len(calls) == 2:
+            raise Boom("server went away")
+        return "pending"
+
+    with pytest.raises(Boom, match="server went away") as info:
+        poll(fetch, is_done, deadline=Deadline(60, time.clock), interval=5, sleep=time.sleep)
+
+    assert type(info.value) is Boom
+    assert time.sleeps == [5]
+
+
+# -- the outage policy ------------------------------------------------------------------------
+
+DOWN = ConnectionFailedError("connection refused", method="GET", url="http://x/api/r")
+
+
+def script(*steps: Any) -> Callable[[], Any]:
+    """A fetch that plays ``steps`` in turn (an exception is raised), then repeats the last."""
+    queue = list(steps)
+
+    def fetch() -> Any:
+        step = queue.pop(0) if len(queue) > 1 else queue[0]
+        if isinstance(step, BaseException):
+            raise step
+        return step
+
+    return fetch
+
+
+@pytest.mark.parametrize(
+    "error, transient",
+    [
+        (DOWN, True),
+        (ServerError("503", status_code=503, method="GET", url="u", attempts=6), True),
+        (RateLimitedError("429", retry_after=None, status_code=429), True),
+        (FlowRunNotFoundError("gone", flow_run_id="x", status_code=404), False),
+        (ValueError("bug"), False),
+    ],
+)
+def test_only_failures_to_answer_are_transient(error: Exception, transient: bool) -> None:
+    assert is_transient(error) is transient
+
+
+def test_a_wait_polls_on_through_an_outage_with_the_last_result() -> None:
+    time = FakeTime(1000.0)
+    poller = Poller(sleep=time.sleep, clock=time.clock, outage_tolerance=60)
+    fetch = script("pending", DOWN, DOWN, DOWN, "done")
+
+    seen = list(poller.rounds(fetch, is_done, deadline=Deadline(None, time.clock), interval=5))
+
+    assert seen == ["pending", "pending", "pending", "pending", "done"]
+    assert time.sleeps == [5, 5, 5, 5]
+
+
+def test_an_outage_longer_than_the_tolerance_raises_the_last_error() -> None:
+    time = FakeTime(1000.0)
+    poller = Poller(sleep=time.sleep, clock=time.clock, outage_tolerance=12)
+    fetch = script("pending", DOWN)
+
+    with pytest.raises(ConnectionFailedError):
+        poller.poll(fetch, is_done, deadline=Deadline(None, time.clock), interval=5)
+
+    assert time.now - 1000 == 20  # failed at 5, 10, 15 (10 s into the outage), 20 (15 s): raised
+
+
+def test_an_answer_ends_the_outage_and_restarts_its_clock() -> None:
+    time = FakeTime(1000.0)
+    poller = Poller(sleep=time.sleep, clock=time.clock, outage_tolerance=12)
+    fetch = script("pending", DOWN, DOWN, "pending", DOWN, DOWN, "done")
+
+    result = poller.poll(fetch, is_done, deadline=Deadline(None, time.clock), interval=5)
+
+    assert result == "done"
+
+
+def test_a_failure_without_an_earlier_result_is_raised_at_once() -> None:
+    time = FakeTime(1000.0)
+    poller = Poller(sleep=time.sleep, clock=time.clock)
+
+    with pytest.raises(ConnectionFailedError):
+        poller.poll(script(DOWN), is_done, deadline=Deadline(None, time.clock), interval=5)
+    assert time.sleeps == []
+
+
+def test_a_known_result_given_up_front_carries_the_first_poll_through_an_outage() -> None:
+    time = FakeTime(1000.0)
+    poller = Poller(sleep=time.sleep, clock=time.clock)
+    fetch = script(DOWN, "done")
+
+    result = poller.poll(
+        fetch, is_done, deadline=Deadline(None, time.clock), interval=5, known="created"
+    )
+
+    assert result == "done"
+    assert NOTHING is not None and repr(NOTHING) == "NOTHING"
+
+
+def test_a_refusal_is_raised_at_once_even_with_a_known_result() -> None:
+    time = FakeTime(1000.0)
+    poller = Poller(sleep=time.sleep, clock=time.clock)
+    missing = FlowRunNotFoundError("gone", flow_run_id="x", status_code=404)
+
+    with pytest.raises(FlowRunNotFoundError):
+        poller.poll(
+            script("pending", missing), is_done, deadline=Deadline(None, time.clock), interval=5
+        )
+    assert time.sleeps == [5]
+
+
+def test_a_deadline_passing_during_an_outage_ends_the_wait_with_the_last_result() -> None:
+    time = FakeTime(1000.0)
+    poller = Poller(sleep=time.sleep, clock=time.clock, outage_tolerance=1000)
+
+    result = poller.poll(
+        script("pending", DOWN), is_done, deadline=Deadline(12, time.clock), interval=5
+    )
+
+    assert result == "pending"
+    assert time.sleeps == [5, 5, 2]
+
+
+def test_a_retry_after_longer_than_what_is_left_is_slept_out_and_the_wait_ends() -> None:
+    time = FakeTime(1000.0)
+    poller = Poller(sleep=time.sleep, clock=time.clock)
+    limited = RateLimitedError("429", retry_after=30, status_code=429)
+
+    result = poller.poll(
+        script("pending", limited), is_done, deadline=Deadline(8, time.clock), interval=5
+    )
+
+    assert result == "pending"
+    assert time.sleeps == [5, 3]  # one poll at 5 s, then the rest of the 8 s
