@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+from pathlib import Path
 
 import pytest
 
@@ -19,6 +20,7 @@ EXPORTED = [
     "BadRequestError",
     "CSRFError",
     "Client",
+    "ClientOptions",
     "ConfigurationError",
     "ConnectionFailedError",
     "DeployTriggerError",
@@ -111,3 +113,21 @@ def test_dir_lists_the_public_names_and_no_helpers() -> None:
 def test_an_unknown_attribute_is_an_attribute_error() -> None:
     with pytest.raises(AttributeError, match="no_such_name"):
         deploytrigger.no_such_name  # noqa: B018
+
+
+def test_type_checkers_see_every_public_name_as_exported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A user's ``mypy --strict`` accepts ``from deploytrigger import <each name>``.
+
+    mypy reads only a literal ``__all__`` (and ``+=`` of a module's ``__all__``): a
+    computed one would make every name "not explicitly exported".
+    """
+    mypy_api = pytest.importorskip("mypy.api")
+    names = [name for name in EXPORTED if name != "__version__"]
+    user = tmp_path / "user_code.py"
+    user.write_text(f"from deploytrigger import {', '.join(names)}\n")
+    root = Path(deploytrigger.__file__).resolve().parent.parent
+    monkeypatch.setenv("MYPYPATH", str(root))
+    out, err, status = mypy_api.run(["--strict", "--cache-dir", str(tmp_path / "c"), str(user)])
+    assert status == 0, out + err
