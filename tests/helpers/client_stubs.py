@@ -19,7 +19,9 @@ from deploytrigger import (
     DeployTriggerError,
 )
 from helpers.fake_time import FakeTime
-from helpers.server_json import DEPLOYMENT_ID, RUN_ID, deployment_json, flow_run_json
+from helpers.server_json import DEPLOYMENT_ID as DEPLOYMENT_ID
+from helpers.server_json import RUN_ID as RUN_ID
+from helpers.server_json import deployment_json, flow_run_json
 
 API = "http://prefect.test:4200/api"
 KEY = "pnu_S3CRET-api-key-0123456789"

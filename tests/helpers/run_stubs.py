@@ -8,7 +8,8 @@ import json
 import uuid
 from typing import Any, Dict
 
-from helpers.server_json import DEPLOYMENT_ID, RUN_ID
+from helpers.server_json import DEPLOYMENT_ID as DEPLOYMENT_ID
+from helpers.server_json import RUN_ID as RUN_ID
 
 API = "http://prefect.test:4200/api"
 
