@@ -12,11 +12,11 @@ from helpers.client_stubs import (  # noqa: F401 - the fixtures: client, fake_ti
     DEPLOYMENT_ID,
     KEY,
     client,
-    deployment_json,
     fake_time,
     http,
 )
 from helpers.fake_time import FakeTime
+from helpers.server_json import deployment_json
 
 from deploytrigger import (
     Client,
@@ -50,7 +50,7 @@ def test_client_reads_url_and_key_from_the_environment(
 ) -> None:
     monkeypatch.setenv("PREFECT_API_URL", API + "/")
     monkeypatch.setenv("PREFECT_API_KEY", KEY)
-    http.get(BY_ID, json=deployment_json())
+    http.get(BY_ID, json=deployment_json(shape="api"))
 
     with Client(max_retries=0) as client:
         client.read_deployment(DEPLOYMENT_ID)

@@ -17,13 +17,8 @@ from typing import Any, Dict, Iterator, List
 
 import pytest
 import responses
-from helpers.run_stubs import (
-    API,
-    BY_NAME,
-    CREATE,
-    deployment_json,
-    flow_run_json,
-)
+from helpers.run_stubs import API, BY_NAME, CREATE
+from helpers.server_json import deployment_json, flow_run_json
 
 import deploytrigger
 from deploytrigger import Client, ConfigurationError

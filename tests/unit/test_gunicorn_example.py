@@ -10,7 +10,8 @@ from typing import Iterator
 
 import pytest
 import responses
-from helpers.run_stubs import API, BY_NAME, CREATE, RUN_ID, deployment_json, flow_run_json
+from helpers.run_stubs import API, BY_NAME, CREATE, RUN_ID
+from helpers.server_json import deployment_json, flow_run_json
 
 APP = Path(__file__).resolve().parents[2] / "examples" / "gunicorn_app" / "app.py"
 

@@ -9,6 +9,7 @@ import uuid
 from typing import Any, Dict
 
 import pytest
+from helpers.server_json import deployment_json, flow_run_json, state_json
 
 from deploytrigger import (
     FINAL_STATES,
@@ -26,140 +27,11 @@ DEPLOYMENT_ID = "3c9a7f3e-5b1d-4e2a-9f6c-0d8e7b6a5c41"
 UTC = dt.timezone.utc
 
 
-def state_json(state_type: str = "COMPLETED", **overrides: Any) -> Dict[str, Any]:
-    data: Dict[str, Any] = {
-        "id": "0d9a1b2c-3d4e-4f50-8162-738495a6b7c8",
-        "type": state_type,
-        "name": state_type.title(),
-        "timestamp": "2026-11-23T20:00:05.123456Z",
-        "message": None,
-        "data": None,
-        "state_details": {
-            "flow_run_id": RUN_ID,
-            "task_run_id": None,
-            "child_flow_run_id": None,
-            "scheduled_time": None,
-            "cache_key": None,
-            "cache_expiration": None,
-            "deferred": False,
-            "untrackable_result": False,
-            "pause_timeout": None,
-            "pause_reschedule": False,
-            "pause_key": None,
-            "run_input_keyset": None,
-            "refresh_cache": None,
-            "retriable": None,
-            "transition_id": "8a7b6c5d-4e3f-4a1b-9c8d-7e6f5a4b3c2d",
-            "task_parameters_id": None,
-            "traceparent": None,
-        },
-    }
-    data.update(overrides)
-    return data
-
-
-def flow_run_json(state_type: str = "COMPLETED", **overrides: Any) -> Dict[str, Any]:
-    data: Dict[str, Any] = {
-        "id": RUN_ID,
-        "created": "2026-11-23T20:00:00.100000Z",
-        "updated": "2026-11-23T20:00:05.200000Z",
-        "name": "mottled-crab",
-        "flow_id": FLOW_ID,
-        "state_id": "0d9a1b2c-3d4e-4f50-8162-738495a6b7c8",
-        "deployment_id": DEPLOYMENT_ID,
-        "deployment_version": "1a2b3c4d",
-        "work_queue_id": None,
-        "work_queue_name": "default",
-        "flow_version": "f00d",
-        "parameters": {"x": 5, "y": [1, 2]},
-        "idempotency_key": "key-1",
-        "context": {},
-        "empirical_policy": {
-            "max_retries": 0,
-            "retry_delay_seconds": 0.0,
-            "retries": 0,
-            "retry_delay": 0,
-            "pause_keys": [],
-            "resuming": False,
-            "retry_type": None,
-        },
-        "tags": ["from-test", "nightly"],
-        "labels": {"prefect.flow.id": FLOW_ID, "prefect.deployment.id": DEPLOYMENT_ID},
-        "parent_task_run_id": None,
-        "state_type": state_type,
-        "state_name": state_type.title(),
-        "run_count": 1,
-        "expected_start_time": "2026-11-23T20:00:00.100000Z",
-        "next_scheduled_start_time": None,
-        "start_time": "2026-11-23T21:00:01.5+01:00",
-        "end_time": "2026-11-23T20:00:05.123456Z",
-        "total_run_time": 3.623456,
-        "estimated_run_time": 3.623456,
-        "estimated_start_time_delta": 1.4,
-        "auto_scheduled": False,
-        "infrastructure_document_id": None,
-        "infrastructure_pid": "1234",
-        "created_by": None,
-        "work_pool_id": None,
-        "work_pool_name": None,
-        "state": state_json(state_type),
-        "job_variables": {"env": {"A": "1"}},
-    }
-    data.update(overrides)
-    return data
-
-
-def deployment_json(**overrides: Any) -> Dict[str, Any]:
-    data: Dict[str, Any] = {
-        "id": DEPLOYMENT_ID,
-        "created": "2026-11-23T19:00:00.000000Z",
-        "updated": "2026-11-23T19:00:00.000000Z",
-        "name": "add-dep",
-        "version": "1a2b3c4d",
-        "description": "Adds two numbers.",
-        "flow_id": FLOW_ID,
-        "concurrency_limit": None,
-        "global_concurrency_limit": None,
-        "concurrency_options": None,
-        "paused": False,
-        "schedules": [],
-        "job_variables": {},
-        "parameters": {"y": 1},
-        "pull_steps": None,
-        "tags": ["demo"],
-        "labels": {"prefect.flow.id": FLOW_ID},
-        "work_queue_name": "default",
-        "last_polled": None,
-        "parameter_openapi_schema": {
-            "title": "Parameters",
-            "type": "object",
-            "properties": {
-                "x": {"title": "x", "position": 0, "type": "integer"},
-                "y": {"title": "y", "position": 1, "type": "integer", "default": 1},
-            },
-            "required": ["x"],
-            "definitions": {},
-        },
-        "path": ".",
-        "entrypoint": "flows.py:add",
-        "storage_document_id": None,
-        "infrastructure_document_id": None,
-        "created_by": None,
-        "updated_by": None,
-        "work_queue_id": None,
-        "enforce_parameter_schema": True,
-        "work_pool_name": "test-pool",
-        "status": "READY",
-    }
-    data.update(overrides)
-    return data
-
-
 # -- FlowRun ---------------------------------------------------------------------------
 
 
 def test_flow_run_from_server_json_has_uuid_ids_and_aware_datetimes() -> None:
-    run = FlowRun.from_json(flow_run_json())
+    run = FlowRun.from_json(flow_run_json(shape="full"))
 
     assert run.id == uuid.UUID(RUN_ID)
     assert run.flow_id == uuid.UUID(FLOW_ID)
@@ -178,7 +50,7 @@ def test_flow_run_from_server_json_has_uuid_ids_and_aware_datetimes() -> None:
 
 
 def test_flow_run_state_type_compares_equal_to_its_name() -> None:
-    run = FlowRun.from_json(flow_run_json("COMPLETED"))
+    run = FlowRun.from_json(flow_run_json("COMPLETED", shape="full"))
 
     assert run.state is not None
     assert run.state.type == "COMPLETED"
@@ -189,11 +61,11 @@ def test_flow_run_state_type_compares_equal_to_its_name() -> None:
 
 
 def test_flow_run_keeps_the_raw_json_but_not_in_repr_or_equality() -> None:
-    data = flow_run_json()
+    data = flow_run_json(shape="full")
     data["context"] = {"marker": "RAW-ONLY-VALUE"}
 
     run = FlowRun.from_json(data)
-    other = FlowRun.from_json(flow_run_json())
+    other = FlowRun.from_json(flow_run_json(shape="full"))
 
     assert run.raw == data
     assert "RAW-ONLY-VALUE" not in repr(run)
@@ -201,7 +73,7 @@ def test_flow_run_keeps_the_raw_json_but_not_in_repr_or_equality() -> None:
 
 
 def test_flow_run_raw_is_a_copy_of_what_the_server_sent() -> None:
-    data = flow_run_json()
+    data = flow_run_json(shape="full")
     run = FlowRun.from_json(data)
 
     data["name"] = "changed-later"
@@ -210,14 +82,14 @@ def test_flow_run_raw_is_a_copy_of_what_the_server_sent() -> None:
 
 
 def test_flow_run_is_frozen() -> None:
-    run = FlowRun.from_json(flow_run_json())
+    run = FlowRun.from_json(flow_run_json(shape="full"))
 
     with pytest.raises(dataclasses.FrozenInstanceError):
         run.name = "other"  # type: ignore[misc]
 
 
 def test_flow_run_without_state_is_not_final() -> None:
-    run = FlowRun.from_json(flow_run_json(state=None))
+    run = FlowRun.from_json(flow_run_json(shape="full", state=None))
 
     assert run.state is None
     assert run.is_final() is False
@@ -225,7 +97,7 @@ def test_flow_run_without_state_is_not_final() -> None:
 
 @pytest.mark.parametrize("missing", ["id", "flow_id"])
 def test_flow_run_without_required_field_is_an_invalid_response(missing: str) -> None:
-    data = flow_run_json()
+    data = flow_run_json(shape="full")
     del data[missing]
 
     with pytest.raises(InvalidResponseError, match=missing):
@@ -255,7 +127,7 @@ def test_flow_run_without_required_field_is_an_invalid_response(missing: str) ->
 )
 def test_malformed_flow_run_field_is_an_invalid_response(overrides: Dict[str, Any]) -> None:
     with pytest.raises(InvalidResponseError):
-        FlowRun.from_json(flow_run_json(**overrides))
+        FlowRun.from_json(flow_run_json(shape="full", **overrides))
 
 
 @pytest.mark.parametrize("data", [None, [], "flow run", 42])
@@ -338,7 +210,7 @@ def test_each_state_type_is_final_only_when_prefect_says_so_and_matches_one_pred
     state_type: str,
 ) -> None:
     state = State.from_json(state_json(state_type))
-    run = FlowRun.from_json(flow_run_json(state_type))
+    run = FlowRun.from_json(flow_run_json(state_type, shape="full"))
 
     assert state.is_final() is (state_type in FINAL)
     assert run.is_final() is (state_type in FINAL)
@@ -354,7 +226,7 @@ def test_final_states_constant_is_exactly_the_four_final_types() -> None:
 
 
 def test_deployment_from_server_json() -> None:
-    data = deployment_json()
+    data = deployment_json(shape="full")
     deployment = Deployment.from_json(data)
 
     assert deployment.id == uuid.UUID(DEPLOYMENT_ID)
@@ -373,7 +245,7 @@ def test_deployment_from_server_json() -> None:
 
 @pytest.mark.parametrize("missing", ["id", "name", "flow_id"])
 def test_deployment_without_required_field_is_an_invalid_response(missing: str) -> None:
-    data = deployment_json()
+    data = deployment_json(shape="full")
     del data[missing]
 
     with pytest.raises(InvalidResponseError, match=missing):
@@ -382,7 +254,11 @@ def test_deployment_without_required_field_is_an_invalid_response(missing: str) 
 
 def test_deployment_with_null_optional_fields_gets_empty_defaults() -> None:
     data = deployment_json(
-        parameters=None, tags=None, parameter_openapi_schema=None, enforce_parameter_schema=None
+        shape="full",
+        parameters=None,
+        tags=None,
+        parameter_openapi_schema=None,
+        enforce_parameter_schema=None,
     )
 
     deployment = Deployment.from_json(data)
@@ -454,7 +330,7 @@ def test_an_invalid_datetime_from_the_server_is_an_invalid_response(text: str) -
 
 
 def test_flow_run_reads_counts_run_times_pool_labels_and_versions() -> None:
-    run = FlowRun.from_json(flow_run_json(work_pool_name="test-pool"))
+    run = FlowRun.from_json(flow_run_json(shape="full", work_pool_name="test-pool"))
     assert run.run_count == 1
     assert run.total_run_time == dt.timedelta(seconds=3.623456)
     assert run.estimated_run_time == dt.timedelta(seconds=3.623456)
@@ -471,6 +347,7 @@ def test_scheduled_run_tells_when_it_is_due() -> None:
     run = FlowRun.from_json(
         flow_run_json(
             "SCHEDULED",
+            shape="full",
             state=state_json("SCHEDULED", state_details=details),
             next_scheduled_start_time="2099-01-01T12:00:00Z",
         )
@@ -491,7 +368,7 @@ def test_paused_state_tells_when_it_times_out() -> None:
 
 
 def test_a_prefect_2_run_without_labels_gets_the_defaults() -> None:
-    data = flow_run_json()
+    data = flow_run_json(shape="full")
     for key in ("labels", "run_count", "total_run_time", "estimated_run_time", "created"):
         del data[key]
     run = FlowRun.from_json(data)
@@ -513,4 +390,4 @@ def test_a_prefect_2_run_without_labels_gets_the_defaults() -> None:
 )
 def test_malformed_run_details_are_an_invalid_response(overrides: Dict[str, Any]) -> None:
     with pytest.raises(InvalidResponseError):
-        FlowRun.from_json(flow_run_json(**overrides))
+        FlowRun.from_json(flow_run_json(shape="full", **overrides))

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from helpers.run_stubs import RUN_ID, flow_run_json
+from helpers.run_stubs import RUN_ID
+from helpers.server_json import flow_run_json
 
 from deploytrigger import FlowRun
 from deploytrigger._helpers.urls import ui_base_url, ui_url

@@ -17,13 +17,13 @@ from helpers.client_stubs import (  # noqa: F401 - the fixtures: client, fake_ti
     RUN,
     VALIDATION_DETAIL,
     client,
-    deployment_json,
     fake_time,
     http,
     make_client,
     stub_deployment_and_create,
 )
 from helpers.fake_time import FakeTime
+from helpers.server_json import deployment_json
 
 from deploytrigger import (
     Client,
@@ -46,7 +46,7 @@ def test_api_key_is_sent_as_a_bearer_authorization_header(
 def test_auth_string_is_sent_as_basic_auth_instead_of_the_key(
     http: responses.RequestsMock, fake_time: FakeTime
 ) -> None:
-    http.get(BY_ID, json=deployment_json())
+    http.get(BY_ID, json=deployment_json(shape="api"))
 
     with make_client(fake_time, auth_string="user:pass") as client:
         client.read_deployment(DEPLOYMENT_ID)
@@ -67,7 +67,7 @@ def failing_connection(http: responses.RequestsMock) -> None:
 
 
 def failing_create(http: responses.RequestsMock) -> None:
-    http.get(BY_NAME, json=deployment_json())
+    http.get(BY_NAME, json=deployment_json(shape="api"))
     http.post(CREATE, json={"detail": VALIDATION_DETAIL}, status=409)
 
 
@@ -110,7 +110,7 @@ def test_api_key_with_a_trailing_newline_never_appears_in_an_error(
 ) -> None:
     # A key read from a file often ends in a newline; requests refuses such a header
     # with an error that quotes the header value.
-    http.get(BY_ID, json=deployment_json())
+    http.get(BY_ID, json=deployment_json(shape="api"))
 
     with make_client(fake_time, api_key=KEY + "\n", max_retries=0) as client:
         try:

@@ -22,13 +22,12 @@ from helpers.client_stubs import (  # noqa: F401 - the fixtures: client, fake_ti
     assert_deploytrigger_error,
     calls_to,
     client,
-    deployment_json,
     fake_time,
-    flow_run_json,
     http,
     sent_json,
 )
 from helpers.fake_time import FakeTime
+from helpers.server_json import deployment_json, flow_run_json
 
 from deploytrigger import (
     AuthenticationError,
@@ -50,9 +49,9 @@ pytestmark = pytest.mark.isolated_environment
 def test_create_retried_after_503_makes_one_run_with_the_same_idempotency_key(
     client: Client, http: responses.RequestsMock, fake_time: FakeTime
 ) -> None:
-    http.get(BY_NAME, json=deployment_json())
+    http.get(BY_NAME, json=deployment_json(shape="api"))
     http.post(CREATE, json={"detail": "database is busy"}, status=503)
-    http.post(CREATE, json=flow_run_json(), status=201)
+    http.post(CREATE, json=flow_run_json(shape="api"), status=201)
 
     run = client.run_deployment("add/add-dep", timeout=0)
 
@@ -69,7 +68,7 @@ def test_429_with_retry_after_waits_at_least_that_long(
     client: Client, http: responses.RequestsMock, fake_time: FakeTime
 ) -> None:
     http.get(BY_NAME, json={"detail": "slow down"}, status=429, headers={"Retry-After": "7"})
-    http.get(BY_NAME, json=deployment_json())
+    http.get(BY_NAME, json=deployment_json(shape="api"))
 
     deployment = client.read_deployment_by_name("add/add-dep")
 
@@ -215,7 +214,7 @@ def test_error_status_maps_to_its_exception_type(
 
 
 def test_422_on_create_is_a_bad_request(client: Client, http: responses.RequestsMock) -> None:
-    http.get(BY_NAME, json=deployment_json())
+    http.get(BY_NAME, json=deployment_json(shape="api"))
     http.post(CREATE, json={"detail": [{"loc": ["body", "state"], "msg": "bad"}]}, status=422)
 
     with pytest.raises(BadRequestError) as info:
@@ -228,7 +227,7 @@ def test_422_on_create_is_a_bad_request(client: Client, http: responses.Requests
 def test_409_that_is_not_about_a_parameter_stays_a_bad_request(
     client: Client, http: responses.RequestsMock
 ) -> None:
-    http.get(BY_NAME, json=deployment_json())
+    http.get(BY_NAME, json=deployment_json(shape="api"))
     http.post(CREATE, json={"detail": "Flow run with this key already exists"}, status=409)
 
     with pytest.raises(BadRequestError) as info:

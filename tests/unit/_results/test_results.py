@@ -23,7 +23,8 @@ import pytest
 import responses
 from helpers.fake_time import FakeTime
 from helpers.result_samples import SAMPLE
-from helpers.run_stubs import API, RUN, RUN_ID, flow_run_json
+from helpers.run_stubs import API, RUN, RUN_ID
+from helpers.server_json import flow_run_json
 
 import deploytrigger
 from deploytrigger import (
@@ -96,16 +97,13 @@ def record(
     }
 
 
-def run_json(
-    state_type: str = "COMPLETED", data: Optional[Dict[str, Any]] = None, message: Any = None
-) -> Dict[str, Any]:
-    run = flow_run_json(state_type, message)
-    run["state"]["data"] = data
-    return run
-
-
-def serve_run(http: responses.RequestsMock, state_type: str = "COMPLETED", **kwargs: Any) -> None:
-    http.get(RUN, json=run_json(state_type, **kwargs))
+def serve_run(
+    http: responses.RequestsMock,
+    state_type: str = "COMPLETED",
+    data: Optional[Dict[str, Any]] = None,
+    message: Any = None,
+) -> None:
+    http.get(RUN, json=flow_run_json(state_type, message, state_data=data))
 
 
 def stored(
@@ -502,7 +500,7 @@ def test_a_run_not_final_has_no_result_yet(client: Client, http: responses.Reque
 def test_a_run_given_not_final_is_read_again_before_giving_up(
     client: Client, http: responses.RequestsMock, tmp_path: Path
 ) -> None:
-    stale = FlowRun.from_json(run_json("RUNNING"))
+    stale = FlowRun.from_json(flow_run_json("RUNNING", state_data=None))
     (tmp_path / "r").write_bytes(b'"fresh"')
     serve_run(http, data=record(str(tmp_path / "r")))
     assert client.read_result(stale) == "fresh"
@@ -512,7 +510,7 @@ def test_a_final_run_given_is_not_read_again(
     client: Client, http: responses.RequestsMock, tmp_path: Path
 ) -> None:
     (tmp_path / "r").write_bytes(b"1")
-    run = FlowRun.from_json(run_json(data=record(str(tmp_path / "r"))))
+    run = FlowRun.from_json(flow_run_json("COMPLETED", state_data=record(str(tmp_path / "r"))))
     assert client.read_result(run) == 1
     assert len(http.calls) == 0
 
@@ -619,9 +617,11 @@ def test_handle_read_result_waits_for_the_run_then_reads_it(
     client: Client, http: responses.RequestsMock, tmp_path: Path, fake_time: FakeTime
 ) -> None:
     (tmp_path / "r").write_bytes(b'{"sum": 3}')
-    http.post(FILTER, json=[run_json("RUNNING")])
-    http.post(FILTER, json=[run_json(data=record(str(tmp_path / "r")))])
-    handle = client.handle(FlowRun.from_json(run_json("SCHEDULED")), poll_interval=2)
+    http.post(FILTER, json=[flow_run_json("RUNNING", state_data=None)])
+    http.post(FILTER, json=[flow_run_json("COMPLETED", state_data=record(str(tmp_path / "r")))])
+    handle = client.handle(
+        FlowRun.from_json(flow_run_json("SCHEDULED", state_data=None)), poll_interval=2
+    )
     assert handle.read_result() == {"sum": 3}
     assert fake_time.sleeps == [2]
 
@@ -629,8 +629,8 @@ def test_handle_read_result_waits_for_the_run_then_reads_it(
 def test_handle_read_result_raises_a_timeout_when_the_run_is_not_final_in_time(
     client: Client, http: responses.RequestsMock
 ) -> None:
-    http.post(FILTER, json=[run_json("RUNNING")])
-    handle = client.handle(FlowRun.from_json(run_json("SCHEDULED")))
+    http.post(FILTER, json=[flow_run_json("RUNNING", state_data=None)])
+    handle = client.handle(FlowRun.from_json(flow_run_json("SCHEDULED", state_data=None)))
     with pytest.raises(FlowRunTimeoutError):
         handle.read_result(timeout=0)
 
@@ -649,7 +649,9 @@ def test_read_result_accepts_a_handle(
     client: Client, http: responses.RequestsMock, tmp_path: Path
 ) -> None:
     (tmp_path / "r").write_bytes(b"5")
-    handle = client.handle(FlowRun.from_json(run_json(data=record(str(tmp_path / "r")))))
+    handle = client.handle(
+        FlowRun.from_json(flow_run_json("COMPLETED", state_data=record(str(tmp_path / "r"))))
+    )
     assert client.read_result(handle) == 5
 
 
@@ -717,7 +719,7 @@ def test_cli_result_exit_codes_follow_the_run(
 def test_cli_result_wait_polls_until_final(http: responses.RequestsMock, tmp_path: Path) -> None:
     (tmp_path / "r").write_bytes(b'"ok"')
     serve_run(http, "RUNNING")
-    http.post(FILTER, json=[run_json(data=record(str(tmp_path / "r")))])
+    http.post(FILTER, json=[flow_run_json("COMPLETED", state_data=record(str(tmp_path / "r")))])
     code, out, _ = run_cli("result", str(RUN_ID), "--wait", "--poll-interval", "0")
     assert (code, out) == (0, '"ok"\n')
 

@@ -21,15 +21,14 @@ from helpers.client_stubs import (  # noqa: F401 - the fixtures: client, fake_ti
     assert_deploytrigger_error,
     calls_to,
     client,
-    deployment_json,
     fake_time,
-    flow_run_json,
     http,
     make_client,
     sent_json,
     stub_deployment_and_create,
 )
 from helpers.fake_time import FakeTime
+from helpers.server_json import deployment_json, flow_run_json
 
 from deploytrigger import (
     Client,
@@ -53,8 +52,8 @@ def test_deployment_name_parts_are_url_quoted(
     client: Client, http: responses.RequestsMock, name: str, path: str
 ) -> None:
     url = f"{API}/deployments/name/{path}"
-    http.get(url, json=deployment_json())
-    http.post(CREATE, json=flow_run_json(), status=201)
+    http.get(url, json=deployment_json(shape="api"))
+    http.post(CREATE, json=flow_run_json(shape="api"), status=201)
 
     client.run_deployment(name, timeout=0)
 
@@ -66,8 +65,8 @@ def test_deployment_name_parts_are_url_quoted(
 def test_run_by_id_reads_the_deployment_by_id(
     client: Client, http: responses.RequestsMock, name: Any
 ) -> None:
-    http.get(BY_ID, json=deployment_json())
-    http.post(CREATE, json=flow_run_json(), status=201)
+    http.get(BY_ID, json=deployment_json(shape="api"))
+    http.post(CREATE, json=flow_run_json(shape="api"), status=201)
 
     run = client.run_deployment(name, timeout=0)
 
@@ -130,7 +129,7 @@ def test_404_on_a_deployment_id_raises_deployment_not_found_naming_it(
 def test_404_on_create_raises_deployment_not_found_with_the_deployment_asked_for(
     client: Client, http: responses.RequestsMock
 ) -> None:
-    http.get(BY_NAME, json=deployment_json())
+    http.get(BY_NAME, json=deployment_json(shape="api"))
     http.post(CREATE, json={"detail": "Deployment not found"}, status=404)
 
     with pytest.raises(DeploymentNotFoundError) as info:
@@ -144,7 +143,7 @@ def test_404_on_create_raises_deployment_not_found_with_the_deployment_asked_for
 def test_409_validation_failure_raises_parameter_rejected_naming_the_parameter(
     client: Client, http: responses.RequestsMock
 ) -> None:
-    http.get(BY_NAME, json=deployment_json())
+    http.get(BY_NAME, json=deployment_json(shape="api"))
     http.post(CREATE, json={"detail": VALIDATION_DETAIL}, status=409)
 
     with pytest.raises(ParameterRejectedError) as info:
@@ -181,10 +180,10 @@ def test_threads_missing_the_cache_at_once_share_one_read_of_the_deployment(
 ) -> None:
     def slow_read(request: Any) -> Any:
         time.sleep(0.3)  # long enough for every thread to miss the cache meanwhile
-        return 200, {}, json.dumps(deployment_json())
+        return 200, {}, json.dumps(deployment_json(shape="api"))
 
     http.add_callback(responses.GET, BY_NAME, callback=slow_read)
-    http.post(CREATE, json=flow_run_json(), status=201)
+    http.post(CREATE, json=flow_run_json(shape="api"), status=201)
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=16) as pool:
         runs = list(pool.map(lambda _: client.run_deployment("add/add-dep", timeout=0), range(16)))
@@ -201,10 +200,10 @@ def test_a_failed_shared_read_is_not_reused_by_the_threads_that_waited_for_it(
 
     def read(request: Any) -> Any:
         time.sleep(0.2)
-        return next(answers, (200, {}, json.dumps(deployment_json())))
+        return next(answers, (200, {}, json.dumps(deployment_json(shape="api"))))
 
     http.add_callback(responses.GET, BY_NAME, callback=read)
-    http.post(CREATE, json=flow_run_json(), status=201)
+    http.post(CREATE, json=flow_run_json(shape="api"), status=201)
 
     def trigger(_: int) -> str:
         try:
@@ -244,14 +243,20 @@ def test_cached_deployment_expires_after_its_ttl(
 def test_deployment_recreated_under_the_same_name_is_resolved_again_on_404(
     client: Client, http: responses.RequestsMock
 ) -> None:
-    http.get(BY_NAME, json=deployment_json())
-    http.post(CREATE, json=flow_run_json(), status=201)
+    http.get(BY_NAME, json=deployment_json(shape="api"))
+    http.post(CREATE, json=flow_run_json(shape="api"), status=201)
     client.run_deployment("add/add-dep", timeout=0)
 
     # Deleted and re-created: the old id answers 404, the name now has a new id.
     http.replace(responses.POST, CREATE, json={"detail": "Deployment not found"}, status=404)
-    http.replace(responses.GET, BY_NAME, json=deployment_json(id=str(OTHER_DEPLOYMENT_ID)))
-    http.post(OTHER_CREATE, json=flow_run_json(deployment_id=str(OTHER_DEPLOYMENT_ID)), status=201)
+    http.replace(
+        responses.GET, BY_NAME, json=deployment_json(shape="api", id=str(OTHER_DEPLOYMENT_ID))
+    )
+    http.post(
+        OTHER_CREATE,
+        json=flow_run_json(shape="api", deployment_id=str(OTHER_DEPLOYMENT_ID)),
+        status=201,
+    )
 
     run = client.run_deployment("add/add-dep", idempotency_key="same-key", timeout=0)
 
@@ -283,9 +288,11 @@ def test_parameter_new_to_a_cached_deployment_is_checked_against_a_fresh_read(
 ) -> None:
     stub_deployment_and_create(http)
     client.run_deployment("add/add-dep", parameters={"x": 1}, timeout=0)
-    schema = deployment_json()["parameter_openapi_schema"]
+    schema = deployment_json(shape="api")["parameter_openapi_schema"]
     schema["properties"]["z"] = {"title": "z", "position": 2, "type": "integer"}
-    http.replace(responses.GET, BY_NAME, json=deployment_json(parameter_openapi_schema=schema))
+    http.replace(
+        responses.GET, BY_NAME, json=deployment_json(shape="api", parameter_openapi_schema=schema)
+    )
 
     client.run_deployment("add/add-dep", parameters={"z": 3}, timeout=0)
 

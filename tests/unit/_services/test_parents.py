@@ -19,6 +19,7 @@ from helpers.parent_stubs import (  # noqa: F401 - the autouse fixture
     TASK_RUN,
     no_ambient_parent,
 )
+from helpers.server_json import deployment_json, flow_run_json
 
 import deploytrigger
 from deploytrigger import Client, ParentRun, current_parent, parent_run
@@ -33,30 +34,12 @@ from deploytrigger._parents.linking import (
 # -- the client: linking and tracked runs ----------------------------------------------------
 
 
-def deployment_json(version: Optional[str] = "1.0") -> Dict[str, Any]:
-    return {
-        "id": str(DEPLOYMENT_ID),
-        "name": "add-dep",
-        "flow_id": str(FLOW_ID),
-        "version": version,
-    }
-
-
-def flow_run_json(run_id: uuid.UUID, **extra: Any) -> Dict[str, Any]:
-    return {
-        "id": str(run_id),
-        "name": "run",
-        "flow_id": str(FLOW_ID),
-        "state": {"type": "SCHEDULED", "name": "Scheduled"},
-        **extra,
-    }
-
-
 @pytest.fixture
 def api() -> Iterator[responses.RequestsMock]:
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        mock.get(f"{API}/deployments/name/add/add-dep", json=deployment_json())
-        mock.get(f"{API}/deployments/{DEPLOYMENT_ID}", json=deployment_json())
+        deployment = deployment_json(shape="bare", deployment_id=DEPLOYMENT_ID, flow_id=FLOW_ID)
+        mock.get(f"{API}/deployments/name/add/add-dep", json=deployment)
+        mock.get(f"{API}/deployments/{DEPLOYMENT_ID}", json=deployment)
         mock.get(f"{API}/flows/{FLOW_ID}", json={"id": str(FLOW_ID), "name": "add"})
         mock.get(f"{API}/admin/version", json="3.8.8")
         yield mock
@@ -87,7 +70,10 @@ def stub_links(mock: responses.RequestsMock, child: uuid.UUID) -> None:
 
     def create(request: Any) -> Tuple[int, Dict[str, str], str]:
         parent_task_run_id = json.loads(request.body).get("parent_task_run_id")
-        return 201, {}, json.dumps(flow_run_json(child, parent_task_run_id=parent_task_run_id))
+        run = flow_run_json(
+            shape="bare", run_id=child, flow_id=FLOW_ID, parent_task_run_id=parent_task_run_id
+        )
+        return 201, {}, json.dumps(run)
 
     mock.add_callback(
         responses.POST, f"{API}/deployments/{DEPLOYMENT_ID}/create_flow_run", callback=create
@@ -169,7 +155,12 @@ def stub_tracked(mock: responses.RequestsMock, run_id: uuid.UUID) -> None:
     mock.post(f"{API}/flows/", json={"id": str(FLOW_ID), "name": "cron"})
     mock.post(
         f"{API}/flow_runs/",
-        json=flow_run_json(run_id, state={"type": "RUNNING", "name": "Running"}),
+        json=flow_run_json(
+            shape="bare",
+            run_id=run_id,
+            flow_id=FLOW_ID,
+            state={"type": "RUNNING", "name": "Running"},
+        ),
         status=201,
     )
     mock.post(f"{API}/flow_runs/{run_id}/set_state", json={"status": "ACCEPT"}, status=201)
@@ -375,7 +366,9 @@ def stub_existing_run(
     mock.post(
         f"{API}/deployments/{DEPLOYMENT_ID}/create_flow_run",
         json=flow_run_json(
-            OTHER,
+            shape="bare",
+            run_id=OTHER,
+            flow_id=FLOW_ID,
             name="earlier-run",
             state=state,
             parent_task_run_id=None if linked_to is None else str(linked_to),

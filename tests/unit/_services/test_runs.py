@@ -23,13 +23,13 @@ from helpers.client_stubs import (  # noqa: F401 - the fixtures: client, fake_ti
     calls_to,
     client,
     fake_time,
-    flow_run_json,
     http,
     make_client,
     sent_json,
     stub_deployment_and_create,
 )
 from helpers.fake_time import FakeTime
+from helpers.server_json import flow_run_json
 
 from deploytrigger import (
     Client,
@@ -109,7 +109,7 @@ def test_timeout_zero_returns_the_created_run_without_polling(
     client: Client, http: responses.RequestsMock, fake_time: FakeTime
 ) -> None:
     stub_deployment_and_create(http)
-    http.get(RUN, json=flow_run_json("COMPLETED"))
+    http.get(RUN, json=flow_run_json("COMPLETED", shape="api"))
 
     run = client.run_deployment("add/add-dep", timeout=0)
 
@@ -124,7 +124,7 @@ def test_timeout_none_polls_the_run_until_it_is_final(
 ) -> None:
     stub_deployment_and_create(http)
     for state in ("PENDING", "RUNNING", "RUNNING", "COMPLETED"):
-        http.get(RUN, json=flow_run_json(state))
+        http.get(RUN, json=flow_run_json(state, shape="api"))
 
     run = client.run_deployment("add/add-dep", poll_interval=2, timeout=None)
 
@@ -139,7 +139,7 @@ def test_positive_timeout_returns_the_unfinished_run_in_its_last_state(
 ) -> None:
     stub_deployment_and_create(http)
     for message in ("t0", "t5", "t10", "t12"):
-        http.get(RUN, json=flow_run_json("RUNNING", message=message))
+        http.get(RUN, json=flow_run_json("RUNNING", shape="api", message=message))
 
     run = client.run_deployment("add/add-dep", poll_interval=5, timeout=12)
 
@@ -154,8 +154,8 @@ def test_positive_timeout_returns_the_unfinished_run_in_its_last_state(
 def test_wait_for_flow_run_polls_by_id_until_final(
     client: Client, http: responses.RequestsMock, fake_time: FakeTime
 ) -> None:
-    http.get(RUN, json=flow_run_json("RUNNING"))
-    http.get(RUN, json=flow_run_json("FAILED", message="boom"))
+    http.get(RUN, json=flow_run_json("RUNNING", shape="api"))
+    http.get(RUN, json=flow_run_json("FAILED", shape="api", message="boom"))
 
     run = client.wait_for_flow_run(str(RUN_ID), poll_interval=3)
 
@@ -202,7 +202,7 @@ def test_server_unreachable_past_the_deadline_returns_the_last_known_run(
     expected_sleeps: List[float],
 ) -> None:
     stub_deployment_and_create(http)
-    http.get(RUN, json=flow_run_json("RUNNING", message="last seen"))
+    http.get(RUN, json=flow_run_json("RUNNING", shape="api", message="last seen"))
     http.get(RUN, body=requests.ConnectionError("Connection refused"))
 
     with make_client(fake_time, max_retries=max_retries, backoff=lambda s: backoff) as client:
@@ -232,7 +232,7 @@ def test_rate_limit_outlasting_the_deadline_returns_the_last_known_run(
     client: Client, http: responses.RequestsMock, fake_time: FakeTime
 ) -> None:
     stub_deployment_and_create(http)
-    http.get(RUN, json=flow_run_json("RUNNING", message="last seen"))
+    http.get(RUN, json=flow_run_json("RUNNING", shape="api", message="last seen"))
     http.get(RUN, json={"detail": "slow down"}, status=429, headers={"Retry-After": "7"})
 
     run = client.run_deployment("add/add-dep", poll_interval=5, timeout=10)
@@ -261,7 +261,7 @@ def flaky_run_endpoint(http: responses.RequestsMock, failures: int, final: str) 
         seen[0] += 1
         if seen[0] <= failures:
             raise requests.ConnectionError("Connection refused")
-        return (200, {}, json.dumps(flow_run_json(final)))
+        return (200, {}, json.dumps(flow_run_json(final, shape="api")))
 
     http.add_callback(responses.GET, RUN, callback=answer)
     return seen

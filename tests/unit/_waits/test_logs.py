@@ -24,11 +24,10 @@ from helpers.run_stubs import (
     RUN,
     RUN_ID,
     SET_STATE,
-    deployment_json,
-    flow_run_json,
     log_json,
     sent_json,
 )
+from helpers.server_json import deployment_json, flow_run_json
 
 import deploytrigger
 from deploytrigger import Client, FlowRunNotFoundError, InvalidArgumentError, StateType

@@ -14,17 +14,8 @@ from typing import Any, Dict, Iterator, List, Tuple
 
 import pytest
 import responses
-from helpers.run_stubs import (
-    API,
-    BY_NAME,
-    CREATE,
-    RUN,
-    RUN_ID,
-    SET_STATE,
-    deployment_json,
-    flow_run_json,
-    sent_json,
-)
+from helpers.run_stubs import API, BY_NAME, CREATE, RUN, RUN_ID, SET_STATE, sent_json
+from helpers.server_json import deployment_json, flow_run_json
 
 from deploytrigger import FlowRun, cli
 from deploytrigger.cli import _output, _parsing
