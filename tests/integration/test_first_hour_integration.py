@@ -1,8 +1,10 @@
 """The first hour against a real Prefect server (issue 21): the /api hint, the
 demo's report, and the CLI's wording of a finished run."""
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -10,6 +12,8 @@ import deploytrigger
 from examples import demo
 
 pytestmark = pytest.mark.integration
+
+NOTEBOOK = Path(__file__).resolve().parents[2] / "examples" / "notebook.ipynb"
 
 
 def test_url_without_api_on_a_real_server_says_add_api(api_url: str) -> None:
@@ -55,3 +59,27 @@ def test_cli_names_the_flows_run_time_and_the_wait_before_it(api_url: str) -> No
     )
     assert done.returncode == 0, done.stderr
     assert "COMPLETED, ran " in done.stdout and " s after it was triggered" in done.stdout
+
+
+def test_notebook_reads_prefect_api_url_and_its_logs_cell_shows_the_lines(
+    api_url: str, tmp_path: Path
+) -> None:
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    assert "DEPLOYTRIGGER_API_URL" not in NOTEBOOK.read_text()
+    saved = dict(os.environ)
+    for name in [n for n in os.environ if n.startswith("PREFECT_")]:
+        del os.environ[name]
+    os.environ.update(PREFECT_API_URL=api_url, PREFECT_HOME=str(tmp_path / "home"))
+    try:
+        nbclient.NotebookClient(
+            notebook, timeout=240, kernel_name="python3",
+            resources={"metadata": {"path": str(tmp_path)}},
+        ).execute()  # fmt: skip
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    logs_cell = next(cell for cell in notebook.cells if "follow_logs" in cell.source)
+    printed = "".join(output.get("text", "") for output in logs_cell.outputs)
+    assert "INFO sum is 42" in printed, printed

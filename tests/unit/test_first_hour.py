@@ -2,9 +2,11 @@
 traceback per failure, and a fake Prefect API that no client can get around."""
 
 import http.server
+import json
 import socket
 import threading
 import traceback
+from pathlib import Path
 from typing import Iterator, List, Optional, Tuple
 
 import pytest
@@ -14,6 +16,8 @@ from deploytrigger import guard
 from deploytrigger.testing import FakePrefect
 
 pytest_plugins = ["pytester"]
+
+NOTEBOOK = Path(__file__).resolve().parents[2] / "examples" / "notebook.ipynb"
 
 
 def chained(exc: BaseException) -> List[BaseException]:
@@ -222,3 +226,14 @@ def test_fixture_fences_in_a_users_suite(
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q")
     result.assert_outcomes(passed=2)
     assert seen == []
+
+
+# -- defect 4: the notebook is committed with its outputs ----------------------------------
+
+
+def test_the_committed_notebook_shows_its_outputs() -> None:
+    notebook = json.loads(NOTEBOOK.read_text())
+    code = [cell for cell in notebook["cells"] if cell["cell_type"] == "code"]
+    assert all(cell["outputs"] for cell in code[:-1]), "run the notebook and commit its outputs"
+    logs_cell = next(cell for cell in code if "follow_logs" in "".join(cell["source"]))
+    assert "sum is" in "".join("".join(o.get("text", "")) for o in logs_cell["outputs"])
