@@ -9,7 +9,6 @@ from the run as last read.
 
 from __future__ import annotations
 
-import html
 import json
 from datetime import datetime
 from typing import Any, List, Mapping, Optional, Protocol, Sequence, Tuple
@@ -115,6 +114,8 @@ def flow_run_html(run: ShownRun) -> str:
 
     Every value is HTML-escaped.
     """
+    import html  # only a notebook shows a run as HTML: not loaded before
+
     esc = html.escape
     state_type = "UNKNOWN" if run.state is None else run.state.type.value
     state_name = "Unknown" if run.state is None else run.state.name
