@@ -214,7 +214,7 @@ class Client:
         """Follow a run: yield the run at every poll and, with ``logs``, each new log line.
 
         Lines and state changes come in timestamp order; the final state comes
-        last, after the run's lines have drained. With ``cancel_on_timeout`` a
+        once the run's lines have drained, among them by its timestamp. With ``cancel_on_timeout`` a
         run still not final when ``timeout`` runs out is cancelled and yielded
         once more as read after the request; with ``cancel_on_interrupt`` a
         ``KeyboardInterrupt`` while following cancels the run before it

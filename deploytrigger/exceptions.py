@@ -131,6 +131,8 @@ class APIError(DeployTriggerError):
         method: HTTP method of the request; None when nothing was sent.
         url: URL of the request (credentials removed); None when nothing was sent.
         attempts: how many times the request was sent (0 when it was not).
+        hint: what to change when deploytrigger can tell (for example an API URL
+            that lacks ``/api``); None otherwise. Also the end of the message.
     """
 
     def __init__(
@@ -142,8 +144,10 @@ class APIError(DeployTriggerError):
         method: Optional[str] = None,
         url: Optional[str] = None,
         attempts: int = 0,
+        hint: Optional[str] = None,
     ) -> None:
         super().__init__(message)
+        self.hint = hint
         self.status_code = status_code
         self.detail = detail
         self.method = method
@@ -158,6 +162,7 @@ class APIError(DeployTriggerError):
             "method": self.method,
             "url": self.url,
             "attempts": self.attempts,
+            "hint": self.hint,
         }
 
 

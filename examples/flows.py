@@ -8,7 +8,8 @@ shows that the server merges run parameters over deployment defaults.
 
 The ``*-result`` flows persist their return value in each of the ways
 ``deploytrigger.read_result`` reads, and ``json-fail`` its exception (see
-``tests/test_results_integration.py``); ``add`` persists nothing. Two of them
+``tests/test_results_integration.py``), and so does ``add`` (JSON, for the
+demo to print its sum); ``echo`` persists nothing. Two of them
 name a storage block that must exist when they run (``RESULT_BLOCK`` and
 ``REMOTE_BLOCK``; the tests create them).
 """
@@ -25,7 +26,7 @@ from prefect.deployments import run_deployment as prefect_run_deployment
 from prefect.filesystems import WritableFileSystem
 
 
-@flow(name="add", log_prints=True)
+@flow(name="add", log_prints=True, result_serializer="json")
 def add(x: int = 1, y: int = 2) -> int:
     """Add two numbers and print the sum."""
     total = x + y

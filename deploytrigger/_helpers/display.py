@@ -9,7 +9,6 @@ from the run as last read.
 
 from __future__ import annotations
 
-import html
 import json
 from datetime import datetime
 from typing import Any, List, Mapping, Optional, Protocol, Sequence, Tuple
@@ -36,6 +35,8 @@ class ShownRun(Protocol):
     def end_time(self) -> Optional[datetime]: ...
     @property
     def ui_url(self) -> Optional[str]: ...
+    @property
+    def created(self) -> Optional[datetime]: ...
 
 
 STATE_COLOURS = {
@@ -57,9 +58,15 @@ def _when(value: Optional[datetime]) -> str:
 
 
 def _duration(run: ShownRun) -> Optional[str]:
+    """ "ran 0.1 s, 4.4 s after it was triggered": the flow's own run time, and how
+    long after the run was created it started (a runner's poll, a busy worker)."""
     if run.start_time is None or run.end_time is None:
         return None
-    return f"{(run.end_time - run.start_time).total_seconds():.1f}s"  # seconds, one decimal
+    text = f"ran {(run.end_time - run.start_time).total_seconds():.1f} s"  # one decimal
+    if run.created is not None:
+        delay = max((run.start_time - run.created).total_seconds(), 0.0)
+        text += f", {delay:.1f} s after it was triggered"
+    return text
 
 
 def _one_line(text: str) -> str:
@@ -72,7 +79,7 @@ def flow_run_summary(run: ShownRun) -> str:
     text = f"flow run {run.name!r} ({run.id}): {state}"
     duration = _duration(run)
     if duration is not None:
-        text += f" in {duration}"
+        text += f", {duration}"
     if run.state is not None and run.state.message:
         text += f"\n  {_one_line(run.state.message)}"
     if run.ui_url:
@@ -107,6 +114,8 @@ def flow_run_html(run: ShownRun) -> str:
 
     Every value is HTML-escaped.
     """
+    import html  # only a notebook shows a run as HTML: not loaded before
+
     esc = html.escape
     state_type = "UNKNOWN" if run.state is None else run.state.type.value
     state_name = "Unknown" if run.state is None else run.state.name

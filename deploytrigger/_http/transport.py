@@ -37,6 +37,7 @@ from ..exceptions import (
     TLSError,
     TransportError,
 )
+from ..guard import check_request
 from ..settings import Settings
 from .bodies import encode_body
 from .csrf import MUTATING_METHODS, CsrfTokens, is_csrf_refusal
@@ -112,6 +113,8 @@ class Transport:
         self._clock = clock
         self._backoff = backoff
         self._answered = False  # whether the server has ever answered this transport
+        self._route_hint_checked = False  # whether <url>/api/health was asked (``_route_hint``)
+        self._route_hint_text: Optional[str] = None
         self.csrf = CsrfTokens(self._fetch_csrf_token)
         if rate_budget is None and settings.max_requests_per_minute:
             rate_budget = shared_budget(
@@ -162,6 +165,7 @@ class Transport:
             InvalidResponseError: a success whose body is not JSON.
         """
         url = self.api_url + path
+        check_request(url, method)  # a test's fake Prefect API may fence this URL off
         shown = redact_url(url)
         data = None if body is None else encode_body(body)
         mutating = method.upper() in MUTATING_METHODS
@@ -182,7 +186,41 @@ class Transport:
             fresh_token = True
         else:
             raise _csrf_error(response, method, shown, attempts, detail, "a fresh token")
-        return _json_or_error(response, method, shown, attempts)
+        hint = None
+        if response.status_code == 404 and not path.startswith("/csrf-token"):
+            hint = self._route_hint(response)
+        return _json_or_error(response, method, shown, attempts, hint)
+
+    def _route_hint(self, response: requests.Response) -> Optional[str]:
+        """What to change when a 404 means "no such route" and ``<url>/api`` is the API.
+
+        A server answers ``{"detail": "Not Found"}`` for a path it has no route
+        for, and e.g. ``Deployment not found`` for a deployment it lacks. Only
+        the first kind, and only for a URL that does not end in ``/api``, costs
+        one ``GET <url>/api/health`` (once per transport): a server configured
+        right never sees it.
+        """
+        if _detail(response) != "Not Found" or self.api_url.rstrip("/").endswith("/api"):
+            return None
+        if self._route_hint_checked:
+            return self._route_hint_text
+        self._route_hint_checked = True
+        candidate = self.api_url.rstrip("/") + "/api"
+        try:
+            check_request(candidate + "/health", "GET")
+            answer = self._session.get(
+                candidate + "/health",
+                timeout=min(self.settings.request_timeout, 5.0),
+                verify=self.settings.verify,
+            )
+        except requests.exceptions.RequestException as exc:
+            logger.debug("GET %s/health failed: %s", redact_url(candidate), _reason(exc))
+            return None
+        if answer.status_code == 200:
+            self._route_hint_text = (
+                f"the API URL probably needs to end in /api: {redact_url(candidate)}"
+            )
+        return self._route_hint_text
 
     def _send(
         self,
@@ -240,29 +278,40 @@ class Transport:
             wait = state.next_action.sleep if state.next_action else 0.0
             logger.debug("%s %s failed (%s); retrying in %.2fs", method, shown, reason, wait)
 
+        failure: Optional[Exception] = None
         try:
+            response = send()
+        except Exception as first_failure:
+            failure = first_failure
+        if failure is not None:
+            # Only now is tenacity (and asyncio with it) needed: it decides about
+            # the attempt that failed as if it had made it, then retries. It runs
+            # outside the ``except`` above, so its errors carry no implicit context.
+            max_retries = self.settings.max_retries
+            if max_retries is None and not self._answered and sent_nothing(failure):
+                max_retries = FIRST_CONTACT_RETRIES
+            policy = retrying(
+                max_retries=max_retries,
+                idempotent=idempotent,
+                deadline=deadline,
+                budget=budget,
+                sleep=self._sleep,
+                backoff=self._backoff,
+                before_sleep=log_retry,
+            )
+            last: Optional[requests.exceptions.RequestException] = None
             try:
-                response = send()
-            except Exception as first_failure:
-                # Only now is tenacity (and asyncio with it) needed: it decides about
-                # the attempt that failed as if it had made it, then retries.
-                max_retries = self.settings.max_retries
-                if max_retries is None and not self._answered and sent_nothing(first_failure):
-                    max_retries = FIRST_CONTACT_RETRIES
-                policy = retrying(
-                    max_retries=max_retries,
-                    idempotent=idempotent,
-                    deadline=deadline,
-                    budget=budget,
-                    sleep=self._sleep,
-                    backoff=self._backoff,
-                    before_sleep=log_retry,
-                )
-                response = policy(_replay(first_failure, send))
-        except RetryableStatus as exc:
-            response = exc.response
-        except requests.exceptions.RequestException as exc:
-            raise self._transport_error(exc, method, shown, attempts) from exc
+                response = policy(_replay(failure, send))
+            except RetryableStatus as exc:
+                response = exc.response
+            except requests.exceptions.RequestException as exc:
+                last = exc
+            if last is not None:
+                # One failure, one cause: the requests error itself, without the
+                # urllib3 chain behind it or its frames (its message says it all).
+                _one_level(last)
+                raise self._transport_error(last, method, shown, attempts) from last
+        return response, attempts
         return response, attempts
 
     def _take_slot(self, method: str, shown: str, deadline: Optional[Deadline]) -> None:
@@ -330,7 +379,16 @@ class Transport:
 def refine(exc: APIError, error_type: Type[E], message: str, **extra: Any) -> E:
     """``exc`` as a more specific error about the same answer, naming what was asked for."""
     where = f" ({exc.method} {exc.url} answered {exc.status_code})" if exc.method else ""
-    return error_type(message + where, **extra, **exc.context())
+    hint = f": {exc.hint}" if exc.hint else ""
+    return error_type(message + where + hint, **extra, **exc.context())
+
+
+def _one_level(exc: BaseException) -> None:
+    """Cut what is chained behind ``exc`` and its frames, so it shows as one line of cause."""
+    exc.__cause__ = None
+    exc.__context__ = None
+    exc.__suppress_context__ = True
+    exc.__traceback__ = None
 
 
 def _replay(
@@ -376,8 +434,14 @@ def _csrf_error(
     )
 
 
-def _json_or_error(response: requests.Response, method: str, url: str, attempts: int) -> Any:
-    """The answer's JSON, or the error its status means."""
+def _json_or_error(
+    response: requests.Response,
+    method: str,
+    url: str,
+    attempts: int,
+    hint: Optional[str] = None,
+) -> Any:
+    """The answer's JSON, or the error its status means (``hint`` ends its message)."""
     status = response.status_code
     try:
         payload = response.json() if response.content else None
@@ -401,15 +465,18 @@ def _json_or_error(response: requests.Response, method: str, url: str, attempts:
     if attempts > 1:
         message += f" after {attempts} attempts"
     message += f": {detail}"
-    hint = _HINTS.get(status)
+    status_hint = _HINTS.get(status)
+    if status_hint:
+        message += f" ({status_hint})"
     if hint:
-        message += f" ({hint})"
+        message += f"; {hint}"
     context = {
         "status_code": status,
         "detail": detail,
         "method": method,
         "url": url,
         "attempts": attempts,
+        "hint": hint,
     }
     if status == 429:
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
@@ -428,7 +495,12 @@ def _reason(exc: BaseException) -> str:
     for marker in ("Caused by ", "): "):
         if marker in text:
             text = text.rsplit(marker, 1)[-1]
-    return text.strip("()'\" ") or type(exc).__name__
+    text = text.strip("'\" ")
+    while text.startswith("(") and text.count("(") > text.count(")"):
+        text = text[1:].strip("'\" ")
+    while text.endswith(")") and text.count(")") > text.count("("):
+        text = text[:-1].rstrip("'\" ")  # a wrapper's closing parenthesis, not the reason's
+    return text or type(exc).__name__
 
 
 def _snippet(text: str, limit: int = 200) -> str:

@@ -22,12 +22,12 @@ the field (422: their request schemas forbid unknown fields).
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
 import sys
 import unicodedata
 import uuid
 from dataclasses import dataclass
-from html.entities import name2codepoint
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
 from .._helpers.arguments import PAGE_LIMIT
@@ -102,7 +102,6 @@ EMPIRICAL_POLICY: Mapping[str, Any] = {
 # The rules of python-slugify's ``slugify(text)`` with default arguments, as
 # Prefect calls it (prefect.utilities.slugify), in the same order.
 _QUOTES = re.compile(r"[']+")
-_ENTITY = re.compile("&({});".format("|".join(name2codepoint)))
 _DECIMAL = re.compile(r"&#(\d+);")
 _HEX = re.compile(r"&#x([\da-fA-F]+);")
 _DIGIT_COMMA = re.compile(r"(?<=\d),(?=\d)")
@@ -138,8 +137,20 @@ def _ascii(char: str) -> str:
     return _SPELLED.get(char, "-")
 
 
+@functools.lru_cache(maxsize=1)
+def _entities() -> Tuple[re.Pattern[str], Dict[str, int]]:
+    """The named HTML entities and their pattern, made on first use (a cold start
+    triggering a run with no parent never needs them: compiling costs milliseconds)."""
+    from html.entities import name2codepoint
+
+    return re.compile("&({});".format("|".join(name2codepoint))), name2codepoint
+
+
 def _decode_entities(text: str) -> str:
-    text = _ENTITY.sub(lambda m: chr(name2codepoint[m.group(1)]), text)
+    if "&" not in text:
+        return text
+    entity, codepoints = _entities()
+    text = entity.sub(lambda m: chr(codepoints[m.group(1)]), text)
     # python-slugify replaces each kind of numeric reference all at once, or not at all.
     with contextlib.suppress(ValueError, OverflowError):
         text = _DECIMAL.sub(lambda m: chr(int(m.group(1))), text)

@@ -57,7 +57,7 @@ def read_or_not_found(
     try:
         return transport.request("GET", path, deadline=deadline)
     except NotFoundError as exc:
-        raise refine(exc, error_type, f"{what} {ref!r} was not found", **extra) from exc
+        raise refine(exc, error_type, f"{what} {ref!r} was not found", **extra) from None
 
 
 def json_list(data: Any, what: str) -> List[Any]:

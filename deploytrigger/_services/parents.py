@@ -167,7 +167,7 @@ class Parents:
                 FlowRunNotFoundError,
                 f"cannot link to parent flow run {parent.flow_run_id}: it was not found",
                 flow_run_id=str(parent.flow_run_id),
-            ) from exc
+            ) from None
         return parse_uuid(data.get("id") if isinstance(data, dict) else None)
 
     def settle(self, placeholder_id: Optional[uuid.UUID], run: FlowRun) -> None:

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import decimal
 import enum
 import math
 import re
+import sys
 import uuid
 from pathlib import PurePath
 from typing import Any, Dict, Iterable, List, Mapping, Optional
@@ -65,7 +65,10 @@ def to_json_value(value: Any, where: str) -> Any:
         return to_json_value(value.value, where)
     if isinstance(value, (dt.datetime, dt.date, dt.time)):
         return value.isoformat()
-    if isinstance(value, (uuid.UUID, decimal.Decimal, PurePath)):
+    if isinstance(value, (uuid.UUID, PurePath)):
+        return str(value)
+    decimal = sys.modules.get("decimal")  # no Decimal exists before ``decimal`` is imported
+    if decimal is not None and isinstance(value, decimal.Decimal):
         return str(value)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return to_json_value(dataclasses.asdict(value), where)

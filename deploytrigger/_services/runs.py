@@ -180,7 +180,7 @@ class Runs:
         except NotFoundError as exc:
             raise refine(
                 exc, DeploymentNotFoundError, f"deployment {ref!r} was not found", deployment=ref
-            ) from exc
+            ) from None
         except BadRequestError as exc:
             parameter = rejected_parameter(exc.detail)
             if parameter is None:
@@ -190,7 +190,7 @@ class Runs:
                 ParameterRejectedError,
                 f"deployment {ref!r} rejected the parameters: {exc.detail}",
                 parameter=parameter,
-            ) from exc
+            ) from None
         run = FlowRun.from_json(data, api_url=self._transport.api_url)
         logger.info("created flow run %s (%s) of deployment %s", run.id, run.name, ref)
         return run
@@ -215,11 +215,14 @@ class Runs:
         ref, body = request.ref, dict(request.body)
         shown = describe_ref(ref)
         deployment, cached = self._deployments.resolve(ref)
+        stale = False  # each second try runs outside the ``except``: no chained first error
         try:
             check_parameter_names(deployment, body["parameters"], shown)
         except ParameterRejectedError:
             if not cached:
                 raise
+            stale = True
+        if stale:
             deployment, cached = self._deployments.resolve(ref, refresh=True)
             check_parameter_names(deployment, body["parameters"], shown)
         parent_task_run_id = None
@@ -227,11 +230,14 @@ class Runs:
             parent_task_run_id = self._parents.link(deployment, ref, body["parameters"])
             if parent_task_run_id is not None:
                 body["parent_task_run_id"] = str(parent_task_run_id)
+        gone = False
         try:
             run = self.create(deployment.id, body, shown)
         except DeploymentNotFoundError:
             if not cached:
                 raise
+            gone = True
+        if gone:
             deployment, _ = self._deployments.resolve(ref, refresh=True)
             run = self.create(deployment.id, body, shown)
         # A reused idempotency_key returns the run created before, linked elsewhere.
@@ -293,7 +299,7 @@ class Runs:
                 FlowRunNotFoundError,
                 f"flow run {str(flow_run_id)!r} was not found",
                 flow_run_id=str(flow_run_id),
-            ) from exc
+            ) from None
         status = data.get("status") if isinstance(data, dict) else None
         state = data.get("state") if isinstance(data, dict) else None
         # A run that never started is REJECTed ("no infrastructure to terminate")

@@ -147,8 +147,10 @@ def watch(
 
     Every poll yields the run as read (compare states to see changes) and, with
     ``logs``, the lines that are new since the last poll. Lines and a changed
-    state are yielded in timestamp order. A final state is yielded last, after
-    the run's logs have drained (no new line for ``drain`` seconds). The polls
+    state are yielded in timestamp order. A final state is yielded once the
+    run's logs have drained (no new line for ``drain`` seconds), among the
+    lines by timestamp: Prefect ships a run's last lines after its final state,
+    stamped before it, so they come first. The polls
     are the poll engine's (``waiting.Poller``): a server outage is waited out.
 
     Args:
@@ -192,6 +194,7 @@ def watch(
 
     last_state: Optional[Tuple[Any, ...]] = None
     seen: Optional[_Round] = None
+    held: List[LogRecord] = []  # lines read once the run was final, until they drain
     try:
         for polled in poller.rounds(
             fetch, lambda polled: polled.done, deadline=deadline, interval=poll_interval
@@ -200,7 +203,7 @@ def watch(
                 continue  # the server did not answer: nothing new to show
             seen = polled
             if logs and polled.run.is_final():
-                yield from polled.lines  # the final state waits until the lines have drained
+                held.extend(polled.lines)  # shipped after the final state: wait for them all
                 continue
             state = polled.run.state
             state_key = None if state is None else (state.type, state.name)
@@ -210,7 +213,9 @@ def watch(
         cancel_if_interrupted(reader, seen.run if seen is not None else known, cancel_on_interrupt)
         raise
     if seen is not None and logs and seen.run.is_final():
-        yield seen.run
+        # In time order: the final state among the lines that came after it was set.
+        held.sort(key=lambda line: line.timestamp)
+        yield from _in_order(seen.run, held, True)
     elif seen is not None and not seen.run.is_final():
         cancelled = cancel_if_timed_out(reader, seen.run, timeout, cancel_on_timeout)
         if cancelled is not seen.run:

@@ -8,12 +8,14 @@ standard library (argparse) and deploytrigger's own dependencies are used.
 Exit codes (:data:`EXIT_CODES`): 0 completed, 1 failed or crashed, 2 usage
 error, 3 still not final when the timeout ran out, 4 cancelled (or being
 cancelled), 5 API or configuration error; 130 on Ctrl-C. Errors are one line
-on stderr; ``--debug`` adds the traceback and the HTTP log.
+on stderr; ``--debug`` adds the traceback and the HTTP log. The options and
+the output are described in the command-line guide.
 
-``_parsing.py`` holds pure helpers, tested on their own; ``_output.py`` what is
-printed; ``_commands.py`` the commands. Only the public API (names in
-``deploytrigger.__all__``) is used.
+Only the public API (names in ``deploytrigger.__all__``) is used.
 """
+
+# The modules: _parsing holds pure helpers, tested on their own; _output what is
+# printed; _commands the commands.
 
 from ._commands import build_parser, main
 from ._output import (

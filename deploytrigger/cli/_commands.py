@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import logging
 import sys
@@ -12,12 +13,21 @@ import traceback
 import uuid
 from typing import Any, Dict, Iterable, NoReturn, Optional, Sequence, TextIO, Tuple
 
-from .. import Client, DeployTriggerError, FlowRun, LogRecord, __version__
+from .. import (
+    Client,
+    ConfigurationError,
+    DeploymentNotFoundError,
+    DeployTriggerError,
+    FlowRun,
+    LogRecord,
+    __version__,
+)
 from ._output import (
     EXIT_CODES,
     EXIT_COMPLETED,
     EXIT_FAILED,
     EXIT_INTERRUPTED,
+    EXIT_NOT_FINAL,
     Output,
     error,
     exit_code_for_error,
@@ -193,18 +203,23 @@ def _run_command(args: argparse.Namespace, out: Output, state: Dict[str, Any]) -
     if args.cancel_on_timeout and args.timeout is None:
         raise UsageError("--cancel-on-timeout needs --timeout")
     with _client(args) as client:
-        run = client.run_deployment(
-            args.deployment,
-            parameters=parameters,
-            scheduled_time=start,
-            flow_run_name=args.name,
-            timeout=0,
-            tags=args.tag or None,
-            idempotency_key=args.idempotency_key,
-            work_queue_name=args.work_queue,
-            job_variables=job_variables or None,
-            as_subflow=False,
-        )
+        try:
+            run = client.run_deployment(
+                args.deployment,
+                parameters=parameters,
+                scheduled_time=start,
+                flow_run_name=args.name,
+                timeout=0,
+                tags=args.tag or None,
+                idempotency_key=args.idempotency_key,
+                work_queue_name=args.work_queue,
+                job_variables=job_variables or None,
+                as_subflow=False,
+            )
+        except DeploymentNotFoundError as exc:
+            if exc.hint is None:  # no hint about the URL: the name is what is wrong
+                state["hint"] = _closest_deployments(args)
+            raise
         state["run"] = run
         if args.no_wait:
             if out.json:
@@ -215,23 +230,80 @@ def _run_command(args: argparse.Namespace, out: Output, state: Dict[str, Any]) -
         if not out.json:
             out.progress(f"created flow run {run.name!r} ({run.id})" + _link(run))
         try:
-            run = _follow_run(client, run, args, out)
+            run = _follow_run(client, run, args, out, state)
         except KeyboardInterrupt:
             if args.cancel_on_interrupt:  # the library cancelled it on the way out
                 out.progress(f"interrupted: cancelling flow run {run.id}")
                 state["cancelled"] = True
+                state["run"] = _confirm_cancel(client, state["run"], out)
             raise
         state["run"] = run
     _report_run(run, out)
-    return exit_code_for_run(run)
+    code = exit_code_for_run(run)
+    if code == EXIT_NOT_FINAL and args.timeout is not None:
+        shown = "Unknown" if run.state is None else run.state.name
+        error(
+            out,
+            f"stopped waiting after {args.timeout:g} s; flow run {run.id} is {shown} and goes on: "
+            f"follow it with `deploytrigger logs --follow {run.id}` or "
+            f"`deploytrigger status {run.id}`",
+        )
+    return code
+
+
+def _confirm_cancel(client: Client, run: FlowRun, out: Output) -> FlowRun:
+    """Say whether the cancel sent on Ctrl-C was accepted; the run as read after it."""
+    try:
+        run = client.read_flow_run(run.id)
+    except (DeployTriggerError, KeyboardInterrupt) as exc:
+        error(out, f"could not read flow run {run.id} after cancelling it: {exc or 'Ctrl-C'}")
+        return run
+    if run.state is not None and run.state.type.value in ("CANCELLING", "CANCELLED"):
+        out.progress(f"cancel accepted: flow run {run.id} is {run.state.name}")
+    else:
+        shown = "Unknown" if run.state is None else run.state.name
+        error(out, f"the cancel was not accepted: flow run {run.id} is {shown}")
+    return run
+
+
+CLOSEST_DEPLOYMENTS = 3
+"""Names offered when the deployment given is unknown."""
+
+
+def _closest_deployments(args: argparse.Namespace) -> str:
+    """``; did you mean 'add/add-dep'? ...``: the deployments closest to the one given.
+
+    A best effort after the error: its requests are not retried.
+    """
+    name = str(args.deployment)
+    try:
+        with Client(getattr(args, "api_url", None), max_retries=0) as client:
+            deployments = client.read_deployments()
+            flows: Dict[uuid.UUID, str] = {}
+            for deployment in deployments:
+                if deployment.flow_id not in flows:
+                    flows[deployment.flow_id] = client.read_flow(deployment.flow_id).name
+    except DeployTriggerError:
+        return " (`deploytrigger deployments` lists the deployments)"
+    names = [f"{flows[d.flow_id]}/{d.name}" for d in deployments]
+    close = difflib.get_close_matches(name, names, n=CLOSEST_DEPLOYMENTS, cutoff=0.5)
+    offer = f"; did you mean {' or '.join(repr(n) for n in close)}?" if close else ""
+    return offer + " (`deploytrigger deployments` lists them)"
 
 
 def _link(run: FlowRun) -> str:
     return f"\n  {run.ui_url}" if run.ui_url else ""
 
 
-def _follow_run(client: Client, run: FlowRun, args: argparse.Namespace, out: Output) -> FlowRun:
-    """Follow the run until final or --timeout, showing progress; the run as last read."""
+def _follow_run(
+    client: Client,
+    run: FlowRun,
+    args: argparse.Namespace,
+    out: Output,
+    state: Optional[Dict[str, Any]] = None,
+) -> FlowRun:
+    """Follow the run until final or --timeout, showing progress; the run as last read
+    (also kept as ``state["run"]``, for a Ctrl-C)."""
     started = time.monotonic()
     last_state: Optional[Tuple[Any, ...]] = (
         None if run.state is None else (run.state.type, run.state.name)
@@ -255,6 +327,8 @@ def _follow_run(client: Client, run: FlowRun, args: argparse.Namespace, out: Out
                 out.stream(log_line(event))
                 continue
             latest = event
+            if state is not None:
+                state["run"] = event
             key = None if event.state is None else (event.state.type, event.state.name)
             if key != last_state:
                 last_state = key
@@ -397,15 +471,26 @@ def main(
             error(out, f"interrupted; flow run {run.id} keeps going")
         elif run is None:
             error(out, "interrupted")
+        if out.json and run is not None:  # the run as last seen
+            out.result_json({**run_to_json(run), "interrupted": True})
         return EXIT_INTERRUPTED
     except (UsageError, DeployTriggerError) as exc:
         if debug:
             traceback.print_exc(file=out.stderr)
-        error(out, str(exc))
+        message = _for_the_command_line(exc) + state.get("hint", "")
+        error(out, message)
         code = exit_code_for_error(exc)
         if out.json:
-            out.result_json({"error": one_line(str(exc)), "exit_code": code})
+            out.result_json({"error": one_line(message), "exit_code": code})
         return code
+
+
+def _for_the_command_line(exc: BaseException) -> str:
+    """The error's message, with the command line's spelling of the Python advice."""
+    text = str(exc)
+    if isinstance(exc, ConfigurationError):
+        text = text.replace("pass api_url=...", "pass --api-url URL")
+    return text
 
 
 def _log_to(stream: TextIO) -> None:

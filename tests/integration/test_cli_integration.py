@@ -171,7 +171,7 @@ def test_the_example_notebook_runs_headlessly_and_renders_the_run(
     notebook = nbformat.read(EXAMPLES_DIR / "notebook.ipynb", as_version=4)
     saved = dict(os.environ)
     os.environ.update(cli_env)
-    os.environ["DEPLOYTRIGGER_API_URL"] = api_url
+    os.environ["PREFECT_API_URL"] = api_url
     try:
         nbclient.NotebookClient(
             notebook, timeout=PROCESS_TIMEOUT, kernel_name="python3",

@@ -41,7 +41,7 @@ RUNS = {
     "json": "json-result/json-result-dep",
     "compressed": "compressed-result/compressed-result-dep",
     "pickle": "pickle-result/pickle-result-dep",
-    "not persisted": "add/add-dep",
+    "not persisted": "echo/echo-dep",
     "fail": "fail/fail-dep",
     "json fail": "json-fail/json-fail-dep",
     "block": "block-result/block-result-dep",

@@ -32,6 +32,8 @@ from typing import (
     Type,
 )
 
+from deploytrigger.guard import fence
+
 from ._backend import Backend, RecordedRequest
 from ._outcomes import NO_RESULT, Outcome
 
@@ -40,6 +42,14 @@ if TYPE_CHECKING:
 
 
 API_PREFIX = "/api"
+
+_FENCE_FIX = (
+    "This client was made for another URL, e.g. at import: make clients when first "
+    "needed (Client() and the module-level functions read PREFECT_API_URL, which "
+    "points at the fake), or pass api_url=fake.api_url (the fake_prefect fixture's); "
+    "a deploytrigger.configure(api_url=...) at import needs the same: read the URL "
+    "from PREFECT_API_URL instead (see the testing guide)."
+)
 
 ENVIRONMENT = ("PREFECT_API_URL", "PREFECT_API_KEY", "PREFECT_API_AUTH_STRING")
 """The variables a started fake sets (the URL) or clears (credentials), and restores on exit."""
@@ -141,7 +151,11 @@ class FakePrefect:
     Args:
         set_environment: point ``PREFECT_API_URL`` at the fake while it runs
             (and unset ``PREFECT_API_KEY`` and ``PREFECT_API_AUTH_STRING``),
-            restoring them on exit. Without it, pass :attr:`api_url` yourself.
+            restoring them on exit, and fence the process in: every
+            deploytrigger client, whenever it was made, may then send requests
+            only to the fake; one made for another URL raises
+            :class:`~deploytrigger.ConfigurationError` and sends nothing.
+            Without it, pass :attr:`api_url` yourself.
         clock: the current POSIX time in seconds (state changes are due
             against it); ``time.time`` by default.
     """
@@ -156,6 +170,7 @@ class FakePrefect:
         self._saved: Dict[str, Optional[str]] = {}
         self._home: Optional[Path] = None
         self._backend: Optional[Backend] = None
+        self._take_down_fence: Optional[Callable[[], None]] = None
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -182,11 +197,15 @@ class FakePrefect:
             for key in ENVIRONMENT[1:]:
                 os.environ.pop(key, None)
             os.environ["PREFECT_API_URL"] = self.api_url
+            self._take_down_fence = fence([self.api_url[: -len(API_PREFIX)]], fix=_FENCE_FIX)
         return self
 
     def stop(self) -> None:
         """Stop serving, restore the environment and delete the result files. Idempotent."""
         server, thread, self._server, self._thread = self._server, self._thread, None, None
+        take_down, self._take_down_fence = self._take_down_fence, None
+        if take_down is not None:
+            take_down()
         if server is not None:
             server.shutdown()
             server.server_close()
