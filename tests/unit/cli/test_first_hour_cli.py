@@ -7,31 +7,19 @@ from __future__ import annotations
 import io
 import json
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any, Dict, Iterator, Tuple
 
 import pytest
 import responses
-from run_stubs import (
-    API,
-    BY_NAME,
-    CREATE,
-    RUN,
-    SET_STATE,
-    FakeTime,
-    deployment_json,
-    flow_run_json,
-    isolate_prefect_env,
-)
+from helpers.fake_time import FakeTime
+from helpers.run_stubs import API, BY_NAME, CREATE, RUN, SET_STATE
+from helpers.server_json import deployment_json, flow_run_json
 
 import deploytrigger
 from deploytrigger import LogRecord, cli
 from deploytrigger.testing import FakePrefect
 
-
-@pytest.fixture(autouse=True)
-def isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    isolate_prefect_env(monkeypatch, tmp_path)
+pytestmark = pytest.mark.isolated_environment()
 
 
 @pytest.fixture
@@ -92,7 +80,7 @@ def test_timeout_says_waiting_stopped_and_how_to_follow_the_run(fake: FakePrefec
 def test_watch_shows_the_final_state_before_lines_stamped_after_it() -> None:
     with FakePrefect() as fake:
         fake.add_deployment("add/add-dep")
-        time = FakeTime()
+        time = FakeTime(1000.0)
         client = deploytrigger.Client(sleep=time.sleep, clock=time.clock)
         run = client.run_deployment("add/add-dep", timeout=0)
         final = client.read_flow_run(run.id)  # the fake finishes it on this read
