@@ -7,7 +7,7 @@ scripts alternate (which goes first changes every pair), after one warm-up each
 that writes the bytecode cache (in a temporary ``PYTHONPYCACHEPREFIX``, as a user's
 installed package has one)::
 
-    python benchmarks/cold_start.py [--pairs 15] [--fake]
+    python -m benchmarks.cold_start [--pairs 15] [--fake]
 
 Against a throwaway local Prefect server serving ``examples/flows.py`` by
 default, or the fake Prefect API (``--fake``: no Prefect needed, less noise from
