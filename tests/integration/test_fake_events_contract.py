@@ -12,7 +12,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import pytest
@@ -183,3 +187,43 @@ def test_the_fake_backfills_a_finished_run_as_the_real_server_does(
         finally:
             late.close()
     assert seen["fake"] == seen["real"]
+
+
+PREFECT_WAITER = """
+import asyncio, sys, time, uuid
+from prefect.flow_runs import wait_for_flow_run
+
+started = time.monotonic()
+run = asyncio.run(wait_for_flow_run(uuid.UUID(sys.argv[1]), timeout=60))
+print("WAITED", run.state.type.value, round(time.monotonic() - started, 2))
+"""
+
+
+def test_prefects_own_wait_for_flow_run_which_only_listens_returns_on_the_fake(
+    tmp_path: Path,
+) -> None:
+    """Prefect 3.8.8's ``wait_for_flow_run`` never polls: only the events can end its wait."""
+    with FakePrefect(set_environment=False) as server:
+        server.add_deployment("etl/nightly")
+        server.set_outcome("etl/nightly", "COMPLETED", after=3.0)
+        with Client(server.api_url) as client:
+            run = client.run_deployment("etl/nightly", timeout=0)
+        env = {key: value for key, value in os.environ.items() if not key.startswith("PREFECT_")}
+        env.update(
+            PREFECT_API_URL=server.api_url,
+            PREFECT_HOME=str(tmp_path),
+            PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        )
+        script = tmp_path / "wait.py"
+        script.write_text(PREFECT_WAITER)
+        result = subprocess.run(
+            [sys.executable, str(script), str(run.id)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 0, result.stderr
+        assert "WAITED COMPLETED" in result.stdout, result.stdout + result.stderr
+        (sent,) = server.event_filters  # Prefect's whole EventFilter: the fake takes it
+        assert sent["resource"]["id"] == [f"prefect.flow-run.{run.id}"]

@@ -157,7 +157,13 @@ class EventLog:
         self._lock = lock
         self._clock = clock
         self.events: List[Dict[str, Any]] = []
+        self.filters: List[Any] = []
+        """Every ``filter`` message's filter as received, valid or not, oldest first."""
         self._subscriptions: List[Subscription] = []
+
+    def record_filter(self, event_filter: Any) -> None:
+        with self._lock:
+            self.filters.append(event_filter)
 
     def publish(self, event: Dict[str, Any]) -> None:
         """Record an event and pass it to every subscription it matches."""

@@ -151,6 +151,7 @@ def _serve_events(handler: _Handler) -> None:
             connection.close(ws.PROTOCOL_ERROR, "Expected 'filter' message")
             return
         backend = handler.server.backend
+        backend.events.record_filter(message.get("filter"))
         try:
             event_filter = EventFilter.parse(message.get("filter"), backend.now())
         except InvalidFilter:
@@ -499,6 +500,12 @@ class FakePrefect:
     def requests(self) -> List[RecordedRequest]:
         """Every request received so far, oldest first (method, path, json, query)."""
         return list(self._store.requests)
+
+    @property
+    def event_filters(self) -> List[Any]:
+        """The filter of every subscription to ``/api/events/out`` so far, oldest first, as
+        sent (the websocket is not in :attr:`requests`): one per socket that got that far."""
+        return list(self._store.events.filters)
 
     def requests_to(self, method: str, path: str) -> List[RecordedRequest]:
         """The requests received with this method and path (e.g. ``"POST"``, ``"/flow_runs/"``)."""

@@ -176,6 +176,17 @@ def test_a_filter_with_an_unknown_key_cuts_the_connection_as_the_server_does(
         ws.recv()
 
 
+def test_the_filters_sent_are_recorded_for_tests_to_check(
+    fake: FakePrefect, clock: ManualClock
+) -> None:
+    assert fake.event_filters == []
+    event_filter = {"occurred": window(clock), "resource": {"id": ["prefect.flow-run.x"]}}
+    ws = subscribe(fake, clock, event_filter)
+    assert nothing_more(ws, 0.05)
+    assert fake.event_filters == [event_filter]
+    assert [r.path for r in fake.requests if "events" in r.path] == []
+
+
 def test_other_http_paths_still_answer_json(fake: FakePrefect) -> None:
     response = requests.get(fake.api_url + "/events/out", timeout=5)  # no Upgrade: not a route
     assert response.status_code == 404
