@@ -293,8 +293,8 @@ def test_on_a_terminal_a_live_line_counts_the_runs_by_state(
 ) -> None:
     monkeypatch.setattr(_commands, "LIVE_REFRESH", 0.02)
     a, b = ids(2)
-    Runs(http, {a: ["RUNNING"] * 3 + ["COMPLETED"], b: ["SCHEDULED", "RUNNING"]})
-    code, out, err = run_cli("wait", a, b, "--timeout", "0.5", "--poll-interval", "0.05", tty=True)
+    Runs(http, {a: ["RUNNING"] * 6 + ["COMPLETED"], b: ["SCHEDULED", "RUNNING"]})
+    code, out, err = run_cli("wait", a, b, "--timeout", "1", "--poll-interval", "0.05", tty=True)
     assert code == 3
     assert "\r\x1b[K2 flow runs  2 Running  00:00" in err  # rewritten in place
     assert "\r\x1b[K2 flow runs  1 Completed, 1 Running  00:00" in err

@@ -112,6 +112,14 @@ def nothing_more(ws: websocket.WebSocket, seconds: float = 0.3) -> bool:
     return False
 
 
+def until_filtered(fake: FakePrefect, count: int = 1) -> None:
+    """Return once the fake has received ``count`` filters (its socket threads run on their own)."""
+    deadline = time.monotonic() + RECV_TIMEOUT
+    while len(fake.event_filters) < count and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len(fake.event_filters) >= count
+
+
 def close_code(ws: websocket.WebSocket) -> int:
     """The code of the close frame the server sent next."""
     opcode, data = ws.recv_data(control_frame=True)
@@ -181,8 +189,8 @@ def test_the_filters_sent_are_recorded_for_tests_to_check(
 ) -> None:
     assert fake.event_filters == []
     event_filter = {"occurred": window(clock), "resource": {"id": ["prefect.flow-run.x"]}}
-    ws = subscribe(fake, clock, event_filter)
-    assert nothing_more(ws, 0.05)
+    subscribe(fake, clock, event_filter)
+    until_filtered(fake)
     assert fake.event_filters == [event_filter]
     assert [r.path for r in fake.requests if "events" in r.path] == []
 
@@ -286,6 +294,7 @@ def test_past_events_come_first_oldest_first_then_live_ones(
 
 def test_backfill_false_sends_only_live_events(fake: FakePrefect, clock: ManualClock) -> None:
     trigger(fake)
+    assert fake.runs[0].is_final()  # every event of that run is out before the socket opens
     ws = subscribe(
         fake,
         clock,
@@ -348,6 +357,8 @@ def test_a_filter_without_until_gets_no_live_events_as_on_the_server(
     fake: FakePrefect, clock: ManualClock
 ) -> None:
     ws = subscribe(fake, clock, {"occurred": {"since": iso(clock() - 60)}})
+    until_filtered(fake)
+    assert nothing_more(ws, 0.2)  # the filter is read (``until`` fixed) before time moves on
     clock.advance(1)
     trigger(fake)
     assert nothing_more(ws)
