@@ -12,7 +12,8 @@ code for all its runs, the worst (``_output.WAIT_EXIT_CODES``). Errors are one
 line on stderr; ``--debug`` adds the traceback and the HTTP log.
 
 ``_parsing.py`` holds pure helpers, tested on their own; ``_output.py`` what is
-printed; ``_commands.py`` the commands. Only the public API (names in
+printed; ``_following.py`` how ``wait`` and ``run --watch`` follow runs;
+``_commands.py`` the commands. Only the public API (names in
 ``deploytrigger.__all__``) is used.
 """
 

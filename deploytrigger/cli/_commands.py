@@ -6,37 +6,29 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import queue
 import sys
-import threading
 import time
 import traceback
 import uuid
-from datetime import datetime, timedelta
 from typing import (
     Any,
-    Callable,
     Dict,
     Iterable,
-    Iterator,
-    List,
     NoReturn,
     Optional,
     Sequence,
-    Set,
     TextIO,
-    Tuple,
 )
 
 from .. import (
     Client,
     DeployTriggerError,
     FlowRun,
-    FlowRunHandle,
     FlowRunTimeoutError,
     LogRecord,
     __version__,
 )
+from ._following import as_completed_ticking, handles_for, state_key, watch_run
 from ._output import (
     EXIT_CODES,
     EXIT_COMPLETED,
@@ -63,26 +55,10 @@ from ._parsing import (
     parse_key_value,
     run_parameters,
     scheduled_time,
+    unique_run_ids,
 )
 
 DEFAULT_POLL_INTERVAL = 2.0
-
-DRAIN_QUIET = 3.0
-"""Seconds without a new log line after which ``run --watch`` takes a final run's logs as
-drained and exits (Prefect's processes send their lines every 2 s)."""
-
-DRAIN_EVERY = 0.5
-"""Seconds between two reads of a final run's log lines while they drain."""
-
-DRAIN_LIMIT = 30.0
-"""Seconds ``run --watch`` drains a final run's logs at most, for a run that logs on and on."""
-
-LOG_LOOKBACK = 5.0
-"""Seconds each read of new log lines reaches back before the newest seen, for lines that
-reached the server late (they are printed once: lines are told apart by id)."""
-
-LIVE_REFRESH = 1.0
-"""Seconds between two redraws of ``wait``'s live line on a terminal (the elapsed time ticks)."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -296,9 +272,9 @@ def _link(run: FlowRun) -> str:
 def _follow_run(client: Client, run: FlowRun, args: argparse.Namespace, out: Output) -> FlowRun:
     """Follow the run until final or --timeout, showing progress; the run as last read."""
     if args.watch:
-        return _watch_run(client, run, args, out)
+        return watch_run(client, run, args, out)
     started = time.monotonic()
-    last_state = _state_key(run)
+    last_state = state_key(run)
     if not out.tty:
         out.progress(state_line(run))
     latest = run
@@ -315,7 +291,7 @@ def _follow_run(client: Client, run: FlowRun, args: argparse.Namespace, out: Out
             if isinstance(event, LogRecord):  # not with logs=False
                 continue
             latest = event
-            key = _state_key(event)
+            key = state_key(event)
             if key != last_state:
                 last_state = key
                 if not out.tty:
@@ -334,10 +310,10 @@ def _follow_run(client: Client, run: FlowRun, args: argparse.Namespace, out: Out
 
 
 def _wait_command(args: argparse.Namespace, out: Output, state: Dict[str, Any]) -> int:
-    run_ids = _unique_run_ids(args.run_ids)
+    run_ids = unique_run_ids(args.run_ids)
     started = time.monotonic()
     with _client(args) as client:
-        handles = _handles(client, run_ids, args.poll_interval)
+        handles = handles_for(client, run_ids, args.poll_interval)
         runs = {handle.id: handle.flow_run for handle in handles}
 
         def report(run: FlowRun) -> None:
@@ -355,7 +331,7 @@ def _wait_command(args: argparse.Namespace, out: Output, state: Dict[str, Any]) 
 
         show_live()
         try:
-            for run in _as_completed(client, handles, args, show_live if out.tty else None):
+            for run in as_completed_ticking(client, handles, args, show_live if out.tty else None):
                 report(run)
         except FlowRunTimeoutError as exc:
             for run in exc.not_done:
@@ -376,165 +352,6 @@ def _wait_command(args: argparse.Namespace, out: Output, state: Dict[str, Any]) 
     if not out.json:
         out.progress(wait_summary(finished, time.monotonic() - started))
     return exit_code_for_runs(finished)
-
-
-def _unique_run_ids(texts: Sequence[str]) -> List[uuid.UUID]:
-    """The run ids, each once, in the order given.
-
-    Raises:
-        UsageError: one is not a UUID.
-    """
-    found: List[uuid.UUID] = []
-    for text in texts:
-        try:
-            run_id = uuid.UUID(text)
-        except ValueError:
-            raise UsageError(f"not a flow run id: {text!r}") from None
-        if run_id not in found:
-            found.append(run_id)
-    return found
-
-
-def _handles(client: Client, run_ids: List[uuid.UUID], poll_interval: float) -> List[FlowRunHandle]:
-    """One handle per run, read in batches of 200; a run the server does not know is an error."""
-    known: Dict[uuid.UUID, Any] = {run.id: run for run in client.read_flow_runs(run_ids)}
-    return [
-        client.handle(known.get(run_id, run_id), poll_interval=poll_interval)
-        for run_id in run_ids  # an unknown id is read alone, to raise FlowRunNotFoundError
-    ]
-
-
-def _as_completed(
-    client: Client,
-    handles: List[FlowRunHandle],
-    args: argparse.Namespace,
-    tick: Optional[Callable[[], None]],
-) -> Iterator[FlowRun]:
-    """``client.as_completed``; with ``tick``, from a worker thread, calling ``tick`` every
-    :data:`LIVE_REFRESH` seconds in this thread while no run ends (the live line's clock)."""
-    completed = client.as_completed(handles, timeout=args.timeout, poll_interval=args.poll_interval)
-    if tick is None:
-        yield from completed
-        return
-    results: queue.Queue[Tuple[str, Any]] = queue.Queue()
-
-    def work() -> None:
-        try:
-            for run in completed:
-                results.put(("run", run))
-        except BaseException as exc:  # handed to the main thread, raised there
-            results.put(("error", exc))
-        else:
-            results.put(("end", None))
-
-    threading.Thread(target=work, name="deploytrigger-cli-wait", daemon=True).start()
-    while True:
-        try:
-            kind, value = results.get(timeout=LIVE_REFRESH)
-        except queue.Empty:
-            tick()
-            continue
-        if kind == "run":
-            yield value
-        elif kind == "error":
-            raise value
-        else:
-            return
-
-
-def _watch_run(client: Client, run: FlowRun, args: argparse.Namespace, out: Output) -> FlowRun:
-    """``run --watch``: state changes and log lines as they come; the run as last read.
-
-    The states come from ``client.watch`` without its logs, so the final state
-    is known the moment the library sees it; the lines are read after each of
-    its polls, and once the run is final every :data:`DRAIN_EVERY` seconds
-    until none has come for :data:`DRAIN_QUIET` seconds. So the command exits
-    a few seconds after the run ends whatever ``--poll-interval`` is.
-    """
-    out.stream(state_line(run))
-    shown: Optional[Tuple[Any, ...]] = _state_key(run)
-    lines = _NewLogLines(client, run.id)
-    latest = run
-    states = client.watch(
-        run,
-        poll_interval=args.poll_interval,
-        timeout=args.timeout,
-        logs=False,
-        cancel_on_timeout=args.cancel_on_timeout,
-        cancel_on_interrupt=args.cancel_on_interrupt,
-    )
-    try:
-        for polled in states:
-            if isinstance(polled, LogRecord):  # not with logs=False
-                continue
-            latest = polled
-            new = lines.read()
-            key = _state_key(polled)
-            stamp = polled.state.timestamp if polled.state is not None else None
-            before = (
-                new if key == shown or stamp is None else [r for r in new if r.timestamp <= stamp]
-            )
-            for record in before:
-                out.stream(log_line(record))
-            if key != shown:
-                shown = key
-                out.stream(state_line(polled))
-            for record in new[len(before) :]:
-                out.stream(log_line(record))
-        if latest.is_final():
-            _drain(lines, out)
-    except KeyboardInterrupt as interrupt:
-        # Handed back to the library's loop so that it can cancel the run; raised again.
-        states.throw(interrupt)
-        raise
-    return latest
-
-
-def _state_key(run: FlowRun) -> Optional[Tuple[Any, ...]]:
-    return None if run.state is None else (run.state.type, run.state.name)
-
-
-def _drain(lines: _NewLogLines, out: Output) -> None:
-    """Print a final run's last lines until none has come for :data:`DRAIN_QUIET` seconds."""
-    started = quiet_since = time.monotonic()
-    while time.monotonic() - quiet_since < DRAIN_QUIET and time.monotonic() - started < DRAIN_LIMIT:
-        time.sleep(DRAIN_EVERY)
-        new = lines.read()
-        for record in new:
-            out.stream(log_line(record))
-        if new:
-            quiet_since = time.monotonic()
-
-
-class _NewLogLines:
-    """A run's log lines not printed yet, oldest first, read page by page from a little
-    before the newest line seen (:data:`LOG_LOOKBACK`)."""
-
-    PAGE = 200
-
-    def __init__(self, client: Client, run_id: uuid.UUID) -> None:
-        self._client = client
-        self._run_id = run_id
-        self._seen: Set[uuid.UUID] = set()
-        self._newest: Optional[datetime] = None
-
-    def read(self) -> List[LogRecord]:
-        after = None if self._newest is None else self._newest - timedelta(seconds=LOG_LOOKBACK)
-        new: List[LogRecord] = []
-        offset = 0
-        while True:
-            page = self._client.read_logs(self._run_id, after, self.PAGE, offset=offset)
-            for record in page:
-                if record.id not in self._seen:
-                    self._seen.add(record.id)
-                    new.append(record)
-            if len(page) < self.PAGE:
-                break
-            offset += len(page)
-        new.sort(key=lambda record: record.timestamp)
-        if new and (self._newest is None or new[-1].timestamp > self._newest):
-            self._newest = new[-1].timestamp
-        return new
 
 
 def _report_run(run: FlowRun, out: Output) -> None:

@@ -18,8 +18,8 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 import pytest
 import responses
 
-from deploytrigger import FlowRun, cli
-from deploytrigger.cli import _commands, _output
+from deploytrigger import Client, FlowRun, cli
+from deploytrigger.cli import _commands, _following, _output
 
 API = "http://prefect.test:4200/api"
 FLOW_ID = "9b2d3c4e-5f60-4172-8394-a5b6c7d8e9f0"
@@ -279,7 +279,7 @@ def test_interrupt_exits_130_and_says_the_runs_keep_going(
         raise KeyboardInterrupt
         yield  # a generator, like the real one
 
-    monkeypatch.setattr(_commands, "_as_completed", interrupted)
+    monkeypatch.setattr(_commands, "as_completed_ticking", interrupted)
     code, _, err = run_cli("wait", a)
     assert code == 130
     assert "interrupted; 1 of 1 flow runs keep going" in err
@@ -291,7 +291,7 @@ def test_interrupt_exits_130_and_says_the_runs_keep_going(
 def test_on_a_terminal_a_live_line_counts_the_runs_by_state(
     http: responses.RequestsMock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_commands, "LIVE_REFRESH", 0.02)
+    monkeypatch.setattr(_following, "LIVE_REFRESH", 0.02)
     a, b = ids(2)
     Runs(http, {a: ["RUNNING"] * 6 + ["COMPLETED"], b: ["SCHEDULED", "RUNNING"]})
     code, out, err = run_cli("wait", a, b, "--timeout", "1", "--poll-interval", "0.05", tty=True)
@@ -305,7 +305,7 @@ def test_on_a_terminal_a_live_line_counts_the_runs_by_state(
 def test_the_live_line_ticks_while_no_run_ends(
     http: responses.RequestsMock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_commands, "LIVE_REFRESH", 0.01)
+    monkeypatch.setattr(_following, "LIVE_REFRESH", 0.01)
     (a,) = ids(1)
     Runs(http, {a: ["RUNNING"]})
     code, _, err = run_cli("wait", a, "--timeout", "0.3", "--poll-interval", "10", tty=True)
@@ -349,8 +349,8 @@ def log_json(number: int, timestamp: str, message: str) -> Dict[str, Any]:
 def test_watch_exits_soon_after_the_run_is_final_whatever_the_poll_interval(
     http: responses.RequestsMock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_commands, "DRAIN_QUIET", 0.3)
-    monkeypatch.setattr(_commands, "DRAIN_EVERY", 0.05)
+    monkeypatch.setattr(_following, "DRAIN_QUIET", 0.3)
+    monkeypatch.setattr(_following, "DRAIN_EVERY", 0.05)
     (run_id,) = ids(1)
     http.add(
         responses.GET,
@@ -391,8 +391,8 @@ def test_watch_exits_soon_after_the_run_is_final_whatever_the_poll_interval(
 def test_watch_reads_every_page_of_new_lines_once(
     http: responses.RequestsMock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_commands, "DRAIN_QUIET", 0.1)
-    monkeypatch.setattr(_commands, "DRAIN_EVERY", 0.02)
+    monkeypatch.setattr(_following, "DRAIN_QUIET", 0.1)
+    monkeypatch.setattr(_following, "DRAIN_EVERY", 0.02)
     (run_id,) = ids(1)
     full = [log_json(n, f"2026-11-23T20:00:0{n % 5}+00:00", f"line {n}") for n in range(200)]
     bodies: List[Dict[str, Any]] = []
@@ -403,8 +403,8 @@ def test_watch_reads_every_page_of_new_lines_once(
         return 200, {}, json.dumps(answers.pop(0) if answers else [])
 
     http.add_callback(responses.POST, LOGS, callback=logs)
-    client = _commands.Client(API)
-    reader = _commands._NewLogLines(client, uuid.UUID(run_id))
+    client = Client(API)
+    reader = _following.NewLogLines(client, uuid.UUID(run_id))
     first = reader.read()
     assert len(first) == 201 and first[-1].message == "last"
     assert bodies[1]["offset"] == 200
