@@ -93,7 +93,9 @@ def watch_run(client: Client, run: FlowRun, args: argparse.Namespace, out: Outpu
     is known the moment the library sees it; the lines are read after each of
     its polls, and once the run is final every :data:`DRAIN_EVERY` seconds
     until none has come for :data:`DRAIN_QUIET` seconds. So the command exits
-    a few seconds after the run ends whatever ``--poll-interval`` is.
+    a few seconds after the run ends whatever ``--poll-interval`` is. The final
+    state is printed last, after the drained lines: Prefect sends a run's
+    lines in batches, so its last ones reach the server after its final state.
     """
     out.stream(state_line(run))
     shown: Optional[Tuple[Any, ...]] = state_key(run)
@@ -113,6 +115,10 @@ def watch_run(client: Client, run: FlowRun, args: argparse.Namespace, out: Outpu
                 continue
             latest = polled
             new = lines.read()
+            if polled.is_final():
+                for record in new:
+                    out.stream(log_line(record))
+                break
             key = state_key(polled)
             stamp = polled.state.timestamp if polled.state is not None else None
             before = (
@@ -127,6 +133,8 @@ def watch_run(client: Client, run: FlowRun, args: argparse.Namespace, out: Outpu
                 out.stream(log_line(record))
         if latest.is_final():
             _drain(lines, out)
+            if state_key(latest) != shown:
+                out.stream(state_line(latest))
     except KeyboardInterrupt as interrupt:
         # Handed back to the library's loop so that it can cancel the run; raised again.
         states.throw(interrupt)

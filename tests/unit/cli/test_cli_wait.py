@@ -382,8 +382,8 @@ def test_watch_exits_soon_after_the_run_is_final_whatever_the_poll_interval(
     lines = out.splitlines()
     assert "STATE    Scheduled" in lines[0]
     assert "sum is 13" in lines[1]
-    assert "STATE    Completed" in lines[2]
-    assert "Finished in state Completed()" in lines[3]  # drained after the final state
+    assert "Finished in state Completed()" in lines[2]  # drained: it came after the state
+    assert "STATE    Completed" in lines[3]  # the final state last, once the lines drained
     assert "COMPLETED" in lines[4]
     assert sum("Finished in state" in line for line in lines) == 1
 
