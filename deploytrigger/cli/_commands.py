@@ -1,5 +1,5 @@
-"""The commands: the argument parser, ``run``, ``status``, ``result``, ``logs``, ``cancel``,
-``deployments``."""
+"""The commands: the argument parser, ``run``, ``wait``, ``status``, ``result``, ``logs``,
+``cancel``, ``deployments``."""
 
 from __future__ import annotations
 
@@ -11,7 +11,15 @@ import sys
 import time
 import traceback
 import uuid
-from typing import Any, Dict, Iterable, NoReturn, Optional, Sequence, TextIO, Tuple
+from typing import (
+    Any,
+    Dict,
+    Iterable,
+    NoReturn,
+    Optional,
+    Sequence,
+    TextIO,
+)
 
 from .. import (
     Client,
@@ -19,25 +27,31 @@ from .. import (
     DeploymentNotFoundError,
     DeployTriggerError,
     FlowRun,
+    FlowRunTimeoutError,
     LogRecord,
     __version__,
 )
+from ._following import as_completed_ticking, handles_for, state_key, watch_run
 from ._output import (
     EXIT_CODES,
     EXIT_COMPLETED,
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_NOT_FINAL,
+    WAIT_EXIT_CODES,
     Output,
     error,
     exit_code_for_error,
     exit_code_for_run,
+    exit_code_for_runs,
     log_line,
     log_to_json,
     one_line,
     result_to_json,
+    run_line,
     run_to_json,
     state_line,
+    wait_summary,
 )
 from ._parsing import (
     UsageError,
@@ -45,6 +59,7 @@ from ._parsing import (
     parse_key_value,
     run_parameters,
     scheduled_time,
+    unique_run_ids,
 )
 
 DEFAULT_POLL_INTERVAL = 2.0
@@ -140,6 +155,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="cancel the run when --timeout runs out (exit 4)",
     )
     run.add_argument("--cancel-on-interrupt", action="store_true", help="cancel the run on Ctrl-C")
+
+    wait = commands.add_parser(
+        "wait",
+        parents=common,
+        help="wait for flow runs to be final",
+        description="Wait for flow runs (of any deployment) until every one is final. Prints "
+        "a line per run as it ends (with --json: the run as one JSON object, as `run --json` "
+        "prints it); on a terminal a live line on stderr counts the runs by state.",
+        epilog="exit codes: "
+        + "; ".join(f"{code} {meaning}" for code, meaning in WAIT_EXIT_CODES.items()),
+    )
+    wait.add_argument("run_ids", metavar="RUN_ID", nargs="+", help="flow run ids")
+    _seconds(
+        wait,
+        "--timeout",
+        "stop waiting after this long (exit 3 if some are not final); default: until all are",
+    )
+    _poll_interval(wait, "polls (one request per 200 runs still going)")
 
     status = commands.add_parser("status", parents=common, help="show a run's state")
     status.add_argument("run_id", metavar="RUN_ID")
@@ -304,39 +337,34 @@ def _follow_run(
 ) -> FlowRun:
     """Follow the run until final or --timeout, showing progress; the run as last read
     (also kept as ``state["run"]``, for a Ctrl-C)."""
-    started = time.monotonic()
-    last_state: Optional[Tuple[Any, ...]] = (
-        None if run.state is None else (run.state.type, run.state.name)
-    )
     if args.watch:
-        out.stream(state_line(run))
-    elif not out.tty:
+        return watch_run(client, run, args, out, state)
+    started = time.monotonic()
+    last_state = state_key(run)
+    if not out.tty:
         out.progress(state_line(run))
     latest = run
     events = client.watch(
         run,
         poll_interval=args.poll_interval,
         timeout=args.timeout,
-        logs=args.watch,
+        logs=False,
         cancel_on_timeout=args.cancel_on_timeout,
         cancel_on_interrupt=args.cancel_on_interrupt,
     )
     try:
         for event in events:
-            if isinstance(event, LogRecord):
-                out.stream(log_line(event))
+            if isinstance(event, LogRecord):  # not with logs=False
                 continue
             latest = event
             if state is not None:
                 state["run"] = event
-            key = None if event.state is None else (event.state.type, event.state.name)
+            key = state_key(event)
             if key != last_state:
                 last_state = key
-                if args.watch:
-                    out.stream(state_line(event))
-                elif not out.tty:
+                if not out.tty:
                     out.progress(state_line(event))
-            if out.tty and not args.watch:
+            if out.tty:
                 elapsed = time.monotonic() - started
                 shown = "Unknown" if event.state is None else event.state.name
                 out.live(f"{event.name}  {shown}  {int(elapsed) // 60:02d}:{int(elapsed) % 60:02d}")
@@ -347,6 +375,51 @@ def _follow_run(
         raise
     out.clear_live()
     return latest
+
+
+def _wait_command(args: argparse.Namespace, out: Output, state: Dict[str, Any]) -> int:
+    run_ids = unique_run_ids(args.run_ids)
+    started = time.monotonic()
+    with _client(args) as client:
+        handles = handles_for(client, run_ids, args.poll_interval)
+        runs = {handle.id: handle.flow_run for handle in handles}
+
+        def report(run: FlowRun) -> None:
+            runs[run.id] = run
+            if out.json:
+                out.result_json(run_to_json(run))
+            else:
+                out.result(run_line(run))
+            show_live()
+
+        def show_live() -> None:
+            if out.tty:
+                current = [handle.flow_run for handle in handles]
+                out.live(wait_summary(current, time.monotonic() - started))
+
+        show_live()
+        try:
+            for run in as_completed_ticking(client, handles, args, show_live if out.tty else None):
+                report(run)
+        except FlowRunTimeoutError as exc:
+            for run in exc.not_done:
+                report(run)
+            out.clear_live()
+            if not out.json:
+                out.progress(
+                    f"{len(exc.not_done)} of {len(handles)} flow runs still not final "
+                    f"after {args.timeout:g}s; they keep going"
+                )
+        except KeyboardInterrupt:
+            out.clear_live()
+            pending = sum(1 for handle in handles if not handle.done())
+            error(out, f"interrupted; {pending} of {len(handles)} flow runs keep going")
+            return EXIT_INTERRUPTED
+    out.clear_live()
+    finished = [runs[handle.id] for handle in handles]
+    if not out.json:
+        out.progress(wait_summary(finished, time.monotonic() - started))
+    return exit_code_for_runs(finished)
 
 
 def _report_run(run: FlowRun, out: Output) -> None:
@@ -440,6 +513,7 @@ def _deployments_command(args: argparse.Namespace, out: Output, state: Dict[str,
 
 _COMMANDS = {
     "run": _run_command,
+    "wait": _wait_command,
     "status": _status_command,
     "result": _result_command,
     "logs": _logs_command,

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from datetime import date, datetime, time, timedelta, timezone
-from typing import Any, Dict, Optional, TextIO
+from typing import Any, Dict, Iterable, List, Optional, TextIO, Tuple
 
 from .. import (
     FlowRun,
@@ -51,6 +51,67 @@ def exit_code_for_run(run: FlowRun) -> int:
     if state.type in (StateType.CANCELLED, StateType.CANCELLING):
         return EXIT_CANCELLED
     return EXIT_NOT_FINAL
+
+
+WAIT_EXIT_CODES = {
+    EXIT_COMPLETED: "every run completed",
+    EXIT_FAILED: "at least one run failed or crashed",
+    EXIT_NOT_FINAL: "none failed, but some were still not final when --timeout ran out",
+    EXIT_CANCELLED: "every run is final, none failed, at least one was cancelled",
+    EXIT_API_ERROR: "API or configuration error (unknown run, server unreachable, ...)",
+    EXIT_INTERRUPTED: "interrupted (Ctrl-C); the runs keep going",
+}
+"""The exit codes of ``wait``, which stand for all its runs (:func:`exit_code_for_runs`)."""
+
+_WORST_FIRST = (EXIT_FAILED, EXIT_NOT_FINAL, EXIT_CANCELLED, EXIT_COMPLETED)
+
+
+def exit_code_for_runs(runs: Iterable[FlowRun]) -> int:
+    """One code for many runs: the worst of :func:`exit_code_for_run` over them.
+
+    A failure (1) outranks a run still going (3), which outranks a
+    cancellation (4): a run not final may still fail, and a script that sees 4
+    knows every run ended. 0 only when every run completed (or there are none).
+    """
+    codes = {exit_code_for_run(run) for run in runs}
+    return next((code for code in _WORST_FIRST if code in codes), EXIT_COMPLETED)
+
+
+_SUMMARY_ORDER = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED", "CANCELLING", "RUNNING")
+
+
+def state_counts(runs: Iterable[FlowRun]) -> List[Tuple[str, int]]:
+    """``(state name, how many)``: final states first, then the others, each name once."""
+    counts: Dict[Tuple[int, str], int] = {}
+    for run in runs:
+        kind = "" if run.state is None else run.state.type.value
+        name = "Unknown" if run.state is None else run.state.name
+        rank = _SUMMARY_ORDER.index(kind) if kind in _SUMMARY_ORDER else len(_SUMMARY_ORDER)
+        counts[(rank, name)] = counts.get((rank, name), 0) + 1
+    return [(name, count) for (_, name), count in sorted(counts.items())]
+
+
+def wait_summary(runs: List[FlowRun], elapsed: float) -> str:
+    """``3 flow runs  1 Completed, 2 Running  00:12``: the live line (and the last) of ``wait``."""
+    counts = ", ".join(f"{count} {name}" for name, count in state_counts(runs))
+    noun = "flow run" if len(runs) == 1 else "flow runs"
+    return f"{len(runs)} {noun}  {counts}  {clock_time(elapsed)}"
+
+
+def clock_time(seconds: float) -> str:
+    """``mm:ss`` (``h:mm:ss`` past an hour) of a number of seconds."""
+    whole = int(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
+
+
+def run_line(run: FlowRun) -> str:
+    """One line: ``flow run 'name' (id): COMPLETED in 3s``, then the state's message."""
+    line = run.summary().splitlines()[0]
+    if run.state is not None and run.state.message:
+        line += f": {one_line(run.state.message)}"
+    return line
 
 
 def exit_code_for_error(exc: BaseException) -> int:

@@ -8,8 +8,9 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import uuid
 from datetime import datetime, timedelta, timezone
-from typing import Any, Dict, Iterable, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from dateutil import parser as date_parser
 
@@ -150,3 +151,20 @@ def run_parameters(params: Optional[str], param: Iterable[str]) -> Dict[str, Any
         key, value = parse_key_value(item, "--param")
         merged[key] = value
     return merged
+
+
+def unique_run_ids(texts: Sequence[str]) -> List[uuid.UUID]:
+    """The run ids, each once, in the order given.
+
+    Raises:
+        UsageError: one is not a UUID.
+    """
+    found: List[uuid.UUID] = []
+    for text in texts:
+        try:
+            run_id = uuid.UUID(text)
+        except ValueError:
+            raise UsageError(f"not a flow run id: {text!r}") from None
+        if run_id not in found:
+            found.append(run_id)
+    return found

@@ -6,7 +6,10 @@ points ``PREFECT_API_URL`` at it. See :class:`FakePrefect` and the guide
 ``docs/guides/testing.rst``. Standard library only.
 
 Modules:
-    server: :class:`FakePrefect` and :func:`fake_prefect`: HTTP and the environment.
+    server: :class:`FakePrefect` and :func:`fake_prefect`: HTTP, the events websocket
+        ``/api/events/out`` and the environment.
+    events: the log of state-change events, event filters and live subscriptions.
+    websocket: the server side of RFC 6455 (handshake and frames), standard library only.
     backend: the records and the table of routes, answering as a 3.8.8 server does.
     outcomes: how each run of a deployment ends, and its persisted result.
     records: the JSON shapes of the server's answers.

@@ -19,7 +19,8 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from . import _records as records
-from ._outcomes import Outcome, plan, result_record
+from ._events import EventLog
+from ._outcomes import Outcome, Step, plan, result_record
 from ._records import FINAL_TYPES, STATE_NAMES, new_id
 from ._schema import merge_parameters, merge_tags, schema_error
 
@@ -55,7 +56,7 @@ class RecordedRequest:
 class _Run:
     base: Dict[str, Any]
     history: List[Dict[str, Any]]
-    steps: List[Tuple[float, str, Optional[str]]]
+    steps: List[Step]
     result_path: Optional[Path] = None
 
 
@@ -99,6 +100,8 @@ class Backend:
         self.task_runs: Dict[str, Dict[str, Any]] = {}
         self.logs: List[Dict[str, Any]] = []
         self.requests: List[RecordedRequest] = []
+        self.events = EventLog(self._lock, clock)
+        self._planned: Dict[str, _Run] = {}
         self._names = 0
         routes: List[Tuple[str, str, Callable[..., Answer]]] = [
             ("GET", r"/health", self._health),
@@ -205,6 +208,18 @@ class Backend:
         """Store one log line (a ``POST /logs/`` item)."""
         with self._lock:
             self.logs.append(records.log_json(new_id(), self._clock(), body))
+
+    def now(self) -> float:
+        """The fake's clock: POSIX seconds."""
+        return self._clock()
+
+    def advance_due(self) -> None:
+        """Apply every planned state change that is due: what the fake's ticker calls, so
+        that the events of a run come when its states change, read or not."""
+        with self._lock:
+            now = self._clock()
+            for run in list(self._planned.values()):
+                self._advance(run, now)
 
     # -- small endpoints -------------------------------------------------------------------
 
@@ -373,11 +388,13 @@ class Backend:
         self._enter(run, first)
         if deployment is not None and state_type == "SCHEDULED":
             outcome = deployment.outcome
-            run.steps = plan(outcome, max(now, expected))
+            self._plan(run, plan(outcome, max(now, expected)))
             if outcome.result is not None:
                 run.result_path = self._results_dir / run_id
                 run.result_path.write_bytes(outcome.result)
         self.runs[run_id] = run
+        if run.steps:
+            self._planned[run_id] = run
         return 201, self._run_json(run, advance=False)
 
     def _run_json(self, run: _Run, advance: bool = True) -> Dict[str, Any]:
@@ -386,24 +403,41 @@ class Backend:
             self._advance(run, now)
         return records.flow_run_json(run.base, run.history, now)
 
+    def _plan(self, run: _Run, steps: List[Step]) -> None:
+        """Give the run the states it will go through (``(when, type, message)``)."""
+        run.steps = steps
+        if steps and run.base["id"] in self.runs:
+            self._planned[run.base["id"]] = run
+        else:
+            self._planned.pop(run.base["id"], None)
+
     def _advance(self, run: _Run, now: float) -> None:
         """Apply the run's planned states that are due."""
+        if not run.steps:
+            self._planned.pop(run.base["id"], None)
+            return
         while run.steps and run.steps[0][0] <= now:
-            when, state_type, message = run.steps.pop(0)
+            when, state_type, name, message = run.steps.pop(0)
             data = None
             if state_type in FINAL_TYPES and run.result_path is not None:
                 data = result_record(run.result_path)
-            self._enter(
-                run, self._state(state_type, run.base["id"], when, message=message, data=data)
+            state = self._state(
+                state_type, run.base["id"], when, name=name, message=message, data=data
             )
+            self._enter(run, state)
+        if not run.steps:
+            self._planned.pop(run.base["id"], None)
 
     def _enter(self, run: _Run, state: Dict[str, Any]) -> None:
-        """Give a run a new state; a subflow's placeholder task run takes a copy, as on a server."""
+        """Give a run a new state, and publish its event; a subflow's placeholder task run
+        takes a copy, as on a server."""
         parent_task_run_id = run.base["parent_task_run_id"]
         placeholder = self.task_runs.get(str(parent_task_run_id))
         if parent_task_run_id is not None:
             state["state_details"]["task_run_id"] = parent_task_run_id
+        previous = run.history[-1] if run.history else None
         run.history.append(state)
+        self._publish(run, state, previous, placeholder)
         if placeholder is None:
             return
         copy = json.loads(json.dumps(state))
@@ -420,6 +454,26 @@ class Backend:
             state_name=copy["name"],
             updated=copy["timestamp"],
         )
+
+    def _publish(
+        self,
+        run: _Run,
+        state: Dict[str, Any],
+        previous: Optional[Dict[str, Any]],
+        placeholder: Optional[Dict[str, Any]],
+    ) -> None:
+        deployment = self.deployments.get(str(run.base["deployment_id"]))
+        related = records.related_resources(
+            flow=self.flows[run.base["flow_id"]],
+            deployment=deployment.record if deployment is not None else None,
+            task_run=placeholder,
+            run_tags=run.base["tags"],
+        )
+        run_count = 1 if any(s["type"] == "RUNNING" for s in run.history) else 0
+        event = records.flow_run_event(
+            run.base, state, previous, run_count=run_count, related=related
+        )
+        self.events.publish(event)
 
     def _state(
         self,
@@ -484,7 +538,7 @@ class Backend:
         if not force and current["type"] in FINAL_TYPES and state_type in _NOT_AFTER_FINAL:
             reason = f"Run is already in terminal state {current['type']}."
             return 200, records.orchestration_result("ABORT", current, reason)
-        run.steps = []
+        self._plan(run, [])
         if not force and state_type == "CANCELLING" and current["type"] == "SCHEDULED":
             cancelled = self._state("CANCELLED", run.base["id"], now)
             self._enter(run, cancelled)
@@ -501,7 +555,7 @@ class Backend:
         self._enter(run, new)
         if state_type == "CANCELLING" and run.base["deployment_id"] is not None:
             # The process running it stops it at once, as a runner does on its next poll.
-            run.steps = [(now, "CANCELLED", proposed.get("message"))]
+            self._plan(run, [(now, "CANCELLED", None, proposed.get("message"))])
         return 201, records.orchestration_result("ACCEPT", new)
 
     # -- task runs and logs ----------------------------------------------------------------

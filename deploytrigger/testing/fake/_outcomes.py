@@ -1,9 +1,10 @@
 """What the fake does with each new run of a deployment: the states it goes through, its result.
 
 An :class:`Outcome` is the plan for every run of one deployment: Scheduled,
-then Pending, Running and the outcome's state, spread over ``after`` seconds
-from the run's scheduled time. The plan is applied when a run is read, so no
-timer runs in the background. A result is written the way a Prefect 3.x
+then Pending, Submitting, Running and the outcome's state, spread over
+``after`` seconds from the run's scheduled time. The fake applies the plan
+when a run is read and, in between, from a ticker that publishes each state's
+event when it is due. A result is written the way a Prefect 3.x
 flow persists a JSON result: a file holding the serializer's output, and a
 record in the final state's ``data`` that names it.
 """
@@ -76,8 +77,16 @@ class Outcome:
         return cls(kind.upper(), float(after), message, encoded)
 
 
-def plan(outcome: Outcome, start: float) -> List[Tuple[float, str, Optional[str]]]:
-    """The states after Scheduled, as ``(when, type, message)``, for a run due at ``start``."""
+Step = Tuple[float, str, Optional[str], Optional[str]]
+"""One planned state: ``(when, type, name or None for the type's own, message)``."""
+
+
+def plan(outcome: Outcome, start: float) -> List[Step]:
+    """The states after Scheduled, as :data:`Step` tuples, for a run due at ``start``.
+
+    Pending is followed at once by Submitting (also PENDING), as Prefect's
+    runner marks a run it picks up.
+    """
     if outcome.state == "SCHEDULED":
         return []
     steps = (
@@ -86,13 +95,21 @@ def plan(outcome: Outcome, start: float) -> List[Tuple[float, str, Optional[str]
         else [*_PROGRESSION, outcome.state]
     )
     last = len(steps) - 1
-    return [
+    planned = [
         (
             start + (outcome.after * index / last if last else outcome.after),
             kind,
             outcome.message if index == last else None,
         )
         for index, kind in enumerate(steps)
+    ]
+    # The process that picks a run up marks it Submitting (a PENDING state) right
+    # after Pending, as Prefect's runner does.
+    when, kind, message = planned[0]
+    return [
+        (when, kind, None, None if last == 0 else message),
+        (when, kind, "Submitting", message if last == 0 else None),
+        *((at, step, None, text) for at, step, text in planned[1:]),
     ]
 
 

@@ -328,3 +328,84 @@ def flow_run_json(
         "state": dict(state),
         "job_variables": base["job_variables"],
     }
+
+
+def flow_run_event(
+    base: Mapping[str, Any],
+    state: Mapping[str, Any],
+    previous: Optional[Mapping[str, Any]],
+    *,
+    run_count: int,
+    related: List[Dict[str, str]],
+) -> Dict[str, Any]:
+    """The event a 3.8.8 server publishes when a flow run enters ``state``.
+
+    Named ``prefect.flow-run.<state name>``; its id is the state's id and
+    ``follows`` the previous state's (when that came less than 5 minutes
+    before, as on the server). ``related`` comes from :func:`related_resources`.
+    """
+    occurred = parse_time(state["timestamp"]) or 0.0
+    tight = (
+        previous is not None and abs(occurred - (parse_time(previous["timestamp"]) or 0.0)) < 300
+    )
+    return {
+        "occurred": state["timestamp"],
+        "event": f"prefect.flow-run.{state['name']}",
+        "resource": {
+            "prefect.resource.id": f"prefect.flow-run.{base['id']}",
+            "prefect.resource.name": base["name"],
+            "prefect.run-count": str(run_count),
+            "prefect.state-message": state.get("message") or "",
+            "prefect.state-name": state["name"],
+            "prefect.state-timestamp": state["timestamp"].replace("Z", "+00:00"),
+            "prefect.state-type": state["type"],
+        },
+        "related": related,
+        "payload": {
+            "intended": {
+                "from": previous["type"] if previous is not None else None,
+                "to": state["type"],
+            },
+            "initial_state": _state_payload(previous),
+            "validated_state": _state_payload(state),
+        },
+        "id": state["id"],
+        "follows": previous["id"] if tight and previous is not None else None,
+    }
+
+
+def _state_payload(state: Optional[Mapping[str, Any]]) -> Optional[Dict[str, str]]:
+    if state is None:
+        return None
+    payload = {"type": state["type"], "name": state["name"]}
+    if state.get("message"):
+        payload["message"] = state["message"]
+    return payload
+
+
+def related_resources(
+    *,
+    flow: Mapping[str, Any],
+    deployment: Optional[Mapping[str, Any]],
+    task_run: Optional[Mapping[str, Any]],
+    run_tags: Sequence[str],
+) -> List[Dict[str, str]]:
+    """A flow run event's ``related``: its flow, deployment and parent task run, then its tags."""
+    related: List[Dict[str, str]] = []
+    tags = set(run_tags)
+    for kind, record in (("flow", flow), ("deployment", deployment), ("task-run", task_run)):
+        if record is None:
+            continue
+        tags |= set(record.get("tags") or [])
+        related.append(
+            {
+                "prefect.resource.id": f"prefect.{kind}.{record['id']}",
+                "prefect.resource.role": kind,
+                "prefect.resource.name": record.get("name") or "",
+            }
+        )
+    related += [
+        {"prefect.resource.id": f"prefect.tag.{tag}", "prefect.resource.role": "tag"}
+        for tag in sorted(tags)
+    ]
+    return related

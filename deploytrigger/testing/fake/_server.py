@@ -34,7 +34,9 @@ from typing import (
 
 from deploytrigger.guard import fence
 
+from . import _websocket as ws
 from ._backend import Backend, RecordedRequest
+from ._events import EventFilter, InvalidFilter
 from ._outcomes import NO_RESULT, Outcome
 
 if TYPE_CHECKING:
@@ -51,6 +53,15 @@ _FENCE_FIX = (
     "from PREFECT_API_URL instead (see the testing guide)."
 )
 
+EVENTS_PATH = API_PREFIX + "/events/out"
+"""The events websocket, as on a 3.x server."""
+
+PING_INTERVAL = 20.0
+"""Seconds between the server's pings on an idle events socket (the server's own)."""
+
+TICK = 0.02
+"""Seconds between two looks for planned state changes that are due."""
+
 ENVIRONMENT = ("PREFECT_API_URL", "PREFECT_API_KEY", "PREFECT_API_AUTH_STRING")
 """The variables a started fake sets (the URL) or clears (credentials), and restores on exit."""
 
@@ -62,6 +73,13 @@ class _Handler(BaseHTTPRequestHandler):
     server: _Server
 
     def do_GET(self) -> None:
+        if (
+            self.path.split("?")[0] == EVENTS_PATH
+            and "websocket" in (self.headers.get("Upgrade") or "").lower()
+        ):
+            self.close_connection = True
+            _serve_events(self)
+            return
         self._answer("GET")
 
     def do_POST(self) -> None:
@@ -100,6 +118,106 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         """Quiet: the requests are recorded in ``FakePrefect.requests`` instead."""
+
+
+def _serve_events(handler: _Handler) -> None:
+    """``/api/events/out``: the handshake, ``auth``, ``filter``, the backfill, then live events.
+
+    As on a 3.x server: without the ``prefect`` subprotocol the socket is
+    closed with 1002; a first message that is not ``auth`` closes it with
+    1008 (any token passes: the fake has no auth); a second that is not
+    ``filter`` with 1002; a filter the server would refuse (an unknown key, a
+    bad value) cuts the connection, as the server's too-long close reason does.
+    """
+    key = handler.headers.get("Sec-WebSocket-Key")
+    if not key:
+        handler.send_error(400, "Missing Sec-WebSocket-Key")
+        return
+    offered = [
+        name.strip()
+        for header in handler.headers.get_all("Sec-WebSocket-Protocol") or []
+        for name in header.split(",")
+    ]
+    handler.send_response(101, "Switching Protocols")
+    handler.send_header("Upgrade", "websocket")
+    handler.send_header("Connection", "Upgrade")
+    handler.send_header("Sec-WebSocket-Accept", ws.accept_key(key))
+    if "prefect" in offered:
+        handler.send_header("Sec-WebSocket-Protocol", "prefect")
+    handler.end_headers()
+    handler.wfile.flush()
+    connection = ws.Connection(handler.rfile, handler.connection)
+    try:
+        if "prefect" not in offered:
+            connection.close(ws.PROTOCOL_ERROR, "'prefect' subprotocol required")
+            return
+        auth = _json_message(connection)
+        if not isinstance(auth, dict) or auth.get("type") != "auth":
+            connection.close(ws.POLICY_VIOLATION, "Expected 'auth' message")
+            return
+        connection.send_text(json.dumps({"type": "auth_success"}))
+        message = _json_message(connection)
+        if not isinstance(message, dict) or message.get("type") != "filter":
+            connection.close(ws.PROTOCOL_ERROR, "Expected 'filter' message")
+            return
+        backend = handler.server.backend
+        backend.events.record_filter(message.get("filter"))
+        try:
+            event_filter = EventFilter.parse(message.get("filter"), backend.now())
+        except InvalidFilter:
+            connection.drop()
+            return
+        _stream(connection, backend, event_filter, message.get("backfill", True) is not False)
+    except ws.ProtocolError as exc:
+        connection.close(exc.code, exc.reason)
+    finally:
+        connection.closed.set()
+
+
+def _json_message(connection: ws.Connection) -> Any:
+    text = connection.receive()
+    if text is None:
+        raise ws.ProtocolError(ws.NORMAL_CLOSURE, "")
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
+def _stream(
+    connection: ws.Connection, backend: Backend, event_filter: EventFilter, backfill: bool
+) -> None:
+    """Send the backfill and the live events until either side closes."""
+    subscription, past = backend.events.subscribe(event_filter, backfill)
+    reader = threading.Thread(
+        target=_read_until_closed, args=(connection,), name="fake-prefect-events", daemon=True
+    )
+    reader.start()
+    try:
+        for event in past:
+            if not connection.send_text(json.dumps({"type": "event", "event": event})):
+                return
+        last_ping = time.monotonic()
+        while not connection.closed.is_set():
+            live = subscription.next(timeout=0.1)
+            if live is not None:
+                if not connection.send_text(json.dumps({"type": "event", "event": live})):
+                    return
+            elif time.monotonic() - last_ping >= PING_INTERVAL:
+                connection.ping()
+                last_ping = time.monotonic()
+    finally:
+        backend.events.unsubscribe(subscription)
+
+
+def _read_until_closed(connection: ws.Connection) -> None:
+    """Answer the client's pings and its close; messages after the filter are ignored."""
+    try:
+        while connection.receive() is not None:
+            pass
+    except ws.ProtocolError as exc:
+        connection.close(exc.code, exc.reason)
+    connection.closed.set()
 
 
 class _Server(ThreadingHTTPServer):
@@ -171,6 +289,8 @@ class FakePrefect:
         self._home: Optional[Path] = None
         self._backend: Optional[Backend] = None
         self._take_down_fence: Optional[Callable[[], None]] = None
+        self._ticker: Optional[threading.Thread] = None
+        self._stopping = threading.Event()
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -192,6 +312,11 @@ class FakePrefect:
             daemon=True,
         )
         self._thread.start()
+        self._stopping.clear()
+        self._ticker = threading.Thread(
+            target=self._tick, args=(self._backend,), name="deploytrigger-fake-ticker", daemon=True
+        )
+        self._ticker.start()
         if self._set_environment:
             self._saved = {key: os.environ.get(key) for key in ENVIRONMENT}
             for key in ENVIRONMENT[1:]:
@@ -200,8 +325,17 @@ class FakePrefect:
             self._take_down_fence = fence([self.api_url[: -len(API_PREFIX)]], fix=_FENCE_FIX)
         return self
 
+    def _tick(self, backend: Backend) -> None:
+        """Apply due state changes as they fall due, so that their events go out on time."""
+        while not self._stopping.wait(TICK):
+            backend.advance_due()
+
     def stop(self) -> None:
         """Stop serving, restore the environment and delete the result files. Idempotent."""
+        self._stopping.set()
+        if self._ticker is not None:
+            self._ticker.join(timeout=5)
+            self._ticker = None
         server, thread, self._server, self._thread = self._server, self._thread, None, None
         take_down, self._take_down_fence = self._take_down_fence, None
         if take_down is not None:
@@ -323,9 +457,10 @@ class FakePrefect:
     ) -> None:
         """Decide how each new run of a deployment ends (runs created before keep theirs).
 
-        A run goes Scheduled -> Pending -> Running -> ``state`` within ``after``
-        seconds of its scheduled time (Pending at once, Running halfway).
-        States change when the run is read: no background work.
+        A run goes Scheduled -> Pending -> Submitting -> Running -> ``state``
+        within ``after`` seconds of its scheduled time (Pending and Submitting
+        at once, Running halfway). Each state comes when it is due, with its
+        event on ``/api/events/out``, whether the run is read or not.
 
         Args:
             name: the deployment, ``"flow/deployment"`` (added before).
@@ -384,6 +519,12 @@ class FakePrefect:
     def requests(self) -> List[RecordedRequest]:
         """Every request received so far, oldest first (method, path, json, query)."""
         return list(self._store.requests)
+
+    @property
+    def event_filters(self) -> List[Any]:
+        """The filter of every subscription to ``/api/events/out`` so far, oldest first, as
+        sent (the websocket is not in :attr:`requests`): one per socket that got that far."""
+        return list(self._store.events.filters)
 
     def requests_to(self, method: str, path: str) -> List[RecordedRequest]:
         """The requests received with this method and path (e.g. ``"POST"``, ``"/flow_runs/"``)."""

@@ -347,14 +347,16 @@ def test_set_outcome_refuses_unknown_deployment_state_and_after(fake: FakePrefec
 
 def test_plan_spreads_the_states_over_after_seconds() -> None:
     assert plan(Outcome("FAILED", 10.0, "m"), 100.0) == [
-        (100.0, "PENDING", None),
-        (105.0, "RUNNING", None),
-        (110.0, "FAILED", "m"),
+        (100.0, "PENDING", None, None),
+        (100.0, "PENDING", "Submitting", None),
+        (105.0, "RUNNING", None, None),
+        (110.0, "FAILED", None, "m"),
     ]
     assert plan(Outcome("SCHEDULED"), 100.0) == []
     assert plan(Outcome("RUNNING", 4.0), 100.0) == [
-        (100.0, "PENDING", None),
-        (104.0, "RUNNING", None),
+        (100.0, "PENDING", None, None),
+        (100.0, "PENDING", "Submitting", None),
+        (104.0, "RUNNING", None, None),
     ]
 
 
