@@ -461,7 +461,7 @@ class EventsListener:
             for watch in self._watches:
                 watch._wake()  # pause on ``sleep`` from now on
         level = logging.WARNING if self._mode == "on" else logging.INFO
-        logger.log(level, "events: %s; waits poll at their interval", why)
+        logger.log(level, "events: %s: %s; waits poll at their interval", redact_url(self.url), why)
 
     # -- the thread -----------------------------------------------------------------
 
@@ -474,13 +474,13 @@ class EventsListener:
             try:
                 connection = self._open()
             except StreamRefused as exc:
-                self._give_up(f"{redact_url(self.url)} refused the events stream ({exc})")
+                self._give_up(f"the server refused the stream ({exc})")
                 return
             except Exception as exc:  # any failure to connect is retried
                 failures += 1
                 logger.debug("events: could not open the stream: %s", type(exc).__name__)
                 if not connected_once and failures >= ATTEMPTS_BEFORE_FIRST_SUCCESS:
-                    self._give_up(f"could not open {redact_url(self.url)} ({type(exc).__name__})")
+                    self._give_up(f"could not open the stream ({type(exc).__name__})")
                     return
                 self._pause(self._backoff(failures))
                 continue
@@ -493,7 +493,7 @@ class EventsListener:
                 if self._stopping():
                     return
                 if exc.code in REFUSING_CLOSE_CODES:
-                    self._give_up(f"the server closed the events stream (code {exc.code})")
+                    self._give_up(f"the server closed the stream (code {exc.code})")
                     return
                 logger.debug("events: the stream dropped (%s); reopening", exc)
                 failures = 1
