@@ -32,9 +32,11 @@ socket is read with a short timeout so the server's pings are answered.
 
 **When there is no stream** (``websocket-client`` not installed, the handshake
 answered with an HTTP error such as 403/404/500, a close 1002/1008 for a
-missing subprotocol or a refused token, or three failed attempts before the
-first success) the listener gives up for the client's lifetime with one log
-line (INFO for ``events="auto"``, WARNING for ``"on"``) and the waits poll.
+missing subprotocol or a refused token, three failed attempts before the
+first success, or three sockets in a row dropped within seconds of being
+subscribed, as a server that refuses the filter does) the listener gives up
+for the client's lifetime with one log line (INFO for ``events="auto"``,
+WARNING for ``"on"``) and the waits poll.
 
 **Secrets.** The token travels in the auth message only; it is never logged,
 put in a ``repr`` or an exception, and websocket-client's trace logging is never
@@ -90,6 +92,9 @@ UNTIL_AHEAD = timedelta(days=365)
 
 ATTEMPTS_BEFORE_FIRST_SUCCESS = 3
 """Failed connections, before any handshake succeeded, after which the listener gives up."""
+
+QUICK_DROP = 5.0
+"""Seconds: a socket dropped sooner after it opened counts toward giving up (a refused filter)."""
 
 MAX_BACKOFF = 30.0
 """Seconds, at most, between attempts to reopen a dropped stream."""
@@ -414,9 +419,11 @@ class EventsListener:
                 watch._wake()
             self._changed.notify_all()
         if connection is not None:
-            connection.close()
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(RECEIVE_TIMEOUT + 1.0)
+            connection.close()  # the thread's read fails at once and it ends
+            if thread is not None and thread is not threading.current_thread():
+                thread.join(RECEIVE_TIMEOUT + 1.0)
+        # Without a connection the thread may be connecting (a DNS lookup cannot be cut
+        # short): it sees ``_closed`` when it returns, closes what it opened and ends.
 
     # -- bookkeeping ----------------------------------------------------------------
 
@@ -466,7 +473,15 @@ class EventsListener:
     # -- the thread -----------------------------------------------------------------
 
     def _run(self) -> None:
+        try:
+            self._listen()
+        except Exception as exc:  # a bug here must not leave waits paused on a dead listener
+            self._give_up(f"the listener failed ({type(exc).__name__})")
+            raise
+
+    def _listen(self) -> None:
         failures = 0
+        quick_drops = 0
         connected_once = False
         while not self._stopping():
             if not self._wait_for_watchers():
@@ -487,6 +502,7 @@ class EventsListener:
             if connected_once:
                 self._wake_all()  # events may have been missed while the socket was down
             connected_once, failures = True, 0
+            opened = time.monotonic()
             try:
                 self._read(connection)
             except StreamClosed as exc:
@@ -495,9 +511,15 @@ class EventsListener:
                 if exc.code in REFUSING_CLOSE_CODES:
                     self._give_up(f"the server closed the stream (code {exc.code})")
                     return
+                # A server that refuses the filter drops the connection right after it.
+                lasted = time.monotonic() - opened >= QUICK_DROP
+                quick_drops = 0 if lasted else quick_drops + 1
+                if quick_drops >= ATTEMPTS_BEFORE_FIRST_SUCCESS:
+                    self._give_up("the server drops the stream as soon as it is subscribed")
+                    return
                 logger.debug("events: the stream dropped (%s); reopening", exc)
                 failures = 1
-                self._pause(self._backoff(failures))
+                self._pause(self._backoff(failures + quick_drops))
             finally:
                 connection.close()
                 with self._lock:

@@ -390,6 +390,21 @@ def test_a_server_without_the_stream_leaves_waits_polling_with_one_log_line(
     assert "poll" in lines[0].getMessage()
 
 
+def test_a_server_that_drops_every_socket_once_subscribed_is_given_up_on(
+    closing: List[Any],
+) -> None:
+    sockets = [ScriptedSocket() for _ in range(4)]
+    for scripted in sockets:
+        scripted.push(Close())  # what a server that refuses the filter looks like
+    dialer = Dialer(*sockets)
+    listener = make_listener(dialer)
+    closing.append(listener)
+    listener.watch([RUN_ID])
+
+    assert eventually(lambda: not listener.listening())
+    assert len(dialer.calls) == 3
+
+
 def test_events_on_warns_once_when_the_server_refuses_the_stream(
     closing: List[Any], caplog: pytest.LogCaptureFixture
 ) -> None:
