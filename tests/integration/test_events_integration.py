@@ -23,7 +23,7 @@ pytestmark = pytest.mark.integration
 
 SAFETY_NET = 600.0
 """Every wait's poll interval: longer than its timeout, so only an event can end it early."""
-TIMEOUT = 240.0
+TIMEOUT = 480.0
 
 
 @pytest.fixture
