@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 
     from ._results.results import Results
     from ._waits.batch import Call, DoneAndNotDone, RunRef
+    from ._waits.events import EventsListener
 
 __all__ = ["Client"]
 
@@ -72,7 +73,10 @@ class Client:
         if self.settings.verify is False:
             warn_insecure_once()
         tolerance = options.get("outage_tolerance", DEFAULT_OUTAGE_TOLERANCE)
-        self.poller = Poller(sleep=sleep, clock=clock, outage_tolerance=tolerance)
+        self._events = _events_listener(self.settings, injected_sleep="sleep" in options)
+        self.poller = Poller(
+            sleep=sleep, clock=clock, outage_tolerance=tolerance, wakeups=self._events
+        )
         self._transport = Transport(
             self.settings,
             pool_size=options.get("pool_size", DEFAULT_POOL_SIZE),
@@ -95,7 +99,9 @@ class Client:
     # -- lifecycle ---------------------------------------------------------------
 
     def close(self) -> None:
-        """Close the session's connections; the client cannot be used afterwards."""
+        """Close the connections and the events stream; the client cannot be used afterwards."""
+        if self._events is not None:
+            self._events.close()
         self._transport.close()
 
     def __enter__(self) -> Client:
@@ -497,3 +503,22 @@ class Client:
             timeout=timeout,
             poll_interval=poll_interval,
         )
+
+
+def _events_listener(settings: Settings, *, injected_sleep: bool) -> Optional[EventsListener]:
+    """The client's events listener, or None for plain polling (``events="off"``).
+
+    Under ``"auto"``, a client given its own ``sleep`` (a test's fake time)
+    polls: a listener would pause its waits on real time. ``"on"`` listens anyway.
+    """
+    if settings.events == "off" or (settings.events == "auto" and injected_sleep):
+        return None
+    from ._waits.events import EventsListener  # websocket-client itself loads on the first wait
+
+    return EventsListener(
+        settings.api_url,
+        token=settings.auth_string or settings.api_key,  # the auth message's raw token
+        verify=settings.verify,
+        timeout=settings.request_timeout,
+        mode=settings.events,
+    )

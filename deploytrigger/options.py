@@ -18,8 +18,8 @@ __all__ = ["ClientOptions"]
 class ClientOptions(SettingsOptions, total=False):
     """The keywords that :class:`~deploytrigger.Client` and :func:`~deploytrigger.configure` take.
 
-    Each is optional; the first seven are settings, which fall back on the
-    environment and the active Prefect profile.
+    Each is optional; the first eight are settings, which fall back on the
+    environment (and, but for ``events``, the active Prefect profile).
 
     Attributes:
         api_key: a Prefect Cloud API key (sent as ``Bearer``); else ``PREFECT_API_KEY``.
@@ -37,6 +37,12 @@ class ClientOptions(SettingsOptions, total=False):
         max_requests_per_minute: a request-rate budget shared by every client of this
             process for the same API URL, adapting to 429s (see the guide "Servers
             and limits"); else ``DEPLOYTRIGGER_MAX_REQUESTS_PER_MINUTE``; else none.
+        events: ``"auto"``, ``"on"`` or ``"off"``: whether waits listen to the
+            server's events stream and return the moment a run is final (polling
+            stays the safety net); else ``DEPLOYTRIGGER_EVENTS``; else ``"auto"``,
+            which listens when the extra ``deploytrigger[events]`` is installed,
+            the server offers the stream and no ``sleep`` is injected. ``"off"``
+            never opens a websocket. See the guide "Waits that listen".
         pool_size: connections kept open to the server (32); size it for your threads.
         sleep: how to pause between retries and polls, ``sleep(seconds)``
             (``time.sleep``; a test seam).

@@ -7,7 +7,8 @@ Precedence, highest first: explicit arguments, then the environment
 ``$PREFECT_HOME/profiles.toml`` (home ``~/.prefect`` by default; the file can be
 moved with ``PREFECT_PROFILES_PATH`` and the profile chosen with
 ``PREFECT_PROFILE``), then built-in defaults. deploytrigger's own settings
-(``DEPLOYTRIGGER_RETRY_BUDGET``, ``DEPLOYTRIGGER_MAX_REQUESTS_PER_MINUTE``) come
+(``DEPLOYTRIGGER_RETRY_BUDGET``, ``DEPLOYTRIGGER_MAX_REQUESTS_PER_MINUTE``,
+``DEPLOYTRIGGER_EVENTS``) come
 from arguments or the environment only: Prefect's profiles are Prefect's.
 """
 
@@ -50,6 +51,10 @@ DEFAULT_RETRY_BUDGET = 90.0
 
 RETRY_BUDGET_VARIABLE = "DEPLOYTRIGGER_RETRY_BUDGET"
 RATE_VARIABLE = "DEPLOYTRIGGER_MAX_REQUESTS_PER_MINUTE"
+EVENTS_VARIABLE = "DEPLOYTRIGGER_EVENTS"
+
+EVENTS_MODES = ("auto", "on", "off")
+"""Whether waits listen to the events stream: when possible, insisting (warn once), never."""
 
 _SETTING_NAMES = (
     "PREFECT_API_URL",
@@ -85,6 +90,8 @@ class Settings:
         retry_budget: seconds one request may spend retrying (from its first attempt).
         max_requests_per_minute: the request-rate budget shared by every client
             of this process for this API URL; None: no budget.
+        events: ``"auto"``, ``"on"`` or ``"off"``: whether waits listen to the
+            server's events stream (see the guide "Waits that listen").
     """
 
     api_url: str = field(repr=False)
@@ -95,13 +102,14 @@ class Settings:
     max_retries: Optional[int] = DEFAULT_MAX_RETRIES
     retry_budget: float = DEFAULT_RETRY_BUDGET
     max_requests_per_minute: Optional[float] = None
+    events: str = "auto"
 
     def __repr__(self) -> str:
         return (
             f"Settings(api_url={redact_url(self.api_url)!r}, verify={self.verify!r}, "
             f"request_timeout={self.request_timeout!r}, max_retries={self.max_retries!r}, "
             f"retry_budget={self.retry_budget!r}, "
-            f"max_requests_per_minute={self.max_requests_per_minute!r})"
+            f"max_requests_per_minute={self.max_requests_per_minute!r}, events={self.events!r})"
         )
 
     @property
@@ -131,6 +139,7 @@ class SettingsOptions(TypedDict, total=False):
     max_retries: Optional[int]
     retry_budget: Optional[float]
     max_requests_per_minute: Optional[float]
+    events: Optional[str]
 
 
 def settings_options(options: Mapping[str, Any]) -> SettingsOptions:
@@ -162,6 +171,10 @@ def resolve_settings(
         max_requests_per_minute: a request-rate budget for every client of this
             process that talks to this API URL; overrides
             ``DEPLOYTRIGGER_MAX_REQUESTS_PER_MINUTE``; none by default.
+        events: ``"auto"`` (listen to the events stream when websocket-client is
+            installed and the server offers it), ``"on"`` (the same, with a
+            warning when it cannot) or ``"off"`` (never open a websocket);
+            overrides ``DEPLOYTRIGGER_EVENTS``; ``"auto"`` by default.
         environ: the environment to read; ``os.environ`` by default.
 
     Returns:
@@ -244,6 +257,8 @@ def resolve_settings(
         zero_ok=False,
     )
 
+    events = _events_mode(options.get("events"), env)
+
     return Settings(
         api_url=url,
         api_key=key,
@@ -253,7 +268,21 @@ def resolve_settings(
         max_retries=max_retries,
         retry_budget=DEFAULT_RETRY_BUDGET if budget is None else budget,
         max_requests_per_minute=rate,
+        events=events,
     )
+
+
+def _events_mode(value: Any, env: Mapping[str, str]) -> str:
+    """``events``: the argument, else ``DEPLOYTRIGGER_EVENTS``, else ``"auto"``."""
+    source = "argument events"
+    if value is None:
+        value = env.get(EVENTS_VARIABLE, "").strip().lower() or "auto"
+        source = f"environment variable {EVENTS_VARIABLE}"
+    if value not in EVENTS_MODES:
+        raise ConfigurationError(
+            f"events (from {source}) must be one of {', '.join(EVENTS_MODES)}, not {value!r}"
+        )
+    return str(value)
 
 
 def _own_number(

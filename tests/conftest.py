@@ -61,6 +61,7 @@ PREFECT_ENV = (
     "PREFECT_UI_URL",
     "DEPLOYTRIGGER_RETRY_BUDGET",
     "DEPLOYTRIGGER_MAX_REQUESTS_PER_MINUTE",
+    "DEPLOYTRIGGER_EVENTS",
 )
 
 
@@ -72,8 +73,10 @@ def isolated_environment(request: pytest.FixtureRequest) -> None:
     variable of ``PREFECT_ENV`` is removed, ``HOME`` is ``tmp_path`` and ``PREFECT_HOME``
     is ``$HOME/.prefect``. The marker's keywords change that: ``api_url=`` sets
     ``PREFECT_API_URL``, ``home="name"`` makes ``HOME`` ``tmp_path / name``, and
-    ``prefect_home=False`` leaves ``PREFECT_HOME`` unset. It runs before the test's
-    other fixtures, as the autouse fixture each module used to define did.
+    ``prefect_home=False`` leaves ``PREFECT_HOME`` unset. ``DEPLOYTRIGGER_EVENTS`` is
+    ``off`` (no events listener dials a stubbed host) unless ``events=`` says otherwise
+    (None: unset). It runs before the test's other fixtures, as the autouse fixture
+    each module used to define did.
     """
     marker = request.node.get_closest_marker("isolated_environment")
     if marker is None:
@@ -89,6 +92,8 @@ def isolated_environment(request: pytest.FixtureRequest) -> None:
         monkeypatch.setenv("PREFECT_HOME", str(home / ".prefect"))
     if options.get("api_url"):
         monkeypatch.setenv("PREFECT_API_URL", options["api_url"])
+    if options.get("events", "off") is not None:  # no listener dialling a stubbed host
+        monkeypatch.setenv("DEPLOYTRIGGER_EVENTS", options.get("events", "off"))
 
 
 @pytest.fixture(scope="session")
@@ -202,7 +207,7 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     config.addinivalue_line(
         "markers",
-        "isolated_environment(api_url=None, home=None, prefect_home=True): "
+        "isolated_environment(api_url=None, home=None, prefect_home=True, events='off'): "
         "hide the machine's Prefect environment (the isolated_environment fixture)",
     )
 

@@ -73,6 +73,10 @@ def cancel_state(message: Optional[str]) -> Dict[str, Any]:
     }
 
 
+def _final(run: Any) -> bool:
+    return isinstance(run, FlowRun) and run.is_final()
+
+
 class Runs:
     """Creates, reads, waits for and cancels flow runs.
 
@@ -282,6 +286,7 @@ class Runs:
                 deadline=deadline,
                 interval=float(poll_interval),
                 known=known,
+                runs=lambda: () if _final(latest[0]) else (run_id,),
             )
         except KeyboardInterrupt:
             cancel_if_interrupted(self, latest[0], cancel_on_interrupt)

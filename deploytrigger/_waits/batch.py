@@ -95,6 +95,14 @@ class _Batch:
     def pending(self) -> List[FlowRunHandle]:
         return [handle for handle in self.handles if not handle.done()]
 
+    def pending_ids(self) -> List[uuid.UUID]:
+        """The ids of the runs not known to be final (what the events listener watches)."""
+        return [
+            _key(entry)
+            for entry in self.entries
+            if not (isinstance(entry, FlowRunHandle) and entry.done())
+        ]
+
     def poll_once(self, deadline: Optional[Deadline]) -> None:
         """Read every pending run (one request per 200) and update the handles."""
         wanted: Dict[uuid.UUID, List[FlowRunHandle]] = {}
@@ -151,7 +159,7 @@ def _poll_until(
 
     known = satisfied() if batch.resolved() else NOTHING
     yield from batch.reader.poller.rounds(
-        fetch, bool, deadline=deadline, interval=interval, known=known
+        fetch, bool, deadline=deadline, interval=interval, known=known, runs=batch.pending_ids
     )
 
 

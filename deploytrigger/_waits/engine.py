@@ -12,14 +12,38 @@ during an outage ends with what it last saw.
 
 Nothing here sends a request: ``fetch`` is the caller's. Time is injected
 (:class:`Poller`'s ``sleep`` and ``clock``) so tests never sleep.
+
+**Wakeable.** A poller may hold :class:`Wakeups` (the client's events listener,
+``events.py``). A wait that names the runs it is about (``runs=``) then opens a
+:class:`Watch` on them *before* its first poll and pauses on the watch instead
+of ``sleep``: the fixed interval stays the safety net, and a final-state event
+for one of its runs (or a reconnect of the stream, after which events may have
+been missed) cuts the pause short. The wait then polls, so what it returns is
+always the server's record, never an event's word. An event is published
+before the server commits the state: when the record read after a final event
+is not final yet, the next poll comes after :data:`RECHECK_INTERVAL` instead of
+a whole interval, at most :data:`RECHECK_LIMIT` times per wait. Without wakeups,
+or once the listener has given up, every wait is the plain polling wait.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, TypeVar, Union
+from typing import (
+    TYPE_CHECKING,
+    AbstractSet,
+    Any,
+    Callable,
+    Collection,
+    Iterator,
+    Optional,
+    Protocol,
+    TypeVar,
+    Union,
+)
 
 from .._helpers.deadline import Deadline
 from ..exceptions import RateLimitedError, ServerError, TransportError
@@ -40,6 +64,46 @@ ALL_COMPLETED = "ALL_COMPLETED"
 
 DEFAULT_OUTAGE_TOLERANCE = 300.0
 """Seconds a wait polls on through a server that cannot answer before raising."""
+
+
+RECHECK_INTERVAL = 0.1
+"""Seconds before re-reading a run whose final event came before its record was final."""
+
+RECHECK_LIMIT = 50
+"""Quick re-reads per wait after final events (5 s at 0.1 s), then the interval again."""
+
+
+class Watch(Protocol):
+    """One wait's interest in some runs: a pause that a final-state event can cut short."""
+
+    @property
+    def active(self) -> bool:
+        """False once the listener gave up (or was closed): the wait falls back on ``sleep``."""
+        ...
+
+    def update(self, run_ids: Collection[uuid.UUID]) -> None:
+        """The runs the wait is still waiting on (fewer as they finish)."""
+        ...
+
+    def wait(self, timeout: float) -> bool:
+        """Pause up to ``timeout`` seconds; True when woken early (an event, a reconnect)."""
+        ...
+
+    def finals(self) -> AbstractSet[uuid.UUID]:
+        """The runs a final-state event was seen for since the watch opened."""
+        ...
+
+    def close(self) -> None:
+        """The wait is over: forget its runs."""
+        ...
+
+
+class Wakeups(Protocol):
+    """What can wake waits early: the client's events listener (``events.py``)."""
+
+    def watch(self, run_ids: Collection[uuid.UUID]) -> Optional[Watch]:
+        """Start watching ``run_ids``; None when there is no stream to listen to."""
+        ...
 
 
 class _Nothing:
@@ -67,11 +131,13 @@ class Poller:
         clock: a monotonic clock in seconds (tests inject a fake).
         outage_tolerance: seconds of continuous transient failure a wait
             outlives before it raises (see the module docstring).
+        wakeups: what wakes a wait early (the events listener); None: plain polling.
     """
 
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.monotonic
     outage_tolerance: float = DEFAULT_OUTAGE_TOLERANCE
+    wakeups: Optional[Wakeups] = None
 
     def deadline(self, timeout: Optional[float]) -> Deadline:
         """A deadline ``timeout`` seconds from now on this poller's clock (None: none)."""
@@ -89,6 +155,7 @@ class Poller:
         deadline: Deadline,
         interval: float,
         known: Union[T, _Nothing] = NOTHING,
+        runs: Optional[Callable[[], Collection[uuid.UUID]]] = None,
     ) -> Iterator[T]:
         """Yield each poll's result until one is done or the deadline passes.
 
@@ -97,7 +164,9 @@ class Poller:
         that one final poll sees the state at the deadline. During an outage
         the last result (or ``known``, before the first) stands in for the poll
         that failed, and is yielded again: consumers that yield events compare
-        by identity.
+        by identity. ``runs`` gives the ids of the runs still pending (asked
+        before the first poll and after each): with it and :attr:`wakeups`, a
+        final-state event of one of them cuts a pause short (module docstring).
 
         Raises:
             Whatever ``fetch`` raises that is not transient; a transient error
@@ -108,6 +177,7 @@ class Poller:
 
         outage = _Outage(self, deadline)
         finished = False
+        pace = _Pace(self, runs, interval)
 
         def keep_polling(state: tenacity.RetryCallState) -> bool:
             failed = state.outcome is not None and state.outcome.failed
@@ -116,18 +186,23 @@ class Poller:
         retrying = tenacity.Retrying(
             retry=keep_polling,
             stop=lambda _: deadline.passed(),
-            wait=lambda _: deadline.cap(interval),
-            sleep=self.sleep,
+            wait=lambda _: deadline.cap(pace.next_pause()),
+            sleep=pace.pause,
             retry_error_callback=lambda _: None,  # the deadline passed: end quietly
         )
         latest: Any = known
-        for attempt in retrying:
-            with attempt:
-                latest = outage.survive(fetch, latest)
-            if attempt.retry_state.outcome is None or attempt.retry_state.outcome.failed:
-                continue
-            finished = is_done(latest)
-            yield latest
+        try:
+            for attempt in retrying:
+                with attempt:
+                    latest = outage.survive(fetch, latest)
+                if attempt.retry_state.outcome is None or attempt.retry_state.outcome.failed:
+                    continue
+                finished = is_done(latest)
+                if not finished:
+                    pace.polled()
+                yield latest
+        finally:
+            pace.close()
 
     def poll(
         self,
@@ -137,15 +212,71 @@ class Poller:
         deadline: Deadline,
         interval: float,
         known: Union[T, _Nothing] = NOTHING,
+        runs: Optional[Callable[[], Collection[uuid.UUID]]] = None,
     ) -> T:
         """The first done result of :meth:`rounds`, or the last one when the deadline passed."""
         latest: Any = known
         for result in self.rounds(
-            fetch, is_done, deadline=deadline, interval=interval, known=known
+            fetch, is_done, deadline=deadline, interval=interval, known=known, runs=runs
         ):
             latest = result
         final: T = latest
         return final
+
+
+class _Pace:
+    """How long one wait pauses, and on what: ``sleep``, or a :class:`Watch` that events cut short.
+
+    The watch opens here, before the first poll, so that an event that comes
+    while the first answer is on its way is not missed.
+    """
+
+    def __init__(
+        self,
+        poller: Poller,
+        runs: Optional[Callable[[], Collection[uuid.UUID]]],
+        interval: float,
+    ) -> None:
+        self._poller = poller
+        self._runs = runs
+        self._interval = interval
+        self._rechecks = 0
+        self._unconfirmed = False
+        self._watch: Optional[Watch] = None
+        if runs is not None and poller.wakeups is not None and interval > 0:
+            self._watch = poller.wakeups.watch(runs())
+
+    def polled(self) -> None:
+        """After a poll that did not end the wait: follow its runs, note unconfirmed finals."""
+        watch = self._watch
+        if watch is None or self._runs is None:
+            return
+        pending = set(self._runs())
+        watch.update(pending)
+        # Final by an event, not yet by the record: the state is being committed.
+        self._unconfirmed = bool(pending & watch.finals())
+
+    def next_pause(self) -> float:
+        """The pause before the next poll, in seconds."""
+        watch = self._watch
+        recheck = self._unconfirmed and self._rechecks < RECHECK_LIMIT
+        if recheck and watch is not None and watch.active:
+            self._rechecks += 1
+            return min(self._interval, RECHECK_INTERVAL)
+        return self._interval
+
+    def pause(self, seconds: float) -> None:
+        """Pause ``seconds``: on the watch while it is active, else with the poller's ``sleep``."""
+        watch = self._watch
+        if watch is not None and watch.active and seconds > 0:
+            watch.wait(seconds)
+            return
+        self._poller.sleep(seconds)
+
+    def close(self) -> None:
+        if self._watch is not None:
+            self._watch.close()
+            self._watch = None
 
 
 class _Outage:

@@ -152,6 +152,7 @@ class FlowRunHandle:
             deadline=deadline,
             interval=float(interval),
             known=self.flow_run,
+            runs=lambda: () if self.done() else (self._id,),
         )
 
     def result(

@@ -197,7 +197,11 @@ def watch(
     held: List[LogRecord] = []  # lines read once the run was final, until they drain
     try:
         for polled in poller.rounds(
-            fetch, lambda polled: polled.done, deadline=deadline, interval=poll_interval
+            fetch,
+            lambda polled: polled.done,
+            deadline=deadline,
+            interval=poll_interval,
+            runs=lambda: () if final_since else (flow_run_id,),
         ):
             if polled is seen:
                 continue  # the server did not answer: nothing new to show

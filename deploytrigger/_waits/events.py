@@ -1,0 +1,615 @@
+"""The events listener: one websocket per client that wakes waits when their runs finish.
+
+The listener only ever *wakes* a wait (:class:`~deploytrigger._waits.engine.Watch`);
+the wait then reads the run over REST, so what it returns is always the
+server's record. With the listener off, missing or broken, every wait is the
+plain polling wait of ``engine.py``.
+
+**One thread, one socket, every run.** A :class:`EventsListener` belongs to one
+client. The first wait that asks for a :meth:`~EventsListener.watch` starts a
+daemon thread, which opens the server's stream (``<api_url>/events/out``,
+subprotocol ``prefect``, ``{"type": "auth", ...}``, then one filter) and reads
+it until the client is closed. Every wait of the client registers its runs with
+the same listener; a final-state event is routed to the waits watching that run.
+
+**Why one broad subscription, filtered here.** The server takes one filter per
+connection and never acknowledges it: changing the set of runs means a new
+connection, and until the new filter is in force (which the client cannot know)
+an event can be in neither socket. So the listener subscribes once to every
+flow run's *final* state events (``resource.id_prefix`` ``prefect.flow-run.``
+and the ``prefect.state-type`` label in the final types) and picks the runs it
+is waiting on itself. A new wait is covered the moment it registers, with no
+reconnect; the cost is one ~1 KB event per finished flow run of the server (or
+Cloud workspace), heartbeats and intermediate states excluded by the filter.
+
+**Correct when events go missing.** The interval poll stays (there is no
+acknowledgement); "final" is decided from ``prefect.state-type``, never the
+state's name; duplicates are dropped by event id; after a final event the wait
+re-reads until the record is final (the event is published before the commit,
+``engine.RECHECK_INTERVAL``); a dropped socket is reopened with backoff, and
+every pending wait is woken to re-read once the new socket is subscribed. The
+socket is read with a short timeout so the server's pings are answered.
+
+**When there is no stream** (``websocket-client`` not installed, the handshake
+answered with an HTTP error such as 403/404/500, a close 1002/1008 for a
+missing subprotocol or a refused token, three failed attempts before the
+first success, or three sockets in a row dropped within seconds of being
+subscribed, as a server that refuses the filter does) the listener gives up
+for the client's lifetime with one log line (INFO for ``events="auto"``,
+WARNING for ``"on"``) and the waits poll.
+
+**Secrets.** The token travels in the auth message only; it is never logged,
+put in a ``repr`` or an exception, and websocket-client's trace logging is never
+enabled. TLS uses the REST settings' ``verify`` (CA bundle or insecure);
+``http(s)_proxy``/``no_proxy`` are read by websocket-client as requests does.
+A listener is never used across ``fork``: a child process starts its own.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import json
+import logging
+import os
+import random
+import ssl
+import threading
+import time
+import uuid
+from datetime import datetime, timedelta, timezone
+from typing import (
+    Any,
+    Callable,
+    Collection,
+    Dict,
+    FrozenSet,
+    List,
+    Mapping,
+    Optional,
+    Protocol,
+    Set,
+    Tuple,
+)
+
+from .._helpers.urls import redact_url
+from ..models import FINAL_STATES
+
+logger = logging.getLogger("deploytrigger")
+
+FLOW_RUN_PREFIX = "prefect.flow-run."
+RECEIVE_TIMEOUT = 1.0
+"""Seconds one read of the socket blocks: pings are answered, ``close`` is seen, this often."""
+
+MAX_FRAME_CHARS = 1_000_000
+"""Frames longer than this (a flow-run state event is about 1 KB) are ignored."""
+
+BACKFILL_MARGIN = timedelta(seconds=60)
+"""How far back the filter's ``occurred.since`` reaches (clock skew, the connect itself)."""
+
+UNTIL_AHEAD = timedelta(days=365)
+"""``occurred.until``: far ahead, else the server stops at "now" and sends no live event."""
+
+ATTEMPTS_BEFORE_FIRST_SUCCESS = 3
+"""Failed connections, before any handshake succeeded, after which the listener gives up."""
+
+QUICK_DROP = 5.0
+"""Seconds: a socket dropped sooner after it opened counts toward giving up (a refused filter)."""
+
+MAX_BACKOFF = 30.0
+"""Seconds, at most, between attempts to reopen a dropped stream."""
+
+REMEMBERED = 4096
+"""Event ids (for de-duplication) and finished runs (for late watchers) kept."""
+
+REFUSING_CLOSE_CODES = frozenset({1002, 1008})
+"""Close codes that mean "no stream for you": no subprotocol, a refused token."""
+
+
+class StreamRefused(Exception):
+    """The server does not offer the stream to this client: listening stops for good."""
+
+
+class StreamClosed(Exception):
+    """The socket closed or failed while open; ``code`` is the close code, when one came."""
+
+    def __init__(self, reason: str, code: Optional[int] = None) -> None:
+        super().__init__(reason)
+        self.code = code
+
+
+class Connection(Protocol):
+    """One open websocket, as the listener uses it (tests script their own)."""
+
+    def send(self, text: str) -> None:
+        """Send one text frame (``StreamClosed`` when the socket is gone)."""
+        ...
+
+    def receive(self) -> Optional[str]:
+        """The next text frame; None when nothing came within the receive timeout.
+
+        Raises:
+            StreamClosed: the socket closed (with the close code) or failed.
+        """
+        ...
+
+    def close(self) -> None:
+        """Close the socket; safe from another thread and more than once."""
+        ...
+
+
+Connect = Callable[[str, Mapping[str, Any]], Connection]
+"""Opens a websocket to a URL with ``options`` (``sslopt``, ``timeout``, ``receive_timeout``).
+
+Raises ``StreamRefused`` when the server answers the handshake with an HTTP
+error, and any other exception for a connection that failed on the way.
+"""
+
+
+def connect_websocket(url: str, options: Mapping[str, Any]) -> Connection:
+    """A :class:`Connection` over websocket-client (imported here, never at import time)."""
+    import websocket  # the optional extra 'events'
+
+    try:
+        ws = websocket.create_connection(
+            url,
+            timeout=options["timeout"],
+            subprotocols=["prefect"],
+            sslopt=dict(options["sslopt"]),
+            enable_multithread=True,
+        )
+    except websocket.WebSocketBadStatusException as exc:
+        raise StreamRefused(
+            f"the server answered the handshake with HTTP {exc.status_code}"
+        ) from None
+    ws.settimeout(options["receive_timeout"])
+    return _WebsocketClientConnection(ws)
+
+
+class _WebsocketClientConnection:
+    """websocket-client's ``WebSocket`` as a :class:`Connection`."""
+
+    def __init__(self, ws: Any) -> None:
+        self._ws = ws
+
+    def send(self, text: str) -> None:
+        import websocket
+
+        try:
+            self._ws.send(text)
+        except (websocket.WebSocketException, OSError) as exc:
+            raise StreamClosed(f"sending failed: {type(exc).__name__}") from None
+
+    def receive(self) -> Optional[str]:
+        import websocket
+
+        try:
+            opcode, frame = self._ws.recv_data_frame(True)  # answers pings while reading
+        except websocket.WebSocketTimeoutException:
+            return None
+        except (websocket.WebSocketException, OSError, ValueError) as exc:
+            raise StreamClosed(f"the socket failed: {type(exc).__name__}") from None
+        if opcode == websocket.ABNF.OPCODE_CLOSE:
+            data = frame.data or b""
+            code = int.from_bytes(data[:2], "big") if len(data) >= 2 else None
+            raise StreamClosed(f"the server closed the stream (code {code})", code)
+        if opcode != websocket.ABNF.OPCODE_TEXT:
+            return None  # ping, pong, binary: nothing for us
+        data = frame.data
+        return data.decode("utf-8", "replace") if isinstance(data, bytes) else str(data)
+
+    def close(self) -> None:
+        for step in (self._ws.send_close, self._ws.shutdown):
+            with contextlib.suppress(Exception):  # closing is best effort
+                step()
+
+
+def events_url(api_url: str) -> str:
+    """The stream's URL: the API URL (its path prefix kept) as ``ws(s)://`` + ``/events/out``."""
+    scheme, _, rest = api_url.partition("://")
+    return ("wss" if scheme == "https" else "ws") + "://" + rest.rstrip("/") + "/events/out"
+
+
+def ssl_options(verify: Any, environ: Optional[Mapping[str, str]] = None) -> Dict[str, Any]:
+    """websocket-client's ``sslopt`` for the REST settings' ``verify``, as requests reads it.
+
+    ``True``: the bundle requests would use (``REQUESTS_CA_BUNDLE``,
+    ``CURL_CA_BUNDLE``, else certifi's); a path: that bundle (or directory);
+    ``False``: no verification (the client has warned once already).
+    """
+    if verify is False:
+        return {"cert_reqs": ssl.CERT_NONE, "check_hostname": False}
+    options: Dict[str, Any] = {"cert_reqs": ssl.CERT_REQUIRED, "check_hostname": True}
+    env = os.environ if environ is None else environ
+    bundle = verify if isinstance(verify, str) else None
+    if bundle is None:
+        bundle = env.get("REQUESTS_CA_BUNDLE") or env.get("CURL_CA_BUNDLE") or _certifi_bundle()
+    if bundle:
+        options["ca_cert_path" if os.path.isdir(bundle) else "ca_certs"] = bundle
+    return options
+
+
+def _certifi_bundle() -> Optional[str]:
+    try:
+        import certifi
+    except ImportError:  # pragma: no cover - requests depends on certifi
+        return None
+    where: str = certifi.where()
+    return where
+
+
+def stream_filter(now: datetime) -> Dict[str, Any]:
+    """The one filter: every flow run's final-state events, since a little before ``now``."""
+    return {
+        "occurred": {
+            "since": (now - BACKFILL_MARGIN).isoformat(),
+            "until": (now + UNTIL_AHEAD).isoformat(),
+        },
+        "event": {"prefix": [FLOW_RUN_PREFIX]},
+        "resource": {
+            "id_prefix": [FLOW_RUN_PREFIX],
+            "labels": {"prefect.state-type": sorted(FINAL_STATES)},
+        },
+    }
+
+
+def final_run_of(frame: str) -> Optional[Tuple[str, uuid.UUID]]:
+    """``(event id, run id)`` of a frame that reports a flow run's final state, else None.
+
+    Anything else (not JSON, another message, no state labels, a state that
+    is not final, a frame far too long) is logged at debug level and ignored.
+    """
+    if len(frame) > MAX_FRAME_CHARS:
+        logger.debug("events: ignored a frame of %d characters", len(frame))
+        return None
+    try:
+        message = json.loads(frame)
+        event = message["event"] if message.get("type") == "event" else None
+        if event is None:
+            logger.debug("events: ignored a %r message", message.get("type"))
+            return None
+        resource = event["resource"]
+        resource_id = resource["prefect.resource.id"]
+        state_type = resource.get("prefect.state-type")
+        if not resource_id.startswith(FLOW_RUN_PREFIX) or state_type not in FINAL_STATES:
+            return None
+        return str(event["id"]), uuid.UUID(resource_id[len(FLOW_RUN_PREFIX) :])
+    except (ValueError, TypeError, KeyError, AttributeError):
+        logger.debug("events: ignored a frame that is not a flow-run state event")
+        return None
+
+
+class _Watch:
+    """One wait's runs, and the event it pauses on (:class:`~._waits.engine.Watch`)."""
+
+    def __init__(self, listener: EventsListener) -> None:
+        self._listener = listener
+        self._woken = threading.Event()
+        self._finals: Set[uuid.UUID] = set()
+        self.run_ids: FrozenSet[uuid.UUID] = frozenset()
+
+    @property
+    def active(self) -> bool:
+        return self._listener.listening()
+
+    def update(self, run_ids: Collection[uuid.UUID]) -> None:
+        self._listener._update(self, frozenset(run_ids))
+
+    def wait(self, timeout: float) -> bool:
+        woken = self._woken.wait(timeout)
+        self._woken.clear()
+        return woken
+
+    def finals(self) -> FrozenSet[uuid.UUID]:
+        with self._listener._lock:
+            return frozenset(self._finals)
+
+    def close(self) -> None:
+        self._listener._update(self, frozenset(), closing=True)
+
+    def _wake(self, run_id: Optional[uuid.UUID] = None) -> None:
+        """Under the listener's lock: cut the pause short (a run's final event, a reconnect)."""
+        if run_id is not None:
+            self._finals.add(run_id)
+        self._woken.set()
+
+
+class EventsListener:
+    """One client's events stream: a daemon thread and a websocket, shared by its waits.
+
+    Implements :class:`~deploytrigger._waits.engine.Wakeups`.
+
+    Args:
+        api_url: the REST API's URL (``events_url`` makes the stream's).
+        token: what the auth message carries: the raw ``user:pass`` of a server
+            with basic auth, else the Cloud API key, else None. Kept out of ``repr``.
+        verify: the REST settings' ``verify`` (True, False or a CA bundle path).
+        timeout: seconds to connect and to get the answer to the auth message.
+        mode: ``"auto"`` or ``"on"`` (``"off"`` makes no listener at all).
+        connect: opens a websocket (:func:`connect_websocket`; tests script one).
+        now: the wall clock, for the filter's ``occurred`` window (UTC).
+        backoff: seconds before reconnect attempt ``n`` (1, 2 ...) after a drop.
+    """
+
+    def __init__(
+        self,
+        api_url: str,
+        *,
+        token: Optional[str] = None,
+        verify: Any = True,
+        timeout: float = 30.0,
+        mode: str = "auto",
+        connect: Optional[Connect] = None,
+        now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+        backoff: Optional[Callable[[int], float]] = None,
+    ) -> None:
+        self._token = token
+        self._verify = verify
+        self._timeout = timeout
+        self._mode = mode
+        self._connect = connect
+        self._now = now
+        self._backoff = backoff or _default_backoff
+        self.url = events_url(api_url)
+        self.connections = 0
+        """Sockets opened so far (handshakes that succeeded)."""
+        self._reset()
+
+    def _reset(self) -> None:
+        """A fresh state: at creation, and in a child process after ``fork``."""
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._watches: Dict[_Watch, FrozenSet[uuid.UUID]] = {}
+        self._by_run: Dict[uuid.UUID, Set[_Watch]] = {}
+        self._seen_events: collections.OrderedDict[str, None] = collections.OrderedDict()
+        self._finished: collections.OrderedDict[uuid.UUID, None] = collections.OrderedDict()
+        self._thread: Optional[threading.Thread] = None
+        self._connection: Optional[Connection] = None
+        self._gave_up = False
+        self._closed = False
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "gave up" if self._gave_up else "listening"
+        return f"EventsListener(url={redact_url(self.url)!r}, mode={self._mode!r}, {state})"
+
+    # -- what waits use -------------------------------------------------------------
+
+    def listening(self) -> bool:
+        """Whether waits should pause on their watch (False: plain polling)."""
+        return not (self._gave_up or self._closed) and self._pid == os.getpid()
+
+    def watch(self, run_ids: Collection[uuid.UUID]) -> Optional[_Watch]:
+        """Watch ``run_ids`` for one wait, starting the listener on first use.
+
+        Returns None (the wait polls) when the listener has given up or is closed.
+        """
+        if self._pid != os.getpid():
+            self._reset()  # a forked child: never touch the parent's socket
+        if not self.listening():
+            return None
+        if self._connect is None:
+            try:
+                import websocket  # noqa: F401 - is the extra installed?
+            except ImportError:
+                self._give_up(
+                    "websocket-client is not installed: pip install 'deploytrigger[events]'"
+                )
+                return None
+            self._connect = connect_websocket
+        watch = _Watch(self)
+        self._update(watch, frozenset(run_ids))
+        with self._lock:
+            if self._thread is None and not self._closed:
+                self._thread = threading.Thread(
+                    target=self._run, name="deploytrigger-events", daemon=True
+                )
+                self._thread.start()
+        return watch
+
+    def close(self) -> None:
+        """Stop the thread and close the socket (``Client.close``); waits fall back on polling."""
+        if self._pid != os.getpid():
+            return
+        with self._lock:
+            self._closed = True
+            connection, thread = self._connection, self._thread
+            watches = list(self._watches)
+            for watch in watches:
+                watch._wake()
+            self._changed.notify_all()
+        if connection is not None:
+            connection.close()  # the thread's read fails at once and it ends
+            if thread is not None and thread is not threading.current_thread():
+                thread.join(RECEIVE_TIMEOUT + 1.0)
+        # Without a connection the thread may be connecting (a DNS lookup cannot be cut
+        # short): it sees ``_closed`` when it returns, closes what it opened and ends.
+
+    # -- bookkeeping ----------------------------------------------------------------
+
+    def _update(self, watch: _Watch, run_ids: FrozenSet[uuid.UUID], closing: bool = False) -> None:
+        with self._lock:
+            old = self._watches.pop(watch, frozenset())
+            for run_id in old - run_ids:
+                watchers = self._by_run.get(run_id)
+                if watchers is not None:
+                    watchers.discard(watch)
+                    if not watchers:
+                        del self._by_run[run_id]
+            if closing:
+                return
+            self._watches[watch] = run_ids
+            watch.run_ids = run_ids
+            for run_id in run_ids - old:
+                self._by_run.setdefault(run_id, set()).add(watch)
+                if run_id in self._finished:  # its event came before this wait watched it
+                    watch._wake(run_id)
+            self._changed.notify_all()
+
+    def _deliver(self, event_id: str, run_id: uuid.UUID) -> None:
+        with self._lock:
+            if event_id in self._seen_events:
+                return
+            _remember(self._seen_events, event_id)
+            _remember(self._finished, run_id)
+            for watch in self._by_run.get(run_id, ()):
+                watch._wake(run_id)
+
+    def _wake_all(self) -> None:
+        with self._lock:
+            for watch in self._watches:
+                watch._wake()
+
+    def _give_up(self, why: str) -> None:
+        with self._lock:
+            if self._gave_up or self._closed:
+                return
+            self._gave_up = True
+            for watch in self._watches:
+                watch._wake()  # pause on ``sleep`` from now on
+        level = logging.WARNING if self._mode == "on" else logging.INFO
+        logger.log(level, "events: %s: %s; waits poll at their interval", redact_url(self.url), why)
+
+    # -- the thread -----------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            self._listen()
+        except Exception as exc:  # a bug here must not leave waits paused on a dead listener
+            self._give_up(f"the listener failed ({type(exc).__name__})")
+            raise
+
+    def _listen(self) -> None:
+        failures = 0
+        quick_drops = 0
+        connected_once = False
+        while not self._stopping():
+            if not self._wait_for_watchers():
+                return
+            try:
+                connection = self._open()
+            except StreamRefused as exc:
+                self._give_up(f"the server refused the stream ({exc})")
+                return
+            except Exception as exc:  # any failure to connect is retried
+                failures += 1
+                logger.debug("events: could not open the stream: %s", type(exc).__name__)
+                if not connected_once and failures >= ATTEMPTS_BEFORE_FIRST_SUCCESS:
+                    self._give_up(f"could not open the stream ({type(exc).__name__})")
+                    return
+                self._pause(self._backoff(failures))
+                continue
+            if connected_once:
+                self._wake_all()  # events may have been missed while the socket was down
+            connected_once, failures = True, 0
+            opened = time.monotonic()
+            try:
+                self._read(connection)
+            except StreamClosed as exc:
+                if self._stopping():
+                    return
+                if exc.code in REFUSING_CLOSE_CODES:
+                    self._give_up(f"the server closed the stream (code {exc.code})")
+                    return
+                # A server that refuses the filter drops the connection right after it.
+                lasted = time.monotonic() - opened >= QUICK_DROP
+                quick_drops = 0 if lasted else quick_drops + 1
+                if quick_drops >= ATTEMPTS_BEFORE_FIRST_SUCCESS:
+                    self._give_up("the server drops the stream as soon as it is subscribed")
+                    return
+                logger.debug("events: the stream dropped (%s); reopening", exc)
+                failures = 1
+                self._pause(self._backoff(failures + quick_drops))
+            finally:
+                connection.close()
+                with self._lock:
+                    self._connection = None
+
+    def _stopping(self) -> bool:
+        return self._closed or self._gave_up
+
+    def _wait_for_watchers(self) -> bool:
+        """Block until some wait watches a run (no socket is opened for nobody); False: closed."""
+        with self._lock:
+            while not self._watches and not self._closed:
+                self._changed.wait()
+            return not self._closed
+
+    def _pause(self, seconds: float) -> None:
+        with self._lock:
+            if not self._closed:
+                self._changed.wait(seconds)
+
+    def _open(self) -> Connection:
+        """Connect, authenticate, subscribe; the open connection."""
+        assert self._connect is not None
+        options = {
+            "timeout": self._timeout,
+            "receive_timeout": RECEIVE_TIMEOUT,
+            "sslopt": ssl_options(self._verify),
+        }
+        connection = self._connect(self.url, options)
+        with self._lock:
+            if self._closed:
+                connection.close()
+                raise StreamClosed("the client was closed")
+            self._connection = connection
+        try:
+            connection.send(json.dumps({"type": "auth", "token": self._token}))
+            answer = self._first_message(connection)
+            if answer.get("type") != "auth_success":
+                raise StreamRefused(f"the server answered the auth with {answer.get('type')!r}")
+            connection.send(json.dumps({"type": "filter", "filter": stream_filter(self._now())}))
+        except StreamClosed as exc:
+            connection.close()
+            if exc.code in REFUSING_CLOSE_CODES:
+                raise StreamRefused(f"closed with code {exc.code}") from None
+            raise
+        except StreamRefused:
+            connection.close()
+            raise
+        self.connections += 1
+        logger.debug("events: listening on %s", redact_url(self.url))
+        return connection
+
+    def _first_message(self, connection: Connection) -> Dict[str, Any]:
+        """The server's answer to the auth message, within the request timeout."""
+        deadline = time.monotonic() + self._timeout
+        while time.monotonic() < deadline and not self._closed:
+            frame = connection.receive()
+            if frame is None:
+                continue
+            try:
+                message = json.loads(frame)
+            except ValueError:
+                message = None
+            if isinstance(message, dict):
+                return message
+            raise StreamRefused("the server's answer to the auth message is not JSON")
+        raise StreamClosed("no answer to the auth message")
+
+    def _read(self, connection: Connection) -> None:
+        """Read until closed: each final flow-run event wakes the waits on its run."""
+        while not self._closed:
+            frame = connection.receive()
+            if frame is None:
+                continue
+            found = final_run_of(frame)
+            if found is not None:
+                self._deliver(*found)
+
+
+def _remember(memory: collections.OrderedDict[Any, None], key: Any) -> None:
+    memory[key] = None
+    memory.move_to_end(key)
+    while len(memory) > REMEMBERED:
+        memory.popitem(last=False)
+
+
+def _default_backoff(attempt: int) -> float:
+    """Exponential from 0.5 s with jitter, capped at :data:`MAX_BACKOFF`."""
+    pause: float = min(MAX_BACKOFF, 0.5 * 2.0 ** (attempt - 1)) * random.uniform(0.5, 1.0)
+    return pause
+
+
+__all__: List[str] = ["EventsListener", "connect_websocket", "events_url"]
