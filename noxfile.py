@@ -36,6 +36,7 @@ UNIT = ["-m", "not integration", "-p", "no:cacheprovider"]
 
 nox.options.sessions = [f"unit-{python}" for python in PYTHONS] + ["minimum", "wheel"]
 nox.options.error_on_missing_interpreters = True
+nox.options.download_python = "never"  # the machine's interpreters, never a downloaded one
 # The standard library's venv: virtualenv no longer seeds pip into a Python 3.8 environment.
 nox.options.default_venv_backend = "venv"
 
