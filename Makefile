@@ -1,16 +1,18 @@
 # Two entry points do all set-up on a fresh machine (only Python needed):
 #   make demo   a real local Prefect server and flow, triggered and awaited by deploytrigger
-#   make test   ruff, mypy, lint-imports, the docs build and the whole test suite (unit + integration),
-#               the version matrix against Prefect 2.20.25 included
+#   make test   ruff, mypy, lint-imports, the docs build, then two jobs at once: the whole test
+#               suite on .venv (unit + integration, the version matrix against Prefect 2.20.25
+#               included) and nox (noxfile.py: the unit suite on Python 3.8-3.13, the lowest
+#               dependency versions, the built wheel installed as users install it)
 #   make test-matrix  the version matrix against every server version (tests/servers)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-matrix lint docs bench clean prod-up prod-down bench-scale
+.PHONY: demo test test-suite test-pythons test-matrix lint docs bench clean prod-up prod-down bench-scale
 
-$(STAMP): setup.cfg setup.py
+$(STAMP): setup.cfg setup.py pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]' -r harness/requirements/server.txt
@@ -20,7 +22,7 @@ $(STAMP): setup.cfg setup.py
 DEMO_VENV ?= .venv-demo
 DEMO_STAMP := $(DEMO_VENV)/.installed
 
-$(DEMO_STAMP): setup.cfg setup.py harness/requirements/server.txt
+$(DEMO_STAMP): setup.cfg setup.py pyproject.toml harness/requirements/server.txt
 	$(PYTHON) -m venv $(DEMO_VENV)
 	$(DEMO_VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(DEMO_VENV)/bin/python -m pip install --quiet -e . -r harness/requirements/server.txt
@@ -30,12 +32,23 @@ demo: $(DEMO_STAMP)
 	$(DEMO_VENV)/bin/python -m examples.demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check deploytrigger harness tests examples benchmarks
+	$(BIN)/ruff check deploytrigger harness tests examples benchmarks noxfile.py
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-logo
 
+# The suite on .venv and the nox sessions run side by side (one core each, about 16 min
+# together); each job's output is printed whole when it ends, and either failing fails the test.
 test: lint docs
+	$(MAKE) --no-print-directory -j2 --output-sync=target test-suite test-pythons
+
+test-suite: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# nox's environments live in .nox/; a developer's are reused (-r), CI builds them afresh.
+# A Python of the matrix that is missing fails the run.
+NOX_ARGS ?= $(if $(CI),,--reuse-existing-virtualenvs)
+test-pythons: $(STAMP)
+	$(BIN)/nox --error-on-missing-interpreters $(NOX_ARGS)
 
 # The Sphinx site in docs/_build/html; any warning (a broken reference, a bad docstring) fails.
 docs: $(STAMP)
@@ -63,4 +76,4 @@ bench-scale: $(STAMP)
 	$(BIN)/python -m benchmarks.scale $(SCALE_ARGS)
 
 clean:
-	rm -rf $(VENV) $(DEMO_VENV) .venv-servers build *.egg-info .pytest_cache .mypy_cache .ruff_cache docs/_build
+	rm -rf $(VENV) $(DEMO_VENV) .venv-servers .nox build *.egg-info .pytest_cache .mypy_cache .ruff_cache docs/_build

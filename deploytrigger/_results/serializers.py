@@ -270,3 +270,12 @@ _CONVERTERS: Dict[str, Callable[[Any], Any]] = {
     "builtins.bytes": lambda data: _text(data).encode("utf-8"),
 }
 """Prefect's ``__class__`` names of the standard library types it marks -> how to rebuild one."""
+# Python 3.13 defines the path classes in ``pathlib._local``, so a flow run there writes
+# ``pathlib._local.PosixPath``: the same paths, read on every Python.
+_CONVERTERS.update(
+    {
+        name.replace("pathlib.", "pathlib._local.", 1): convert
+        for name, convert in list(_CONVERTERS.items())
+        if name.startswith("pathlib.")
+    }
+)

@@ -111,8 +111,10 @@ def test_sixteen_threads_share_the_default_client_at_one_request_per_trigger(
     assert by_endpoint(firsts) == {CREATE: 64}
     assert len({run.id for run in runs}) == 64
     assert all(request.path.endswith("/create_flow_run") for request in proxy.received)
-    # one pool of kept-alive connections: at most one per thread (more only after a reset)
-    assert len({request.client_port for request in firsts}) <= 16
+    # one pool of kept-alive connections, at most one per thread: a connection is replaced only
+    # after an attempt that failed (a 503, a timeout or a reset under load) and was retried
+    retries = len(proxy.received) - len(firsts)
+    assert len({request.client_port for request in proxy.received}) <= 16 + retries
 
 
 def _trigger_in_child(name: str, answers: Any) -> None:

@@ -9,7 +9,7 @@ from typing import Any, Callable, Iterable, List, Optional
 import pytest
 import requests
 from helpers.fake_time import FakeTime
-from urllib3.exceptions import MaxRetryError, NameResolutionError, NewConnectionError
+from urllib3.exceptions import MaxRetryError, NewConnectionError
 
 from deploytrigger._helpers.deadline import Deadline
 from deploytrigger._http.retries import (
@@ -38,7 +38,14 @@ def refused() -> requests.ConnectionError:
 
 
 def unresolvable() -> requests.ConnectionError:
-    reason = NameResolutionError("prefect.invalid", None, OSError("Name or service not known"))
+    """What requests raises for a host name that does not resolve, on urllib3 2 and 1.26."""
+    try:
+        from urllib3.exceptions import NameResolutionError
+    except ImportError:  # urllib3 1.26 (requests 2.25): a NewConnectionError
+        message = "Failed to establish a new connection: [Errno -2] Name or service not known"
+        reason: Exception = NewConnectionError(None, message)
+    else:
+        reason = NameResolutionError("prefect.invalid", None, OSError("Name or service not known"))
     return requests.ConnectionError(MaxRetryError(None, "/api/health", reason=reason))
 
 

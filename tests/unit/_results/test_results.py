@@ -197,6 +197,7 @@ def test_a_returned_dict_that_merely_looks_like_a_record_is_returned_as_is(
         ({"__class__": "uuid.UUID", "data": str(RUN_ID)}, RUN_ID),
         ({"__class__": "decimal.Decimal", "data": "1E+30"}, Decimal("1E+30")),
         ({"__class__": "pathlib.PosixPath", "data": "/a/b"}, Path("/a/b")),
+        ({"__class__": "pathlib._local.PosixPath", "data": "/a/b"}, Path("/a/b")),  # 3.13
         ({"__class__": "pathlib.PurePosixPath", "data": "/a"}, PurePosixPath("/a")),
         ({"__class__": "pathlib.WindowsPath", "data": "C:\\x"}, PureWindowsPath("C:\\x")),
         ({"__class__": "builtins.set", "data": [[1, 2], 3]}, {(1, 2), 3}),
