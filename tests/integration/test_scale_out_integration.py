@@ -25,6 +25,7 @@ import sys
 import threading
 import time
 import uuid
+from collections import Counter
 from pathlib import Path
 from typing import Any, Dict, Iterator, List
 
@@ -156,13 +157,18 @@ def test_run_many_creates_300_runs_exactly_once_with_an_api_server_killed_mid_wa
     passed_on = [a for a in refused if a.upstreams[-1][0] != victim and a.status < 500]
     print(f"\n{RUNS} runs in {took:.1f} s; killed at {killed_at}; {len(log)} requests via nginx,")
     print(f"{len(refused)} refused by the dead server, {len(passed_on)} of them passed on")
+    creates = Counter(a.status for a in log if a.method == "POST" and "create_flow_run" in a.uri)
+    print(f"creates through nginx by status: {dict(creates)}; sent to the fault proxy: ", end="")
+    print(f"{creates_sent}, answers thrown away: {lost.fired}")
 
     # the kill happened mid-way, and the dead server was routed around afterwards
     assert killed_at and KILL_AFTER <= killed_at[0] < RUNS, killed_at
     assert executor.running() and not stack.children[VICTIM].running()
     assert passed_on  # tried after the kill, then the request went to the survivor
-    # every create whose answer was lost was sent again, and returned the same run
-    assert lost.fired == RUNS // DROP_EVERY
+    # every create whose answer was lost was sent again, and returned the same run. The rule
+    # fires on every 25th create the proxy sees, resends included: more resends (502s for
+    # creates in flight at the kill, timeouts on a busy machine) mean more lost answers.
+    assert lost.fired >= RUNS // DROP_EVERY
     assert creates_sent >= RUNS + lost.fired
     # exactly once: 300 runs for the 300 calls, no duplicates on the server
     assert [run.parameters["x"] for run in runs] == list(range(RUNS))
