@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test test-suite test-pythons test-matrix lint docs bench clean prod-up prod-down bench-scale
 
-$(STAMP): setup.cfg setup.py pyproject.toml
+$(STAMP): setup.cfg setup.py pyproject.toml harness/requirements/server.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]' -r harness/requirements/server.txt

@@ -5,7 +5,7 @@ flows of ``examples/flows.py``; this script starts it and leaves it running,
 and stops it again from another process (``make prod-up`` / ``make prod-down``)::
 
     python -m benchmarks.prod_stack up       # start; state in .prod/state.json
-    python -m benchmarks.prod_stack up --api-servers 2   # scale-out: 2 API servers, a balancer
+    python -m benchmarks.prod_stack up --api-servers 2   # scale-out: 2 API servers, Redis, nginx
     python -m benchmarks.prod_stack status   # what runs, and whether the server is healthy
     python -m benchmarks.prod_stack down     # stop everything by pid, delete the temp dirs
 """
@@ -46,11 +46,19 @@ def cmd_up(options: argparse.Namespace) -> int:
         print(f"already up ({STATE_FILE}); run 'down' first", file=sys.stderr)
         return 1
     STATE_DIR.mkdir(exist_ok=True)
-    stack = ProdStack(FLOWS_SCRIPT, workers=options.workers, api_servers=options.api_servers)
+    stack = ProdStack(
+        FLOWS_SCRIPT,
+        workers=options.workers,
+        api_servers=options.api_servers,
+        redis=not options.no_redis,
+    )
     servers = (
         "the Prefect server"
         if options.api_servers == 1
-        else (f"{options.api_servers} API servers, the services, the balancer")
+        else (
+            f"{'' if stack.use_redis else 'no '}Redis, {options.api_servers} API servers, "
+            "the services, nginx"
+        )
     )
     print(f"starting PostgreSQL, {servers} and the workers ...", flush=True)
     stack.start()
@@ -58,7 +66,11 @@ def cmd_up(options: argparse.Namespace) -> int:
     STATE_FILE.write_text(json.dumps(stack.state, indent=2) + "\n")
     print(f"PREFECT_API_URL={stack.api_url}")
     if len(stack.backend_urls) > 1:
-        print(f"round-robin over {', '.join(stack.backend_urls)}")
+        print(f"nginx round-robin over {', '.join(stack.backend_urls)}")
+        if stack.nginx is not None:
+            print(f"nginx config {stack.nginx.config_path}")
+    if stack.redis is not None:
+        print(f"Prefect's messaging on {stack.redis.url}")
     print(f"work pool {stack.pool!r} with {stack.workers} workers; deployments:")
     for name in stack.deployments:
         print(f"  {name}")
@@ -96,7 +108,9 @@ def cmd_status(options: argparse.Namespace) -> int:
         return 1
     print(f"PREFECT_API_URL={state['api_url']}  base dir {state['base_dir']}")
     if len(state.get("backends", [])) > 1:
-        print(f"  API servers behind the balancer: {', '.join(state['backends'])}")
+        print(f"  API servers behind nginx: {', '.join(state['backends'])}")
+    if state.get("redis"):
+        print(f"  Redis messaging: {state['redis']}")
     for name, pid in state["pids"].items():
         print(f"  {name:16} pid {pid:<8} {'running' if alive(pid) else 'GONE'}")
     pg = Postgres(Path(state["postgres"]["data_dir"]), state["postgres"]["port"])
@@ -119,7 +133,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "--api-servers",
         type=int,
         default=1,
-        help="API server processes on the database; above 1 behind a round-robin balancer",
+        help="API server processes on the database; above 1 behind nginx, sharing events via Redis",
+    )
+    up.add_argument(
+        "--no-redis",
+        action="store_true",
+        help="with several API servers: no Redis messaging (each keeps its events to itself)",
     )
     sub.add_parser("down", help="stop everything 'up' started")
     sub.add_parser("status", help="show pids and server health")

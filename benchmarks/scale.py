@@ -26,6 +26,15 @@ as the server takes it, so both waiters watch the same stream of completions.
 Every measurement runs in a fresh client subprocess (``scale.py _child``) so
 that neither client pays for the other's imports. Results go to
 ``benchmarks/scale_results.rst`` and ``benchmarks/scaling.png``.
+
+``--api-servers 1,2`` measures something else: deploytrigger's triggers/s on a
+stack with one API server and on one with two (behind nginx, with Redis
+messaging), both up at once in the same run, the repetitions alternating
+between them (``--reps``, 3 by default) so that a busy machine slows both
+alike. Each repetition is a fresh client subprocess sending ``--triggers``
+triggers from ``--threads`` threads straight to the stack's URL (no counting
+proxy, which would be the bottleneck). Min/median/max per stack and the ratios
+of the medians go to ``benchmarks/scale_servers_results.rst`` (and ``.json``).
 """
 
 from __future__ import annotations
@@ -36,6 +45,7 @@ import datetime as dt
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -48,7 +58,7 @@ from typing import Any, Callable, Dict, List, Sequence, Tuple
 
 import requests
 
-from harness.prod_stack import ProdStack
+from harness.prod_stack import DEPLOYMENTS, ProdStack
 from harness.proxy import Proxy
 
 HERE = Path(__file__).resolve().parent
@@ -526,6 +536,136 @@ def summary(threads: List[Dict[str, Any]], batches: List[Dict[str, Any]]) -> Lis
     return lines
 
 
+def direct_child(args: Sequence[str], api_url: str, home: str) -> Dict[str, Any]:
+    """Run ``scale.py _child ARGS`` against ``api_url`` with no proxy; returns its result."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update(
+        PREFECT_API_URL=api_url,
+        PREFECT_HOME=home,
+        PREFECT_LOGGING_LEVEL="WARNING",
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+    )
+    command = [sys.executable, str(Path(__file__).resolve()), "_child", *args]
+    with subprocess.Popen(
+        command,
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as process:
+        assert process.stdin is not None and process.stdout is not None
+        ready = process.stdout.readline()
+        if ready.strip() != "READY":
+            process.kill()
+            raise RuntimeError(f"{' '.join(args)}: {ready}{process.communicate()[1][-3000:]}")
+        process.stdin.write("go\n")
+        process.stdin.flush()
+        stdout, stderr = process.communicate(timeout=900)
+    for line in stdout.splitlines():
+        if line.startswith("RESULT "):
+            result: Dict[str, Any] = json.loads(line[len("RESULT ") :])
+            return result
+    raise RuntimeError(f"{' '.join(args)} failed:\n{stdout[-2000:]}\n{stderr[-4000:]}")
+
+
+def measure_api_servers(
+    counts: Sequence[int], reps: int, threads: int, triggers: int, home: str
+) -> List[Dict[str, Any]]:
+    """Triggers/s with each number of API servers, stacks up together, repetitions alternating."""
+    env = {"PREFECT_SERVER_SERVICES_LATE_RUNS_ENABLED": "false"}
+    results: List[Dict[str, Any]] = []
+    with contextlib.ExitStack() as stacks:
+        started: Dict[int, ProdStack] = {}
+        for count in counts:
+            print(f"starting a stack with {count} API server(s) ...", flush=True)
+            started[count] = stacks.enter_context(
+                ProdStack(
+                    FLOWS_SCRIPT,
+                    workers=0,
+                    api_servers=count,
+                    deployments={DEPLOYMENT: DEPLOYMENTS[DEPLOYMENT]},
+                    env=env,
+                    startup_timeout=600,
+                )
+            )
+        for rep in range(reps):
+            for count in counts if rep % 2 == 0 else reversed(counts):
+                stack = started[count]
+                tag = f"servers-{count}-{rep}-{uuid.uuid4().hex[:6]}"
+                print(f"  rep {rep + 1}/{reps}: {count} API server(s), {threads} threads ...")
+                args = ["threads", "deploytrigger", stack.api_url, str(threads), str(triggers), tag]
+                result = direct_child(args, stack.api_url, home)
+                latencies = result["latencies"] or [float("nan")]
+                results.append(
+                    {
+                        "api_servers": count,
+                        "rep": rep,
+                        "per_second": result["per_second"],
+                        "p50_ms": percentile(latencies, 0.5) * 1000,
+                        "errors": result["errors"],
+                    }
+                )
+                print(f"    {result['per_second']:.1f} triggers/s", flush=True)
+    return results
+
+
+def servers_report(results: List[Dict[str, Any]], note: str) -> str:
+    """The min/median/max table of :func:`measure_api_servers` and the ratios of the medians."""
+    counts = sorted({result["api_servers"] for result in results})
+    medians: Dict[int, float] = {}
+    rows = [["API servers", "reps", "triggers/s min", "median", "max", "p50 ms (median)", "errors"]]
+    for count in counts:
+        mine = [result for result in results if result["api_servers"] == count]
+        rates = sorted(result["per_second"] for result in mine)
+        medians[count] = statistics.median(rates)
+        rows.append(
+            [
+                f"{count}" + (" (nginx, Redis)" if count > 1 else " (direct)"),
+                str(len(mine)),
+                f"{rates[0]:.1f}",
+                f"{medians[count]:.1f}",
+                f"{rates[-1]:.1f}",
+                f"{statistics.median(result['p50_ms'] for result in mine):.0f}",
+                str(sum(result["errors"] for result in mine)),
+            ]
+        )
+    ratios = [
+        f"{count} vs {counts[0]} API server(s): {medians[count] / medians[counts[0]]:.2f}x "
+        "(ratio of the medians)"
+        for count in counts[1:]
+    ]
+    return "\n\n".join([rst_table(rows), "\n".join(f"- {line}" for line in ratios), note])
+
+
+def main_api_servers(options: argparse.Namespace) -> None:
+    counts = [int(part) for part in options.api_servers.split(",")]
+    if options.reps < 3:
+        raise SystemExit("--reps must be 3 or more (min/median/max)")
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="deploytrigger-scale-") as home:
+        results = measure_api_servers(counts, options.reps, options.threads, options.triggers, home)
+    import deploytrigger
+
+    note = (
+        f"{time.strftime('%Y-%m-%d')}, {platform.system()} {platform.release()}, "
+        f"{os.cpu_count()} CPUs (shared by every process of both stacks and the client), "
+        f"load average {os.getloadavg()[0]:.1f} at the end, Python {platform.python_version()}, "
+        f"deploytrigger {deploytrigger.__version__}, Prefect 3.8.8 on PostgreSQL 15, no workers; "
+        f"{options.triggers} triggers (run_deployment timeout=0, runs scheduled in 2099) from "
+        f"{options.threads} threads per repetition, {options.reps} repetitions alternating "
+        f"between the stacks; {time.monotonic() - started:.0f} s."
+    )
+    text = servers_report(results, note)
+    output = Path(options.servers_output)
+    output.write_text(text + "\n")
+    output.with_suffix(".json").write_text(
+        json.dumps({"results": results, "note": note}, indent=1) + "\n"
+    )
+    print(text)
+    print(f"written {output}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer triggers, batches to 500")
@@ -534,7 +674,20 @@ def main() -> None:
     parser.add_argument(
         "--replot", action="store_true", help="redraw the plot from the output's .json only"
     )
+    parser.add_argument(
+        "--api-servers",
+        help="compare triggers/s on stacks with these numbers of API servers, e.g. 1,2",
+    )
+    parser.add_argument("--reps", type=int, default=3, help="with --api-servers: repetitions")
+    parser.add_argument("--threads", type=int, default=16, help="with --api-servers: threads")
+    parser.add_argument(
+        "--triggers", type=int, default=320, help="with --api-servers: triggers per repetition"
+    )
+    parser.add_argument("--servers-output", default=str(HERE / "scale_servers_results.rst"))
     options = parser.parse_args()
+    if options.api_servers:
+        main_api_servers(options)
+        return
     if options.replot:
         saved = json.loads(Path(options.output).with_suffix(".json").read_text())
         plot(saved["threads"], saved["batches"], Path(options.plot))

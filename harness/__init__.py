@@ -1,8 +1,9 @@
 """The project's own test and benchmark tooling: never packaged, never installed.
 
 Real local Prefect servers (``local_server``), their process handling
-(``processes``), a counting and fault-injecting proxy (``proxy``), a load
-balancer (``balancer``), PostgreSQL (``postgres``), the production-shaped stack
+(``processes``), a counting and fault-injecting proxy (``proxy``), nginx as the
+load balancer (``nginx``), PostgreSQL (``postgres``), Redis (``redis``), system
+packages they need (``system_packages``), the production-shaped stack
 (``prod_stack``) and server environments of other Prefect versions
 (``server_venv``). Tests, benchmarks, examples and the demo import it from the
 repository root; what users import for their own tests is

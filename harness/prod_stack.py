@@ -13,18 +13,22 @@ process given :attr:`ProdStack.state`):
 2. the Prefect server with ``PREFECT_API_DATABASE_CONNECTION_URL`` pointing at it;
    or, with ``api_servers=2`` (scale-out), two API-only servers on that database
    (``prefect server start --no-services``), the background services once in a
-   process of their own (``prefect server services start``), and a round-robin
-   :class:`~harness.balancer.Balancer` process in front of the API
-   servers, whose URL is the stack's ``api_url``;
+   process of their own (``prefect server services start``), nginx in front of
+   the API servers (:mod:`harness.nginx`), whose URL is the stack's
+   ``api_url``, and by default a Redis server (:mod:`harness.redis`) for
+   Prefect's Redis messaging (``prefect-redis``), through which every API
+   server's events websocket sees the events of all of them;
 3. a ``process`` work pool and deployments of a flows script (:data:`DEPLOYMENTS`),
    created over REST with a ``set_working_directory`` pull step, so a worker
    runs the flow from the script's directory (no image, no storage block);
 4. ``prefect worker start --pool <pool>`` processes that poll every second and
-   run each flow run in a subprocess (they talk to ``api_url``: the balancer
+   run each flow run in a subprocess (they talk to ``api_url``: nginx
    when there is one).
 
 This module imports nothing from Prefect; the interpreter needs the ``server``
-extra (Prefect and ``asyncpg``) and PostgreSQL's programs.
+extra (Prefect and ``asyncpg``) and PostgreSQL's programs; scale-out also
+``prefect-redis`` and Debian's ``nginx`` and ``redis-server`` (installed on
+first use when missing and we are root).
 """
 
 from __future__ import annotations
@@ -34,7 +38,6 @@ import functools
 import os
 import shutil
 import signal
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional
@@ -48,8 +51,10 @@ from harness.local_server import (
     server_command,
     server_healthy,
 )
+from harness.nginx import Nginx
 from harness.postgres import Postgres
 from harness.processes import Child, Harness, free_port, wait_gone, wait_until
+from harness.redis import Redis
 
 POOL_NAME = "prod-pool"
 """The work pool's default name."""
@@ -60,8 +65,10 @@ With several API servers they are ``server-<n>``, beside :data:`SERVICES` and :d
 """
 SERVICES = "services"
 """The background services' process (scale-out only)."""
-BALANCER = "balancer"
-"""The round-robin balancer's process (scale-out only)."""
+BALANCER = "nginx"
+"""The load balancer's process, nginx (scale-out only)."""
+REDIS = "redis"
+"""The Redis server's process (scale-out with Redis messaging only)."""
 
 _INT = {"type": "integer"}
 _NUMBER = {"type": "number"}
@@ -100,8 +107,12 @@ class ProdStack(Harness):
         workers: How many ``prefect worker start`` processes; 0 leaves the runs
             of the pool's deployments to something else to execute.
         api_servers: How many API server processes share the database; above
-            one they are API-only, behind a round-robin balancer, with the
-            background services run once in a process of their own.
+            one they are API-only, behind nginx, with the background services
+            run once in a process of their own.
+        redis: With several API servers, whether they share events through
+            Prefect's Redis messaging (a Redis server of the stack's own);
+            without it each API server's events websocket sees only the state
+            changes made through that server. Ignored for one API server.
         pool: The work pool's name.
         worker_limit: Flow runs each worker executes at once (each is a Python
             subprocess importing Prefect: a few per core at most).
@@ -112,11 +123,13 @@ class ProdStack(Harness):
 
     Attributes:
         api_url: ``http://127.0.0.1:<port>/api`` once started: the server's, or
-            the balancer's when there are several API servers.
-        backend_urls: Each API server's own URL, in the balancer's turn order.
+            nginx's when there are several API servers.
+        backend_urls: Each API server's own URL, in nginx's turn order.
+        nginx: The balancer's configuration and logs while started (scale-out only).
+        redis: The Redis server while started (scale-out with ``redis`` only).
         base_dir: The directory with ``pg/``, ``home/`` and ``*.log`` while started.
         postgres: The database while started.
-        children: The servers, services, balancer and workers by name, while started.
+        children: The servers, services, nginx, Redis and workers by name, while started.
 
     Raises:
         ValueError: ``workers`` is below zero or ``api_servers`` below one.
@@ -130,6 +143,7 @@ class ProdStack(Harness):
         deployments: Mapping[str, Mapping[str, Any]] = DEPLOYMENTS,
         workers: int = 2,
         api_servers: int = 1,
+        redis: bool = True,
         pool: str = POOL_NAME,
         worker_limit: int = 4,
         startup_timeout: float = 240.0,
@@ -146,6 +160,7 @@ class ProdStack(Harness):
         self.deployments = dict(deployments)
         self.workers = workers
         self.api_servers = api_servers
+        self.use_redis = redis and api_servers > 1
         self.pool = pool
         self.worker_limit = worker_limit
         self.startup_timeout = startup_timeout
@@ -156,6 +171,8 @@ class ProdStack(Harness):
         self.api_url = ""
         self.backend_urls: List[str] = []
         self.postgres: Optional[Postgres] = None
+        self.nginx: Optional[Nginx] = None
+        self.redis: Optional[Redis] = None
         self.children: Dict[str, Child] = {}
 
     def __repr__(self) -> str:
@@ -179,6 +196,7 @@ class ProdStack(Harness):
                 "url": self.postgres.url if self.postgres else None,
             },
             "backends": list(self.backend_urls),
+            "redis": self.redis.url if self.redis else None,
             "pids": {name: child.pid for name, child in self.children.items()},
             "markers": {name: marker(name) for name in self.children},
             "logs": {name: str(child.log_path) for name, child in self.children.items()},
@@ -205,9 +223,11 @@ class ProdStack(Harness):
             self._start_workers()
 
     def _stop(self) -> None:
-        """Stop the workers, the balancer, the servers and PostgreSQL by pid; delete base_dir."""
+        """Stop the workers, nginx, the servers, Redis and PostgreSQL by pid; delete base_dir."""
         for name in sorted(self.children, key=stop_order):
             self.children.pop(name).stop()
+        self.nginx = None
+        self.redis = None
         if self.postgres is not None:
             self.postgres.stop()
             self.postgres = None
@@ -225,6 +245,8 @@ class ProdStack(Harness):
             "PREFECT_WORKER_PREFETCH_SECONDS": "5",
             "PREFECT_LOGGING_LEVEL": "INFO",
         }
+        if self.redis is not None:
+            ours.update(self.redis.prefect_settings())
         home = self.base_dir / "home"
         return prefect_environment(home, self.api_url, ours, extra, self._extra_env)
 
@@ -295,7 +317,13 @@ class ProdStack(Harness):
         self._wait_until(self.healthy, "GET /api/health to answer true", server)
 
     def _start_scaled_out(self) -> None:
-        """API-only servers (the first one migrates the database), the services once, a balancer."""
+        """Redis, API-only servers (the first one migrates the database), the services, nginx."""
+        assert self.base_dir is not None
+        if self.use_redis:
+            self.redis = Redis(self.base_dir / "redis")
+            self.redis.base_dir.mkdir(exist_ok=True)
+            child = self._spawn(REDIS, self.redis.command())
+            self._wait_until(self.redis.answers, "redis-server to answer PING", child)
         ports = [free_port() for _ in range(self.api_servers)]
         self.backend_urls = [f"http://127.0.0.1:{port}/api" for port in ports]
         self.port = free_port()
@@ -310,11 +338,9 @@ class ProdStack(Harness):
         for name, url in zip(names[1:], self.backend_urls[1:]):
             child = self.children[name]
             self._wait_until(functools.partial(server_healthy, url), f"{name} health", child)
-        balancer = [sys.executable, "-m", "harness.balancer"]
-        balancer += ["--port", str(self.port), *self.backend_urls]
-        self._wait_until(
-            self.healthy, "the balancer's GET /api/health", self._spawn(BALANCER, balancer)
-        )
+        self.nginx = Nginx(self.backend_urls, port=self.port, base_dir=self.base_dir / "nginx")
+        nginx = self._spawn(BALANCER, self.nginx.prepare())
+        self._wait_until(self.healthy, "GET /api/health through nginx", nginx)
 
     def _create_pool_and_deployments(self) -> None:
         with requests.Session() as http:
@@ -351,7 +377,9 @@ class ProdStack(Harness):
 def marker(name: str) -> str:
     """Text in the command line of the stack's process ``name``, checked before signalling it."""
     if name == BALANCER:
-        return "harness.balancer"
+        return "nginx: master"
+    if name == REDIS:
+        return "redis-server"
     if name == SERVICES:
         return "services start"
     if name == SERVER or name.startswith(f"{SERVER}-"):
@@ -360,8 +388,8 @@ def marker(name: str) -> str:
 
 
 def stop_order(name: str) -> int:
-    """Where process ``name`` comes when stopping: workers, balancer, services, servers."""
-    order = {BALANCER: 1, SERVICES: 2}
+    """Where process ``name`` comes when stopping: workers, nginx, services, servers, Redis."""
+    order = {BALANCER: 1, SERVICES: 2, REDIS: 4}
     if name == SERVER or name.startswith(f"{SERVER}-"):
         return 3
     return order.get(name, 0)

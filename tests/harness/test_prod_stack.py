@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from conftest import FLOWS_SCRIPT
 
-from harness.prod_stack import BALANCER, SERVICES, ProdStack, marker, stop_order
+from harness.prod_stack import BALANCER, REDIS, SERVICES, ProdStack, marker, stop_order
 
 
 def test_a_stack_needs_an_api_server_but_may_have_no_workers() -> None:
@@ -16,8 +16,14 @@ def test_a_stack_needs_an_api_server_but_may_have_no_workers() -> None:
     assert ProdStack(FLOWS_SCRIPT, workers=0, api_servers=2).api_servers == 2
 
 
-def test_processes_stop_workers_first_then_the_balancer_the_services_and_the_servers() -> None:
-    names = ["server-1", SERVICES, "prod-worker-1", "server-0", BALANCER, "prod-worker-0"]
+def test_redis_messaging_comes_with_several_api_servers_unless_turned_off() -> None:
+    assert ProdStack(FLOWS_SCRIPT, api_servers=2).use_redis
+    assert not ProdStack(FLOWS_SCRIPT, api_servers=2, redis=False).use_redis
+    assert not ProdStack(FLOWS_SCRIPT, api_servers=1).use_redis
+
+
+def test_processes_stop_workers_first_then_nginx_the_services_the_servers_and_redis() -> None:
+    names = [REDIS, "server-1", SERVICES, "prod-worker-1", "server-0", BALANCER, "prod-worker-0"]
     assert sorted(names, key=stop_order) == [
         "prod-worker-1",
         "prod-worker-0",
@@ -25,15 +31,18 @@ def test_processes_stop_workers_first_then_the_balancer_the_services_and_the_ser
         SERVICES,
         "server-1",
         "server-0",
+        REDIS,
     ]
     assert stop_order("server") == stop_order("server-0")
 
 
 def test_each_process_is_signalled_only_when_its_command_line_holds_its_marker() -> None:
-    assert {name: marker(name) for name in ["server", "server-1", SERVICES, BALANCER, "w"]} == {
+    names = ["server", "server-1", SERVICES, BALANCER, REDIS, "w"]
+    assert {name: marker(name) for name in names} == {
         "server": "server start",
         "server-1": "server start",
         SERVICES: "services start",
-        BALANCER: "harness.balancer",
+        BALANCER: "nginx: master",
+        REDIS: "redis-server",
         "w": "worker start",
     }

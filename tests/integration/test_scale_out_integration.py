@@ -1,11 +1,11 @@
-"""Scale-out: two API servers on one PostgreSQL behind a round-robin balancer, one killed mid-way.
+"""Scale-out: two API servers on one PostgreSQL behind nginx, one killed mid-way.
 
 The stack (:class:`~harness.prod_stack.ProdStack` with
 ``api_servers=2``) runs two ``prefect server start --no-services`` processes,
-the background services once (``prefect server services start``) and a
-:class:`~harness.balancer.Balancer` process in front. The runs
+the background services once (``prefect server services start``), Redis for
+Prefect's messaging and nginx in front (:mod:`harness.nginx`). The runs
 are executed by ``tests/integration/quick_executor.py`` (Prefect's flow engine in threads
-of one process, talking to the balancer too), because a process worker spends
+of one process, talking to nginx too), because a process worker spends
 about 2 s of CPU per run and 300 runs would take minutes.
 
 What the test proves: ``run_many`` of 300 runs, with one API server killed
@@ -13,9 +13,10 @@ What the test proves: ``run_many`` of 300 runs, with one API server killed
 all to COMPLETED. Requests the dead server refuses go to the other one; a
 create that was in flight when it died comes back as 502 (or a reset) and is
 resent by deploytrigger with the same idempotency key, which the database
-makes unique per flow, so a resend returns the run the first attempt made.
-To exercise that resend deterministically, a fault proxy in front of the
-balancer also throws away every 25th create's answer after the server acted.
+makes unique per flow, so a resend returns the run the first attempt made
+(nginx never resends a POST that reached a server). To exercise that resend
+deterministically, a fault proxy in front of nginx also throws away every
+25th create's answer after the server acted.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import sys
 import threading
 import time
 import uuid
+from collections import Counter
 from pathlib import Path
 from typing import Any, Dict, Iterator, List
 
@@ -32,7 +34,6 @@ import requests
 from conftest import FLOWS_SCRIPT
 
 from deploytrigger import Client, StateType
-from harness.balancer import STATS_PATH
 from harness.postgres import postgres_available
 from harness.processes import Child
 from harness.prod_stack import DEPLOYMENTS, ProdStack
@@ -71,7 +72,7 @@ def stack() -> Iterator[ProdStack]:
 
 @pytest.fixture(scope="module")
 def executor(stack: ProdStack) -> Iterator[Child]:
-    """The quick executor, polling the balancer for the scheduled runs of ``add/add-dep``."""
+    """The quick executor, polling nginx for the scheduled runs of ``add/add-dep``."""
     assert stack.base_dir is not None
     flow, name = ADD.split("/")
     deployment = http("GET", f"{stack.api_url}/deployments/name/{flow}/{name}")
@@ -149,15 +150,25 @@ def test_run_many_creates_300_runs_exactly_once_with_an_api_server_killed_mid_wa
             stop.set()
         creates_sent = len(front.matching("POST", CREATE))
     took = time.monotonic() - started
-    balancer = http("GET", stack.api_url.rsplit("/", 1)[0] + STATS_PATH)["backends"]
-    print(f"\n{RUNS} runs in {took:.1f} s; killed at {killed_at}; balancer {balancer}")
+    assert stack.nginx is not None
+    victim = stack.backend_urls[1].split("//")[1].split("/")[0]
+    log = stack.nginx.access_log()
+    refused = [a for a in log if any(addr == victim and s == "502" for addr, s in a.upstreams)]
+    passed_on = [a for a in refused if a.upstreams[-1][0] != victim and a.status < 500]
+    print(f"\n{RUNS} runs in {took:.1f} s; killed at {killed_at}; {len(log)} requests via nginx,")
+    print(f"{len(refused)} refused by the dead server, {len(passed_on)} of them passed on")
+    creates = Counter(a.status for a in log if a.method == "POST" and "create_flow_run" in a.uri)
+    print(f"creates through nginx by status: {dict(creates)}; sent to the fault proxy: ", end="")
+    print(f"{creates_sent}, answers thrown away: {lost.fired}")
 
     # the kill happened mid-way, and the dead server was routed around afterwards
     assert killed_at and KILL_AFTER <= killed_at[0] < RUNS, killed_at
     assert executor.running() and not stack.children[VICTIM].running()
-    assert balancer[1]["refused"] >= 1  # tried after the kill, then skipped
-    # every create whose answer was lost was sent again, and returned the same run
-    assert lost.fired == RUNS // DROP_EVERY
+    assert passed_on  # tried after the kill, then the request went to the survivor
+    # every create whose answer was lost was sent again, and returned the same run. The rule
+    # fires on every 25th create the proxy sees, resends included: more resends (502s for
+    # creates in flight at the kill, timeouts on a busy machine) mean more lost answers.
+    assert lost.fired >= RUNS // DROP_EVERY
     assert creates_sent >= RUNS + lost.fired
     # exactly once: 300 runs for the 300 calls, no duplicates on the server
     assert [run.parameters["x"] for run in runs] == list(range(RUNS))
