@@ -1,12 +1,12 @@
 """The blocking client: a facade of short methods over the transport, services and waits.
 
-Thread-safe. The layers below it are private (``deploytrigger._http``,
-``_services``, ``_waits``): docs/development.rst draws them.
+Thread-safe; ``_client_parts.py`` builds what is under it. The layers below
+it are private (``deploytrigger._http``, ``_services``, ``_waits``):
+docs/development.rst draws them.
 """
 
 from __future__ import annotations
 
-import time
 import uuid
 from datetime import datetime
 from typing import (
@@ -22,32 +22,21 @@ from typing import (
     Union,
 )
 
-from ._helpers.arguments import (
-    PAGE_LIMIT,
-    RunOptions,
-    as_uuid,
-    check_wait_arguments,
-    unexpected_keywords,
-)
+from ._client_parts import ClientParts, client_settings
+from ._helpers.arguments import PAGE_LIMIT, RunOptions, as_uuid, check_wait_arguments
 from ._helpers.urls import redact_url
-from ._http.transport import DEFAULT_POOL_SIZE, Transport
-from ._services.deployments import DEFAULT_DEPLOYMENT_CACHE_TTL, Deployments
-from ._services.parents import Parents
 from ._services.payloads import RunRequest
-from ._services.runs import Runs
-from ._waits.engine import ALL_COMPLETED, DEFAULT_OUTAGE_TOLERANCE, Poller
+from ._waits.engine import ALL_COMPLETED
 from ._waits.handles import FlowRunHandle
 from .exceptions import InvalidArgumentError
 from .models import Deployment, Flow, FlowRun, LogRecord
 from .options import ClientOptions
-from .settings import Settings, resolve_settings, settings_options, warn_insecure_once
+from .settings import Settings, warn_insecure_once
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-    from ._results.results import Results
     from ._waits.batch import Call, DoneAndNotDone, RunRef
-    from ._waits.events import EventsListener
 
 __all__ = ["Client"]
 
@@ -66,35 +55,17 @@ class Client:
     """
 
     def __init__(self, api_url: Optional[str] = None, **options: Unpack[ClientOptions]) -> None:
-        unexpected_keywords(options, ClientOptions.__annotations__, "Client")
-        self.settings: Settings = resolve_settings(api_url, **settings_options(options))
-        sleep = options.get("sleep", time.sleep)
-        clock = options.get("clock", time.monotonic)
-        if self.settings.verify is False:
+        settings = client_settings(api_url, options)
+        if settings.verify is False:
             warn_insecure_once()
-        tolerance = options.get("outage_tolerance", DEFAULT_OUTAGE_TOLERANCE)
-        self._events = _events_listener(self.settings, injected_sleep="sleep" in options)
-        self.poller = Poller(
-            sleep=sleep, clock=clock, outage_tolerance=tolerance, wakeups=self._events
-        )
-        self._transport = Transport(
-            self.settings,
-            pool_size=options.get("pool_size", DEFAULT_POOL_SIZE),
-            sleep=sleep,
-            clock=clock,
-            backoff=options.get("backoff"),
-        )
-        cache_ttl = options.get("deployment_cache_ttl", DEFAULT_DEPLOYMENT_CACHE_TTL)
-        self._deployments = Deployments(self._transport, clock=clock, cache_ttl=cache_ttl)
-        result_reader = options.get("result_reader")
-        self._parents = Parents(self._transport, self._deployments)
-
-        def results() -> Results:  # on first use: a script that only triggers never loads it
-            from ._results.results import Results
-
-            return Results(self._transport, sleep=sleep, reader=result_reader)
-
-        self._runs = Runs(self._transport, self._deployments, self._parents, self.poller, results)
+        parts = ClientParts.build(settings, options)
+        self.settings: Settings = parts.settings
+        self._events = parts.events
+        self.poller = parts.poller
+        self._transport = parts.transport
+        self._deployments = parts.deployments
+        self._parents = parts.parents
+        self._runs = parts.runs
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -220,12 +191,10 @@ class Client:
         """Follow a run: yield the run at every poll and, with ``logs``, each new log line.
 
         Lines and state changes come in timestamp order; the final state comes
-        once the run's lines have drained, among them by its timestamp. With ``cancel_on_timeout`` a
-        run still not final when ``timeout`` runs out is cancelled and yielded
-        once more as read after the request; with ``cancel_on_interrupt`` a
-        ``KeyboardInterrupt`` while following cancels the run before it
-        propagates (also one raised in the loop that consumes this iterator,
-        if that loop hands it back with ``.throw``).
+        once the run's lines have drained, among them by its timestamp. The
+        cancel options are :meth:`run_deployment`'s: a run cancelled on timeout
+        is yielded once more, and an interrupt the consuming loop hands back
+        with ``.throw`` counts too.
 
         ``flow_run`` is a run or its id; ``timeout`` in seconds (None: until the
         run is final); ``poll_interval`` in seconds.
@@ -503,22 +472,3 @@ class Client:
             timeout=timeout,
             poll_interval=poll_interval,
         )
-
-
-def _events_listener(settings: Settings, *, injected_sleep: bool) -> Optional[EventsListener]:
-    """The client's events listener, or None for plain polling (``events="off"``).
-
-    Under ``"auto"``, a client given its own ``sleep`` (a test's fake time)
-    polls: a listener would pause its waits on real time. ``"on"`` listens anyway.
-    """
-    if settings.events == "off" or (settings.events == "auto" and injected_sleep):
-        return None
-    from ._waits.events import EventsListener  # websocket-client itself loads on the first wait
-
-    return EventsListener(
-        settings.api_url,
-        token=settings.auth_string or settings.api_key,  # the auth message's raw token
-        verify=settings.verify,
-        timeout=settings.request_timeout,
-        mode=settings.events,
-    )

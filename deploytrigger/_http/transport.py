@@ -6,7 +6,8 @@ the failure means. It owns the session (connection pool, auth header, TLS),
 retries transient failures as ``retries.py`` decides (within the request's
 retry budget), sends CSRF tokens once the server asks for them (``csrf.py``),
 keeps to the process's request-rate budget when one is set (``ratelimit.py``),
-and shows URLs with credentials removed. It knows nothing about flow runs: the services above it
+maps failures to errors (``errors.py``) and shows URLs with credentials
+removed. It knows nothing about flow runs: the services above it
 (``deployments.py``, ``runs.py``, ``parents.py``) give requests their meaning.
 """
 
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Tuple, Type, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Tuple
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -23,24 +24,16 @@ from .._helpers.deadline import Deadline
 from .._helpers.urls import redact_url, without_credentials
 from .._version import __version__
 from ..exceptions import (
-    APIError,
-    AuthenticationError,
     BadRequestError,
-    ConnectionFailedError,
-    CSRFError,
     InvalidResponseError,
     NotFoundError,
-    PermissionDeniedError,
     RateLimitedError,
-    RequestTimeoutError,
-    ServerError,
-    TLSError,
-    TransportError,
 )
 from ..guard import check_request
 from ..settings import Settings
 from .bodies import encode_body
 from .csrf import MUTATING_METHODS, CsrfTokens, is_csrf_refusal
+from .errors import csrf_error, detail_of, json_or_error, reason, transport_error
 from .ratelimit import RateBudget, shared_budget
 from .retries import RETRY_STATUSES, RetryableStatus, parse_retry_after, retrying, sent_nothing
 
@@ -63,23 +56,6 @@ not retry such a failure at all).
 
 CSRF_ROUNDS = 3
 """Times one request is sent again after a CSRF refusal before the error is raised."""
-
-E = TypeVar("E", bound=APIError)
-
-_STATUS_ERRORS: Dict[int, Type[APIError]] = {
-    400: BadRequestError,
-    401: AuthenticationError,
-    403: PermissionDeniedError,
-    404: NotFoundError,
-    409: BadRequestError,
-    422: BadRequestError,
-    429: RateLimitedError,
-}
-
-_HINTS = {
-    401: "check PREFECT_API_KEY or PREFECT_API_AUTH_STRING",
-    403: "the credentials are not allowed to do this",
-}
 
 
 class Transport:
@@ -175,21 +151,21 @@ class Transport:
             generation, headers = self.csrf.headers() if mutating else (0, {})
             response, tries = self._send(method, url, shown, data, headers, idempotent, deadline)
             attempts += tries
-            detail = _detail(response) if response.status_code == 403 and mutating else None
+            detail = detail_of(response) if response.status_code == 403 and mutating else None
             if not is_csrf_refusal(response.status_code, detail):
                 break
             if fresh_token and generation == self.csrf.generation:
-                raise _csrf_error(response, method, shown, attempts, detail, "a fresh token")
+                raise csrf_error(response, method, shown, attempts, detail, "a fresh token")
             logger.debug("%s %s refused for CSRF (%s); fetching a token", method, shown, detail)
             if not self.csrf.refresh(generation) and not headers:
-                raise _csrf_error(response, method, shown, attempts, detail, "no token issued")
+                raise csrf_error(response, method, shown, attempts, detail, "no token issued")
             fresh_token = True
         else:
-            raise _csrf_error(response, method, shown, attempts, detail, "a fresh token")
+            raise csrf_error(response, method, shown, attempts, detail, "a fresh token")
         hint = None
         if response.status_code == 404 and not path.startswith("/csrf-token"):
             hint = self._route_hint(response)
-        return _json_or_error(response, method, shown, attempts, hint)
+        return json_or_error(response, method, shown, attempts, hint)
 
     def _route_hint(self, response: requests.Response) -> Optional[str]:
         """What to change when a 404 means "no such route" and ``<url>/api`` is the API.
@@ -200,7 +176,7 @@ class Transport:
         one ``GET <url>/api/health`` (once per transport): a server configured
         right never sees it.
         """
-        if _detail(response) != "Not Found" or self.api_url.rstrip("/").endswith("/api"):
+        if detail_of(response) != "Not Found" or self.api_url.rstrip("/").endswith("/api"):
             return None
         if self._route_hint_checked:
             return self._route_hint_text
@@ -214,7 +190,7 @@ class Transport:
                 verify=self.settings.verify,
             )
         except requests.exceptions.RequestException as exc:
-            logger.debug("GET %s/health failed: %s", redact_url(candidate), _reason(exc))
+            logger.debug("GET %s/health failed: %s", redact_url(candidate), reason(exc))
             return None
         if answer.status_code == 200:
             self._route_hint_text = (
@@ -310,8 +286,14 @@ class Transport:
                 # One failure, one cause: the requests error itself, without the
                 # urllib3 chain behind it or its frames (its message says it all).
                 _one_level(last)
-                raise self._transport_error(last, method, shown, attempts) from last
-        return response, attempts
+                raise transport_error(
+                    last,
+                    method,
+                    shown,
+                    attempts,
+                    timeout=self.settings.request_timeout,
+                    api_url=self.shown_url,
+                ) from last
         return response, attempts
 
     def _take_slot(self, method: str, shown: str, deadline: Optional[Deadline]) -> None:
@@ -350,38 +332,6 @@ class Transport:
             )
         return answer
 
-    def _transport_error(
-        self, exc: requests.exceptions.RequestException, method: str, shown: str, attempts: int
-    ) -> TransportError:
-        """The error for a request that got no HTTP answer."""
-        where: Dict[str, Any] = {"method": method, "url": shown, "attempts": attempts}
-        if isinstance(exc, requests.exceptions.SSLError):
-            return TLSError(
-                f"TLS failed for {method} {shown}: {_reason(exc)}; trust the server's CA with "
-                "PREFECT_API_SSL_CERT_FILE or verify=<path>",
-                **where,
-            )
-        if isinstance(exc, requests.exceptions.Timeout):
-            return RequestTimeoutError(
-                f"{method} {shown} got no answer within {self.settings.request_timeout:g}s "
-                f"({_attempts(attempts)})",
-                **where,
-            )
-        if isinstance(exc, requests.exceptions.ConnectionError):
-            return ConnectionFailedError(
-                f"cannot reach the Prefect API at {self.shown_url} "
-                f"({method} {shown}, {_attempts(attempts)}): {_reason(exc)}",
-                **where,
-            )
-        return TransportError(f"{method} {shown} failed: {_reason(exc)}", **where)
-
-
-def refine(exc: APIError, error_type: Type[E], message: str, **extra: Any) -> E:
-    """``exc`` as a more specific error about the same answer, naming what was asked for."""
-    where = f" ({exc.method} {exc.url} answered {exc.status_code})" if exc.method else ""
-    hint = f": {exc.hint}" if exc.hint else ""
-    return error_type(message + where + hint, **extra, **exc.context())
-
 
 def _one_level(exc: BaseException) -> None:
     """Cut what is chained behind ``exc`` and its frames, so it shows as one line of cause."""
@@ -403,106 +353,3 @@ def _replay(
         return send()
 
     return attempt
-
-
-def _detail(response: requests.Response) -> Any:
-    """The ``detail`` of an error answer's JSON body, or None."""
-    try:
-        payload = response.json() if response.content else None
-    except ValueError:
-        return None
-    return payload.get("detail") if isinstance(payload, dict) else None
-
-
-def _csrf_error(
-    response: requests.Response, method: str, url: str, attempts: int, detail: Any, why: str
-) -> CSRFError:
-    """The error for a request the server's CSRF protection keeps refusing."""
-    if why == "no token issued":
-        explanation = "and GET /csrf-token issued no token (CSRF protection off there?)"
-    else:
-        explanation = "also with a fresh CSRF token from GET /csrf-token"
-    return CSRFError(
-        f"{method} {url} answered 403 after {_attempts(attempts)}: {detail} ({explanation}; "
-        "a proxy that strips the Prefect-Csrf-Token / Prefect-Csrf-Client headers, or "
-        "several servers behind one URL that do not share their tokens, can cause this)",
-        status_code=response.status_code,
-        detail=detail,
-        method=method,
-        url=url,
-        attempts=attempts,
-    )
-
-
-def _json_or_error(
-    response: requests.Response,
-    method: str,
-    url: str,
-    attempts: int,
-    hint: Optional[str] = None,
-) -> Any:
-    """The answer's JSON, or the error its status means (``hint`` ends its message)."""
-    status = response.status_code
-    try:
-        payload = response.json() if response.content else None
-        parsed = True
-    except ValueError:
-        payload, parsed = None, False
-    if status < 400:
-        if not parsed:
-            raise InvalidResponseError(
-                f"{method} {url} answered {status} with a body that is not JSON: "
-                f"{_snippet(response.text)}",
-                method=method,
-                url=url,
-                status_code=status,
-            )
-        return payload
-    detail: Any = payload.get("detail", payload) if isinstance(payload, dict) else payload
-    if detail is None:
-        detail = _snippet(response.text) or response.reason
-    message = f"{method} {url} answered {status} {response.reason or ''}".rstrip()
-    if attempts > 1:
-        message += f" after {attempts} attempts"
-    message += f": {detail}"
-    status_hint = _HINTS.get(status)
-    if status_hint:
-        message += f" ({status_hint})"
-    if hint:
-        message += f"; {hint}"
-    context = {
-        "status_code": status,
-        "detail": detail,
-        "method": method,
-        "url": url,
-        "attempts": attempts,
-        "hint": hint,
-    }
-    if status == 429:
-        retry_after = parse_retry_after(response.headers.get("Retry-After"))
-        raise RateLimitedError(message, retry_after=retry_after, **context)
-    error_type = _STATUS_ERRORS.get(status, ServerError if status >= 500 else APIError)
-    raise error_type(message, **context)
-
-
-def _attempts(count: int) -> str:
-    return "1 attempt" if count == 1 else f"{count} attempts"
-
-
-def _reason(exc: BaseException) -> str:
-    """The innermost readable reason of a requests/urllib3 error, without the noise."""
-    text = str(exc.args[0]) if exc.args else str(exc)
-    for marker in ("Caused by ", "): "):
-        if marker in text:
-            text = text.rsplit(marker, 1)[-1]
-    text = text.strip("'\" ")
-    while text.startswith("(") and text.count("(") > text.count(")"):
-        text = text[1:].strip("'\" ")
-    while text.endswith(")") and text.count(")") > text.count("("):
-        text = text[:-1].rstrip("'\" ")  # a wrapper's closing parenthesis, not the reason's
-    return text or type(exc).__name__
-
-
-def _snippet(text: str, limit: int = 200) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -22,7 +22,8 @@ from .._helpers.arguments import (
     page_limit,
     parse_deployment_ref,
 )
-from .._http.transport import Transport, refine
+from .._http.errors import refine
+from .._http.transport import Transport
 from ..exceptions import (
     DeploymentNotFoundError,
     InvalidArgumentError,

@@ -20,7 +20,8 @@ import uuid
 from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple
 
 from .._helpers.arguments import PAGE_LIMIT, DeploymentRef
-from .._http.transport import Transport, refine
+from .._http.errors import refine
+from .._http.transport import Transport
 from .._parents.context import DYNAMIC_KEYS, ParentRun, current_parent, pushed
 from .._parents.linking import (
     CURRENT,

@@ -31,7 +31,8 @@ from .._helpers.arguments import (
     page_limit,
 )
 from .._helpers.deadline import Deadline
-from .._http.transport import Transport, refine
+from .._http.errors import refine
+from .._http.transport import Transport
 from .._waits.engine import NOTHING, Poller
 from .._waits.run_reader import cancel_if_interrupted, cancel_if_timed_out
 from ..exceptions import (

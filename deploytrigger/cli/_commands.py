@@ -1,10 +1,9 @@
-"""The commands: the argument parser, ``run``, ``wait``, ``status``, ``result``, ``logs``,
-``cancel``, ``deployments``."""
+"""The commands: the argument parser, ``wait``, ``status``, ``result``, ``logs``, ``cancel``,
+``deployments`` (``run`` is ``_running.py``)."""
 
 from __future__ import annotations
 
 import argparse
-import difflib
 import json
 import logging
 import sys
@@ -22,22 +21,19 @@ from typing import (
 )
 
 from .. import (
-    Client,
     ConfigurationError,
-    DeploymentNotFoundError,
     DeployTriggerError,
     FlowRun,
     FlowRunTimeoutError,
     LogRecord,
     __version__,
 )
-from ._following import as_completed_ticking, handles_for, state_key, watch_run
+from ._following import as_completed_ticking, handles_for
 from ._output import (
     EXIT_CODES,
     EXIT_COMPLETED,
     EXIT_FAILED,
     EXIT_INTERRUPTED,
-    EXIT_NOT_FINAL,
     WAIT_EXIT_CODES,
     Output,
     error,
@@ -50,17 +46,14 @@ from ._output import (
     result_to_json,
     run_line,
     run_to_json,
-    state_line,
     wait_summary,
 )
 from ._parsing import (
     UsageError,
     non_negative_seconds,
-    parse_key_value,
-    run_parameters,
-    scheduled_time,
     unique_run_ids,
 )
+from ._running import client_for, run_command
 
 DEFAULT_POLL_INTERVAL = 2.0
 
@@ -225,162 +218,10 @@ def _poll_interval(parser: argparse.ArgumentParser, between: str) -> None:
     _seconds(parser, "--poll-interval", text, DEFAULT_POLL_INTERVAL)
 
 
-def _client(args: argparse.Namespace) -> Client:
-    return Client(getattr(args, "api_url", None))
-
-
-def _run_command(args: argparse.Namespace, out: Output, state: Dict[str, Any]) -> int:
-    parameters = run_parameters(args.params, args.param)
-    job_variables = dict(parse_key_value(item, "--job-variable") for item in args.job_variable)
-    start = scheduled_time(args.start_in, args.start_at)
-    if args.cancel_on_timeout and args.timeout is None:
-        raise UsageError("--cancel-on-timeout needs --timeout")
-    with _client(args) as client:
-        try:
-            run = client.run_deployment(
-                args.deployment,
-                parameters=parameters,
-                scheduled_time=start,
-                flow_run_name=args.name,
-                timeout=0,
-                tags=args.tag or None,
-                idempotency_key=args.idempotency_key,
-                work_queue_name=args.work_queue,
-                job_variables=job_variables or None,
-                as_subflow=False,
-            )
-        except DeploymentNotFoundError as exc:
-            if exc.hint is None:  # no hint about the URL: the name is what is wrong
-                state["hint"] = _closest_deployments(args)
-            raise
-        state["run"] = run
-        if args.no_wait:
-            if out.json:
-                out.result_json(run_to_json(run))
-            else:
-                out.result(str(run.id))
-            return EXIT_COMPLETED
-        if not out.json:
-            out.progress(f"created flow run {run.name!r} ({run.id})" + _link(run))
-        try:
-            run = _follow_run(client, run, args, out, state)
-        except KeyboardInterrupt:
-            if args.cancel_on_interrupt:  # the library cancelled it on the way out
-                out.progress(f"interrupted: cancelling flow run {run.id}")
-                state["cancelled"] = True
-                state["run"] = _confirm_cancel(client, state["run"], out)
-            raise
-        state["run"] = run
-    _report_run(run, out)
-    code = exit_code_for_run(run)
-    if code == EXIT_NOT_FINAL and args.timeout is not None:
-        shown = "Unknown" if run.state is None else run.state.name
-        error(
-            out,
-            f"stopped waiting after {args.timeout:g} s; flow run {run.id} is {shown} and goes on: "
-            f"follow it with `deploytrigger logs --follow {run.id}` or "
-            f"`deploytrigger status {run.id}`",
-        )
-    return code
-
-
-def _confirm_cancel(client: Client, run: FlowRun, out: Output) -> FlowRun:
-    """Say whether the cancel sent on Ctrl-C was accepted; the run as read after it."""
-    try:
-        run = client.read_flow_run(run.id)
-    except (DeployTriggerError, KeyboardInterrupt) as exc:
-        error(out, f"could not read flow run {run.id} after cancelling it: {exc or 'Ctrl-C'}")
-        return run
-    if run.state is not None and run.state.type.value in ("CANCELLING", "CANCELLED"):
-        out.progress(f"cancel accepted: flow run {run.id} is {run.state.name}")
-    else:
-        shown = "Unknown" if run.state is None else run.state.name
-        error(out, f"the cancel was not accepted: flow run {run.id} is {shown}")
-    return run
-
-
-CLOSEST_DEPLOYMENTS = 3
-"""Names offered when the deployment given is unknown."""
-
-
-def _closest_deployments(args: argparse.Namespace) -> str:
-    """``; did you mean 'add/add-dep'? ...``: the deployments closest to the one given.
-
-    A best effort after the error: its requests are not retried.
-    """
-    name = str(args.deployment)
-    try:
-        with Client(getattr(args, "api_url", None), max_retries=0) as client:
-            deployments = client.read_deployments()
-            flows: Dict[uuid.UUID, str] = {}
-            for deployment in deployments:
-                if deployment.flow_id not in flows:
-                    flows[deployment.flow_id] = client.read_flow(deployment.flow_id).name
-    except DeployTriggerError:
-        return " (`deploytrigger deployments` lists the deployments)"
-    names = [f"{flows[d.flow_id]}/{d.name}" for d in deployments]
-    close = difflib.get_close_matches(name, names, n=CLOSEST_DEPLOYMENTS, cutoff=0.5)
-    offer = f"; did you mean {' or '.join(repr(n) for n in close)}?" if close else ""
-    return offer + " (`deploytrigger deployments` lists them)"
-
-
-def _link(run: FlowRun) -> str:
-    return f"\n  {run.ui_url}" if run.ui_url else ""
-
-
-def _follow_run(
-    client: Client,
-    run: FlowRun,
-    args: argparse.Namespace,
-    out: Output,
-    state: Optional[Dict[str, Any]] = None,
-) -> FlowRun:
-    """Follow the run until final or --timeout, showing progress; the run as last read
-    (also kept as ``state["run"]``, for a Ctrl-C)."""
-    if args.watch:
-        return watch_run(client, run, args, out, state)
-    started = time.monotonic()
-    last_state = state_key(run)
-    if not out.tty:
-        out.progress(state_line(run))
-    latest = run
-    events = client.watch(
-        run,
-        poll_interval=args.poll_interval,
-        timeout=args.timeout,
-        logs=False,
-        cancel_on_timeout=args.cancel_on_timeout,
-        cancel_on_interrupt=args.cancel_on_interrupt,
-    )
-    try:
-        for event in events:
-            if isinstance(event, LogRecord):  # not with logs=False
-                continue
-            latest = event
-            if state is not None:
-                state["run"] = event
-            key = state_key(event)
-            if key != last_state:
-                last_state = key
-                if not out.tty:
-                    out.progress(state_line(event))
-            if out.tty:
-                elapsed = time.monotonic() - started
-                shown = "Unknown" if event.state is None else event.state.name
-                out.live(f"{event.name}  {shown}  {int(elapsed) // 60:02d}:{int(elapsed) % 60:02d}")
-    except KeyboardInterrupt as interrupt:
-        # One that struck here rather than inside the library's loop goes back to
-        # it, so that it can cancel the run; ``throw`` raises it again either way.
-        events.throw(interrupt)
-        raise
-    out.clear_live()
-    return latest
-
-
 def _wait_command(args: argparse.Namespace, out: Output, state: Dict[str, Any]) -> int:
     run_ids = unique_run_ids(args.run_ids)
     started = time.monotonic()
-    with _client(args) as client:
+    with client_for(args) as client:
         handles = handles_for(client, run_ids, args.poll_interval)
         runs = {handle.id: handle.flow_run for handle in handles}
 
@@ -422,24 +263,17 @@ def _wait_command(args: argparse.Namespace, out: Output, state: Dict[str, Any]) 
     return exit_code_for_runs(finished)
 
 
-def _report_run(run: FlowRun, out: Output) -> None:
-    if out.json:
-        out.result_json(run_to_json(run))
-    else:
-        out.result(run.summary())
-
-
 def _status_command(args: argparse.Namespace, out: Output, state: Dict[str, Any]) -> int:
-    with _client(args) as client:
+    with client_for(args) as client:
         run = client.read_flow_run(args.run_id)
-    _report_run(run, out)
+    out.report(run)
     return exit_code_for_run(run)
 
 
 def _result_command(args: argparse.Namespace, out: Output, state: Dict[str, Any]) -> int:
     if args.timeout is not None and not args.wait:
         raise UsageError("--timeout needs --wait")
-    with _client(args) as client:
+    with client_for(args) as client:
         if args.wait:
             handle = client.handle(args.run_id, poll_interval=args.poll_interval)
             value = handle.read_result(args.timeout, allow_pickle=args.allow_pickle)
@@ -450,7 +284,7 @@ def _result_command(args: argparse.Namespace, out: Output, state: Dict[str, Any]
 
 
 def _logs_command(args: argparse.Namespace, out: Output, state: Dict[str, Any]) -> int:
-    with _client(args) as client:
+    with client_for(args) as client:
         records: Iterable[LogRecord] = (
             client.follow_logs(args.run_id, poll_interval=args.poll_interval)
             if args.follow
@@ -465,7 +299,7 @@ def _logs_command(args: argparse.Namespace, out: Output, state: Dict[str, Any]) 
 
 
 def _cancel_command(args: argparse.Namespace, out: Output, state: Dict[str, Any]) -> int:
-    with _client(args) as client:
+    with client_for(args) as client:
         accepted = client.cancel_flow_run(args.run_id, "Cancelled with deploytrigger cancel")
         run = client.read_flow_run(args.run_id)
     if out.json:
@@ -480,7 +314,7 @@ def _cancel_command(args: argparse.Namespace, out: Output, state: Dict[str, Any]
 
 
 def _deployments_command(args: argparse.Namespace, out: Output, state: Dict[str, Any]) -> int:
-    with _client(args) as client:
+    with client_for(args) as client:
         deployments = client.read_deployments(flow_name=args.flow)
         flow_names: Dict[uuid.UUID, str] = {}
         for deployment in deployments:
@@ -512,7 +346,7 @@ def _deployments_command(args: argparse.Namespace, out: Output, state: Dict[str,
 
 
 _COMMANDS = {
-    "run": _run_command,
+    "run": run_command,
     "wait": _wait_command,
     "status": _status_command,
     "result": _result_command,

@@ -14,7 +14,7 @@ import threading
 import time
 import uuid
 from datetime import datetime, timedelta
-from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple
+from typing import Any, Callable, Dict, Generator, Iterator, List, Optional, Set, Tuple, Union
 
 from .. import Client, FlowRun, FlowRunHandle, LogRecord
 from ._output import Output, log_line, state_line
@@ -108,14 +108,7 @@ def watch_run(
     shown: Optional[Tuple[Any, ...]] = state_key(run)
     lines = NewLogLines(client, run.id)
     latest = run
-    states = client.watch(
-        run,
-        poll_interval=args.poll_interval,
-        timeout=args.timeout,
-        logs=False,
-        cancel_on_timeout=args.cancel_on_timeout,
-        cancel_on_interrupt=args.cancel_on_interrupt,
-    )
+    states = watch_states(client, run, args)
     try:
         for polled in states:
             if isinstance(polled, LogRecord):  # not with logs=False
@@ -149,6 +142,20 @@ def watch_run(
         states.throw(interrupt)
         raise
     return latest
+
+
+def watch_states(
+    client: Client, run: FlowRun, args: argparse.Namespace
+) -> Generator[Union[FlowRun, LogRecord], None, None]:
+    """``client.watch`` without its logs, as the command's options say (poll, timeout, cancel)."""
+    return client.watch(
+        run,
+        poll_interval=args.poll_interval,
+        timeout=args.timeout,
+        logs=False,
+        cancel_on_timeout=args.cancel_on_timeout,
+        cancel_on_interrupt=args.cancel_on_interrupt,
+    )
 
 
 def state_key(run: FlowRun) -> Optional[Tuple[Any, ...]]:

@@ -227,6 +227,13 @@ class Output:
         self.clear_live()
         print(json.dumps(value, default=str), file=self.stdout, flush=True)
 
+    def report(self, run: FlowRun) -> None:
+        """A run as the command's result: its JSON, or its summary line."""
+        if self.json:
+            self.result_json(run_to_json(run))
+        else:
+            self.result(run.summary())
+
     def stream(self, text: str) -> None:
         """A --watch line: on stdout, or stderr when stdout carries JSON."""
         self.clear_live()

@@ -15,11 +15,11 @@ import pytest
 
 import deploytrigger.settings as settings_module
 from deploytrigger import Client, ConfigurationError
+from deploytrigger._helpers.profiles import parse_simple_toml
 from deploytrigger.settings import (
     DEFAULT_MAX_RETRIES,
     DEFAULT_REQUEST_TIMEOUT,
     DEFAULT_RETRY_BUDGET,
-    _parse_simple_toml,
     resolve_settings,
 )
 
@@ -223,7 +223,7 @@ PREFECT_API_URL = "http://10.0.0.1:4200/api"
 def test_fallback_toml_parser_reads_a_prefect_profiles_file_like_tomllib() -> None:
     tomllib = pytest.importorskip("tomllib")
 
-    assert _parse_simple_toml(PREFECT_STYLE_PROFILES) == tomllib.loads(PREFECT_STYLE_PROFILES)
+    assert parse_simple_toml(PREFECT_STYLE_PROFILES) == tomllib.loads(PREFECT_STYLE_PROFILES)
 
 
 @pytest.mark.parametrize(
@@ -238,7 +238,7 @@ def test_fallback_toml_parser_reads_strings_like_tomllib(line: str) -> None:
     tomllib = pytest.importorskip("tomllib")
     text = f"[profiles.local]\n{line}\n"
 
-    assert _parse_simple_toml(text) == tomllib.loads(text)
+    assert parse_simple_toml(text) == tomllib.loads(text)
 
 
 # -- the API URL -----------------------------------------------------------------

@@ -4,7 +4,9 @@
 memory behind one lock, and answers ``handle(method, path, body)`` with a
 status code and a JSON value, as a Prefect 3.8.8 server answers the same
 request. ``server.py`` puts it behind HTTP. The shapes of the answers are
-built by ``records.py``; parameter checks and merges are ``schema.py``'s.
+built by ``records.py``; parameter checks and merges are ``schema.py``'s. The
+endpoints of flows and deployments are ``deployments.py``'s, those of task
+runs and logs ``logs.py``'s; request bodies are read by ``bodies.py``.
 """
 
 from __future__ import annotations
@@ -12,26 +14,23 @@ from __future__ import annotations
 import json
 import re
 import threading
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from . import _bodies as bodies
 from . import _records as records
+from ._bodies import PAGE_LIMIT, Answer
+from ._deployments import Deployment, DeploymentEndpoints
 from ._events import EventLog
-from ._outcomes import Outcome, Step, plan, result_record
+from ._logs import TaskRunAndLogEndpoints
+from ._outcomes import Step, plan, result_record
 from ._records import FINAL_TYPES, STATE_NAMES, new_id
 from ._schema import merge_parameters, merge_tags, schema_error
 
 PREFECT_VERSION = "3.8.8"
 """The server version the fake answers to ``GET /admin/version``: the one it mirrors."""
-
-PAGE_LIMIT = 200
-"""The most rows a filter returns, and its default (the server's own)."""
-
-Answer = Tuple[int, Any]
-"""A status code and the JSON value of the body."""
 
 
 @dataclass(frozen=True)
@@ -60,21 +59,6 @@ class _Run:
     result_path: Optional[Path] = None
 
 
-@dataclass
-class _Deployment:
-    record: Dict[str, Any]
-    flow_name: str
-    outcome: Outcome = field(default_factory=Outcome)
-
-
-class _Invalid(Exception):
-    """A request body that does not parse: answered 422 in the server's shape."""
-
-    def __init__(self, loc: List[Any], msg: str, given: Any, error_type: str) -> None:
-        super().__init__(msg)
-        self.loc, self.msg, self.given, self.error_type = loc, msg, given, error_type
-
-
 _NOT_AFTER_FINAL = ("CANCELLING", "PAUSED", "CRASHED")
 """States the server refuses (ABORT) to a run that is already final, unless forced."""
 
@@ -82,7 +66,7 @@ _UUID = r"[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-
 _SEGMENT = r"[^/]+"
 
 
-class Backend:
+class Backend(DeploymentEndpoints, TaskRunAndLogEndpoints):
     """In-memory flows, deployments and runs answering Prefect's REST API (see the module).
 
     Args:
@@ -95,7 +79,7 @@ class Backend:
         self._clock = clock
         self._lock = threading.RLock()
         self.flows: Dict[str, Dict[str, Any]] = {}
-        self.deployments: Dict[str, _Deployment] = {}
+        self.deployments: Dict[str, Deployment] = {}
         self.runs: Dict[str, _Run] = {}
         self.task_runs: Dict[str, Dict[str, Any]] = {}
         self.logs: List[Dict[str, Any]] = []
@@ -131,7 +115,7 @@ class Backend:
         parts = urlsplit(target)
         path = parts.path
         query = {key: values[-1] for key, values in parse_qs(parts.query).items()}
-        body, body_error = _parse_body(raw_body)
+        body, body_error = bodies.parse_body(raw_body)
         with self._lock:
             self.requests.append(RecordedRequest(method, unquote(path), body, query))
             allowed = False
@@ -147,7 +131,7 @@ class Backend:
                 args = [unquote(group) for group in match.groups()]
                 try:
                     return handler(*args, body=body, query=query)
-                except _Invalid as exc:
+                except bodies.Invalid as exc:
                     return 422, records.unprocessable(
                         ["body", *exc.loc], exc.msg, exc.given, exc.error_type, body
                     )
@@ -157,57 +141,10 @@ class Backend:
 
     # -- setting up (FakePrefect's methods) -----------------------------------------------
 
-    def add_deployment(
-        self,
-        flow_name: str,
-        name: str,
-        *,
-        parameters: Mapping[str, Any],
-        tags: List[str],
-        parameter_schema: Optional[Mapping[str, Any]],
-        enforce_parameter_schema: bool,
-        version: Optional[str],
-    ) -> Dict[str, Any]:
-        """Create (or replace) a deployment, and its flow if new; return its JSON."""
-        with self._lock:
-            flow = self._flow_named(flow_name)
-            existing = self._deployment_named(flow_name, name)
-            record = records.deployment_json(
-                deployment_id=existing.record["id"] if existing else new_id(),
-                flow_id=flow["id"],
-                name=name,
-                created=self._clock(),
-                parameters=parameters,
-                tags=tags,
-                parameter_schema=parameter_schema,
-                enforce_parameter_schema=enforce_parameter_schema,
-                version=version,
-            )
-            outcome = existing.outcome if existing else Outcome()
-            self.deployments[record["id"]] = _Deployment(record, flow_name, outcome)
-            return dict(record)
-
-    def set_outcome(self, flow_name: str, name: str, outcome: Outcome) -> None:
-        """Give a deployment's future runs ``outcome``.
-
-        Raises:
-            KeyError: no such deployment.
-        """
-        with self._lock:
-            deployment = self._deployment_named(flow_name, name)
-            if deployment is None:
-                raise KeyError(f"{flow_name}/{name}")
-            deployment.outcome = outcome
-
     def flow_run_records(self) -> List[Dict[str, Any]]:
         """Every flow run as the API shows it now, in the order they were created."""
         with self._lock:
             return [self._run_json(run) for run in self.runs.values()]
-
-    def add_log(self, body: Mapping[str, Any]) -> None:
-        """Store one log line (a ``POST /logs/`` item)."""
-        with self._lock:
-            self.logs.append(records.log_json(new_id(), self._clock(), body))
 
     def now(self) -> float:
         """The fake's clock: POSIX seconds."""
@@ -232,60 +169,15 @@ class Backend:
     def _csrf_token(self, **_: Any) -> Answer:
         return 422, {"detail": "CSRF protection is disabled."}
 
-    # -- flows and deployments -----------------------------------------------------------
-
-    def _flow_named(self, name: str) -> Dict[str, Any]:
-        for flow in self.flows.values():
-            if flow["name"] == name:
-                return flow
-        flow = records.flow_json(new_id(), name, self._clock())
-        self.flows[flow["id"]] = flow
-        return flow
-
-    def _deployment_named(self, flow_name: str, name: str) -> Optional[_Deployment]:
-        for deployment in self.deployments.values():
-            if deployment.flow_name == flow_name and deployment.record["name"] == name:
-                return deployment
-        return None
-
-    def _create_flow(self, *, body: Any, **_: Any) -> Answer:
-        name = _field(body, "name", str)
-        known = any(flow["name"] == name for flow in self.flows.values())
-        return (200 if known else 201), self._flow_named(name)
-
-    def _read_flow(self, flow_id: str, **_: Any) -> Answer:
-        flow = self.flows.get(_canonical(flow_id))
-        return (200, flow) if flow else (404, records.not_found("Flow not found"))
-
-    def _read_deployment(self, deployment_id: str, **_: Any) -> Answer:
-        deployment = self.deployments.get(_canonical(deployment_id))
-        if deployment is None:
-            return 404, records.not_found("Deployment not found")
-        return 200, deployment.record
-
-    def _read_deployment_by_name(self, flow_name: str, name: str, **_: Any) -> Answer:
-        deployment = self._deployment_named(flow_name, name)
-        if deployment is None:
-            return 404, records.not_found("Deployment not found")
-        return 200, deployment.record
-
-    def _filter_deployments(self, *, body: Any, **_: Any) -> Answer:
-        limit, offset = _page(body)
-        names = _any_of(body, "flows", "name")
-        found = [
-            d.record
-            for d in sorted(self.deployments.values(), key=lambda d: d.record["name"])
-            if names is None or d.flow_name in names
-        ]
-        return 200, found[offset : offset + limit]
-
     # -- flow runs -------------------------------------------------------------------------
 
     def _create_run_of_deployment(self, deployment_id: str, *, body: Any, **_: Any) -> Answer:
         body = {} if body is None else body
-        parameters = _optional_field(body, "parameters", dict, "dict_type", "a valid dictionary")
-        tags = _string_list(body, "tags")
-        deployment = self.deployments.get(_canonical(deployment_id))
+        parameters = bodies.optional_field(
+            body, "parameters", dict, "dict_type", "a valid dictionary"
+        )
+        tags = bodies.string_list(body, "tags")
+        deployment = self.deployments.get(bodies.canonical(deployment_id))
         if deployment is None:
             return 404, records.not_found("Deployment not found")
         record = deployment.record
@@ -319,19 +211,21 @@ class Backend:
         )
 
     def _create_flow_run(self, *, body: Any, **_: Any) -> Answer:
-        flow_id = _canonical(_field(body, "flow_id", str))
+        flow_id = bodies.canonical(bodies.field(body, "flow_id", str))
         if flow_id not in self.flows:
             return 409, {
                 "detail": "Data integrity conflict. This usually means a unique or foreign "
                 "key constraint was violated. See server logs for details."
             }
-        parameters = _optional_field(body, "parameters", dict, "dict_type", "a valid dictionary")
+        parameters = bodies.optional_field(
+            body, "parameters", dict, "dict_type", "a valid dictionary"
+        )
         return self._new_run(
             body,
             flow_id=flow_id,
             deployment=None,
             parameters=dict(parameters or {}),
-            tags=merge_tags([], _string_list(body, "tags") or []),
+            tags=merge_tags([], bodies.string_list(body, "tags") or []),
             labels={"prefect.flow.id": flow_id},
         )
 
@@ -340,7 +234,7 @@ class Backend:
         body: Mapping[str, Any],
         *,
         flow_id: str,
-        deployment: Optional[_Deployment],
+        deployment: Optional[Deployment],
         parameters: Dict[str, Any],
         tags: List[str],
         labels: Dict[str, str],
@@ -353,9 +247,9 @@ class Backend:
                     return 200, self._run_json(run)
         now = self._clock()
         run_id = new_id()
-        state = _mapping(body.get("state"))
+        state = bodies.mapping(body.get("state"))
         state_type = str(state.get("type") or "SCHEDULED")
-        details = _mapping(state.get("state_details"))
+        details = bodies.mapping(state.get("state_details"))
         scheduled = records.parse_time(details.get("scheduled_time"))
         if state_type == "SCHEDULED" and scheduled is None:
             scheduled = now
@@ -504,17 +398,17 @@ class Backend:
         return f"{adjective}-{animal}-{self._names}"
 
     def _read_flow_run(self, flow_run_id: str, **_: Any) -> Answer:
-        run = self.runs.get(_canonical(flow_run_id))
+        run = self.runs.get(bodies.canonical(flow_run_id))
         if run is None:
             return 404, records.not_found("Flow run not found")
         return 200, self._run_json(run)
 
     def _filter_flow_runs(self, *, body: Any, **_: Any) -> Answer:
-        limit, offset = _page(body)
+        limit, offset = bodies.page(body)
         if limit > PAGE_LIMIT:
             return 422, {"detail": f"Invalid limit: must be less than or equal to {PAGE_LIMIT}."}
-        ids = _any_of(body, "flow_runs", "id", uuids=True)
-        deployment_ids = _any_of(body, "deployments", "id", uuids=True)
+        ids = bodies.any_of(body, "flow_runs", "id", uuids=True)
+        deployment_ids = bodies.any_of(body, "deployments", "id", uuids=True)
         found = [
             self._run_json(run)
             for run_id, run in self.runs.items()
@@ -524,13 +418,15 @@ class Backend:
         return 200, found[offset : offset + limit]
 
     def _set_state(self, flow_run_id: str, *, body: Any, **_: Any) -> Answer:
-        run = self.runs.get(_canonical(flow_run_id))
+        run = self.runs.get(bodies.canonical(flow_run_id))
         if run is None:
             return 404, {"exception_message": f"Flow run with id {flow_run_id} not found"}
-        proposed = _field(body, "state", dict)
-        state_type = _field(proposed, "type", str, loc=["state", "type"])
+        proposed = bodies.field(body, "state", dict)
+        state_type = bodies.field(proposed, "type", str, loc=["state", "type"])
         if state_type not in STATE_NAMES:
-            raise _Invalid(["state", "type"], "Input should be a state type", state_type, "enum")
+            raise bodies.Invalid(
+                ["state", "type"], "Input should be a state type", state_type, "enum"
+            )
         now = self._clock()
         self._advance(run, now)
         current = run.history[-1]
@@ -557,197 +453,6 @@ class Backend:
             # The process running it stops it at once, as a runner does on its next poll.
             self._plan(run, [(now, "CANCELLED", None, proposed.get("message"))])
         return 201, records.orchestration_result("ACCEPT", new)
-
-    # -- task runs and logs ----------------------------------------------------------------
-
-    def _create_task_run(self, *, body: Any, **_: Any) -> Answer:
-        flow_run_id = _canonical(_field(body, "flow_run_id", str))
-        task_key = _field(body, "task_key", str)
-        dynamic_key = _field(body, "dynamic_key", str)
-        run = self.runs.get(flow_run_id)
-        if run is None:
-            return 409, {
-                "detail": "Data integrity conflict. This usually means a unique or foreign "
-                "key constraint was violated. See server logs for details."
-            }
-        for task_run in self.task_runs.values():
-            if (task_run["flow_run_id"], task_run["task_key"], task_run["dynamic_key"]) == (
-                flow_run_id,
-                task_key,
-                dynamic_key,
-            ):
-                return 200, task_run
-        task_run_id = _chosen_id(body)
-        if task_run_id in self.task_runs:  # the primary key is taken by another task run
-            return 409, {
-                "detail": "Data integrity conflict. This usually means a unique or foreign "
-                "key constraint was violated. See server logs for details."
-            }
-        now = self._clock()
-        given = _mapping(body.get("state"))
-        state = records.state_json(
-            str(given.get("type") or "PENDING"),
-            timestamp=now,
-            state_id=new_id(),
-            name=given.get("name"),
-            message=given.get("message"),
-            flow_run_id=flow_run_id,
-            task_run_id=task_run_id,
-        )
-        task_run = records.task_run_json(
-            task_run_id=task_run_id,
-            created=now,
-            body={**body, "flow_run_id": flow_run_id},
-            flow_id=run.base["flow_id"],
-            deployment_id=run.base["deployment_id"],
-            state=state,
-        )
-        self.task_runs[task_run_id] = task_run
-        return 201, task_run
-
-    def _filter_task_runs(self, *, body: Any, **_: Any) -> Answer:
-        limit, offset = _page(body)
-        now = self._clock()
-        for run in self.runs.values():  # placeholders follow their subflows' states
-            self._advance(run, now)
-        flow_run_ids = _any_of(body, "task_runs", "flow_run_id", uuids=True)
-        found = [
-            task_run
-            for task_run in sorted(self.task_runs.values(), key=lambda t: t["id"], reverse=True)
-            if flow_run_ids is None or task_run["flow_run_id"] in flow_run_ids
-        ]
-        return 200, found[offset : offset + limit]
-
-    def _create_logs(self, *, body: Any, **_: Any) -> Answer:
-        if not isinstance(body, list):
-            raise _Invalid([], "Input should be a valid list", body, "list_type")
-        for item in body:
-            self.add_log(item if isinstance(item, dict) else {})
-        return 201, None
-
-    def _filter_logs(self, *, body: Any, **_: Any) -> Answer:
-        limit, offset = _page(body)
-        run_ids = _any_of(body, "logs", "flow_run_id", uuids=True)
-        logs = body.get("logs") if isinstance(body, dict) else None
-        window = logs.get("timestamp") if isinstance(logs, dict) else None
-        after = records.parse_time(window.get("after_")) if isinstance(window, dict) else None
-        found = [
-            log
-            for log in sorted(self.logs, key=lambda log: records.parse_time(log["timestamp"]) or 0)
-            if (run_ids is None or log["flow_run_id"] in run_ids)
-            and (after is None or (records.parse_time(log["timestamp"]) or 0) >= after)
-        ]
-        return 200, found[offset : offset + limit]
-
-
-# -- reading request bodies ------------------------------------------------------------------
-
-
-def _parse_body(raw: bytes) -> Tuple[Any, Optional[Dict[str, Any]]]:
-    """The JSON body, or the 422 answer for one that is not JSON."""
-    if not raw.strip():
-        return None, None
-    try:
-        return json.loads(raw.decode("utf-8")), None
-    except ValueError as exc:
-        text = raw.decode("utf-8", "replace")
-        return None, {
-            "exception_message": "Invalid request received.",
-            "exception_detail": [
-                {
-                    "type": "json_invalid",
-                    "loc": ["body", 1],
-                    "msg": "JSON decode error",
-                    "input": {},
-                    "ctx": {"error": str(exc).split(":")[0]},
-                }
-            ],
-            "request_body": text,
-        }
-
-
-def _field(body: Any, key: str, kind: type, loc: Optional[List[Any]] = None) -> Any:
-    """A required field of the body, of type ``kind`` (422 otherwise)."""
-    where = loc or [key]
-    if not isinstance(body, dict) or key not in body:
-        raise _Invalid(where, "Field required", body, "missing")
-    value = body[key]
-    if not isinstance(value, kind):
-        raise _Invalid(where, f"Input should be a valid {kind.__name__}", value, "type_error")
-    return value
-
-
-def _optional_field(body: Any, key: str, kind: type, error_type: str, what: str) -> Any:
-    value = body.get(key) if isinstance(body, dict) else None
-    if value is not None and not isinstance(value, kind):
-        raise _Invalid([key], f"Input should be {what}", value, error_type)
-    return value
-
-
-def _string_list(body: Any, key: str) -> Optional[List[str]]:
-    value = _optional_field(body, key, list, "list_type", "a valid list")
-    for index, item in enumerate(value or []):
-        if not isinstance(item, str):
-            raise _Invalid([key, index], "Input should be a valid string", item, "string_type")
-    strings: Optional[List[str]] = value
-    return strings
-
-
-def _page(body: Any) -> Tuple[int, int]:
-    body = body if isinstance(body, dict) else {}
-    limit, offset = body.get("limit", PAGE_LIMIT), body.get("offset", 0)
-    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 0:
-        raise _Invalid(["limit"], "Input should be a valid integer", limit, "int_type")
-    if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
-        raise _Invalid(["offset"], "Input should be a valid integer", offset, "int_type")
-    return limit, offset
-
-
-def _any_of(body: Any, *keys: str, uuids: bool = False) -> Optional[List[str]]:
-    """The ``any_`` list at ``body[keys...]``; None when the filter is absent."""
-    node = body
-    for key in keys:
-        node = node.get(key) if isinstance(node, dict) else None
-    values = node.get("any_") if isinstance(node, dict) else None
-    if values is None:
-        return None
-    if not isinstance(values, list):
-        raise _Invalid([*keys, "any_"], "Input should be a valid list", values, "list_type")
-    if not uuids:
-        return [str(value) for value in values]
-    found: List[str] = []
-    for index, value in enumerate(values):
-        try:
-            found.append(str(uuid.UUID(str(value))))
-        except ValueError:
-            raise _Invalid(
-                [*keys, "any_", index], "Input should be a valid UUID", value, "uuid_parsing"
-            ) from None
-    return found
-
-
-def _mapping(value: Any) -> Dict[str, Any]:
-    """``value`` when it is an object, else an empty one."""
-    return dict(value) if isinstance(value, dict) else {}
-
-
-def _chosen_id(body: Any) -> str:
-    """The ``id`` a create request chose for its record (kept, as the server does), or a new one."""
-    chosen = body.get("id") if isinstance(body, dict) else None
-    if chosen is None:
-        return new_id()
-    try:
-        return str(uuid.UUID(str(chosen)))
-    except ValueError:
-        raise _Invalid(["id"], "Input should be a valid UUID", chosen, "uuid_parsing") from None
-
-
-def _canonical(text: str) -> str:
-    """An id as the fake stores it (lower case, dashed); unchanged if not a UUID."""
-    try:
-        return str(uuid.UUID(text))
-    except ValueError:
-        return text
 
 
 _ADJECTIVES = ("amber", "brisk", "calm", "dapper", "eager", "fuzzy", "golden", "hot")

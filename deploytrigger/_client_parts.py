@@ -1,0 +1,92 @@
+"""A client's parts, built from its options: the transport, the services and the poller.
+
+:class:`~deploytrigger.Client` is a facade of short methods; this module wires
+what is under it, once per client: the settings resolved (``settings.py``), the
+events listener when the settings ask for one, the poller it wakes, one
+transport, and the services that share them.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Mapping, Optional
+
+from ._helpers.arguments import unexpected_keywords
+from ._http.transport import DEFAULT_POOL_SIZE, Transport
+from ._services.deployments import DEFAULT_DEPLOYMENT_CACHE_TTL, Deployments
+from ._services.parents import Parents
+from ._services.runs import Runs
+from ._waits.engine import DEFAULT_OUTAGE_TOLERANCE, Poller
+from .options import ClientOptions
+from .settings import Settings, resolve_settings, settings_options
+
+if TYPE_CHECKING:
+    from ._results.results import Results
+    from ._waits.events import EventsListener
+
+
+def client_settings(api_url: Optional[str], options: Mapping[str, Any]) -> Settings:
+    """The settings of a client given ``api_url`` and ``options`` (checked: no unknown keyword)."""
+    unexpected_keywords(options, ClientOptions.__annotations__, "Client")
+    return resolve_settings(api_url, **settings_options(options))
+
+
+@dataclass(frozen=True)
+class ClientParts:
+    """What one client is made of; the client keeps each part as an attribute."""
+
+    settings: Settings
+    events: Optional[EventsListener]
+    poller: Poller
+    transport: Transport
+    deployments: Deployments
+    parents: Parents
+    runs: Runs
+
+    @classmethod
+    def build(cls, settings: Settings, options: Mapping[str, Any]) -> ClientParts:
+        """The parts for ``settings`` and the client's ``options`` (``ClientOptions``)."""
+        sleep = options.get("sleep", time.sleep)
+        clock = options.get("clock", time.monotonic)
+        tolerance = options.get("outage_tolerance", DEFAULT_OUTAGE_TOLERANCE)
+        events = _events_listener(settings, injected_sleep="sleep" in options)
+        poller = Poller(sleep=sleep, clock=clock, outage_tolerance=tolerance, wakeups=events)
+        transport = Transport(
+            settings,
+            pool_size=options.get("pool_size", DEFAULT_POOL_SIZE),
+            sleep=sleep,
+            clock=clock,
+            backoff=options.get("backoff"),
+        )
+        cache_ttl = options.get("deployment_cache_ttl", DEFAULT_DEPLOYMENT_CACHE_TTL)
+        deployments = Deployments(transport, clock=clock, cache_ttl=cache_ttl)
+        result_reader = options.get("result_reader")
+        parents = Parents(transport, deployments)
+
+        def results() -> Results:  # on first use: a script that only triggers never loads it
+            from ._results.results import Results
+
+            return Results(transport, sleep=sleep, reader=result_reader)
+
+        runs = Runs(transport, deployments, parents, poller, results)
+        return cls(settings, events, poller, transport, deployments, parents, runs)
+
+
+def _events_listener(settings: Settings, *, injected_sleep: bool) -> Optional[EventsListener]:
+    """The client's events listener, or None for plain polling (``events="off"``).
+
+    Under ``"auto"``, a client given its own ``sleep`` (a test's fake time)
+    polls: a listener would pause its waits on real time. ``"on"`` listens anyway.
+    """
+    if settings.events == "off" or (settings.events == "auto" and injected_sleep):
+        return None
+    from ._waits.events import EventsListener  # websocket-client itself loads on the first wait
+
+    return EventsListener(
+        settings.api_url,
+        token=settings.auth_string or settings.api_key,  # the auth message's raw token
+        verify=settings.verify,
+        timeout=settings.request_timeout,
+        mode=settings.events,
+    )
