@@ -70,7 +70,7 @@ prod-up: $(STAMP)
 prod-down:
 	$(BIN)/python -m benchmarks.prod_stack down
 
-# Scaling on that stack, deploytrigger vs Prefect's run_deployment (needs the bench extra).
+# Scaling on that stack, deploytrigger vs Prefect's run_deployment (installs harness/requirements/bench.txt).
 bench-scale: $(STAMP)
 	$(BIN)/python -m pip install --quiet -r harness/requirements/bench.txt
 	$(BIN)/python -m benchmarks.scale $(SCALE_ARGS)

@@ -186,7 +186,9 @@ def test_dynamic_keys_forget_reads_the_server_again() -> None:
 
 
 def test_dynamic_keys_share_prefect_counters_with_prefect_itself() -> None:
-    pytest.importorskip("prefect", reason="needs the server extra (Prefect, Python >= 3.9)")
+    pytest.importorskip(
+        "prefect", reason="needs Prefect itself (harness/requirements/server.txt; on .venv)"
+    )
     from prefect._internal.engine import dynamic_key_for_task_run
 
     counters: Dict[str, Any] = {}

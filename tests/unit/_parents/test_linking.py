@@ -102,14 +102,18 @@ SLUG_NAMES = [
 
 @pytest.mark.parametrize("name", SLUG_NAMES)
 def test_slugify_matches_prefects_slugify(name: str) -> None:
-    pytest.importorskip("prefect", reason="needs the server extra (Prefect, Python >= 3.9)")
+    pytest.importorskip(
+        "prefect", reason="needs Prefect itself (harness/requirements/server.txt; on .venv)"
+    )
     from prefect.utilities.slugify import slugify as prefect_slugify
 
     assert slugify(name) == prefect_slugify(name)
 
 
 def test_task_key_uses_prefects_slugify_for_other_scripts_when_loaded() -> None:
-    pytest.importorskip("prefect", reason="needs the server extra (Prefect, Python >= 3.9)")
+    pytest.importorskip(
+        "prefect", reason="needs Prefect itself (harness/requirements/server.txt; on .venv)"
+    )
     from prefect.utilities.slugify import slugify as prefect_slugify
 
     assert task_key("Привет/мир") == TASK_KEY_PREFIX + prefect_slugify("Привет/мир")
