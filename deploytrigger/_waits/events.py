@@ -267,14 +267,16 @@ class EventsListener:
                 watch._wake()
 
     def _give_up(self, why: str) -> None:
+        level = logging.WARNING if self._mode == "on" else logging.INFO
         with self._lock:
             if self._gave_up or self._closed:
                 return
+            # Said before it shows: whoever sees the listener given up sees the line too.
+            shown = redact_url(self.url)
+            logger.log(level, "events: %s: %s; waits poll at their interval", shown, why)
             self._gave_up = True
             for watch in self._watches:
                 watch._wake()  # pause on ``sleep`` from now on
-        level = logging.WARNING if self._mode == "on" else logging.INFO
-        logger.log(level, "events: %s: %s; waits poll at their interval", redact_url(self.url), why)
 
     # -- the thread -----------------------------------------------------------------
 
