@@ -29,7 +29,7 @@ from ._services.payloads import RunRequest
 from ._waits.engine import ALL_COMPLETED
 from ._waits.handles import FlowRunHandle
 from .exceptions import InvalidArgumentError
-from .models import Deployment, Flow, FlowRun, LogRecord
+from .models import Deployment, Flow, FlowRun, LogRecord, State
 from .options import ClientOptions
 from .settings import Settings, warn_insecure_once
 
@@ -118,6 +118,10 @@ class Client:
         Ids the server does not know are left out of the answer.
         """
         return self._runs.read_flow_runs([as_uuid(value, "flow_run_ids") for value in flow_run_ids])
+
+    def read_flow_run_states(self, flow_run_id: Union[uuid.UUID, str]) -> List[State]:
+        """Every state a run has been in, oldest first; empty for a run the server does not know."""
+        return self._runs.read_flow_run_states(as_uuid(flow_run_id, "flow_run_id"))
 
     def read_result(self, flow_run: RunRef, *, allow_pickle: bool = False) -> Any:
         """The return value of a finished run, read where its flow persisted it.

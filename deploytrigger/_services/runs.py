@@ -44,7 +44,7 @@ from ..exceptions import (
     NotFoundError,
     ParameterRejectedError,
 )
-from ..models import FlowRun, LogRecord
+from ..models import FlowRun, LogRecord, State
 from .deployments import Deployments, json_list, read_or_not_found
 from .parents import Parents
 from .payloads import (
@@ -140,6 +140,17 @@ class Runs:
                 run = FlowRun.from_json(item, api_url=self._transport.api_url)
                 found[run.id] = run
         return [found[run_id] for run_id in unique if run_id in found]
+
+    def read_flow_run_states(
+        self, flow_run_id: uuid.UUID, *, deadline: Optional[Deadline] = None
+    ) -> List[State]:
+        """Every state the run has been in, oldest first (``GET /flow_run_states/``)."""
+        path = f"/flow_run_states/?flow_run_id={flow_run_id}"
+        data = self._transport.request("GET", path, deadline=deadline)
+        states = [State.from_json(item) for item in json_list(data, "states")]
+        if all(state.timestamp is not None for state in states):  # the server sorts them too
+            states.sort(key=lambda state: state.timestamp)  # type: ignore[arg-type,return-value]
+        return states
 
     def read_logs(
         self,

@@ -16,7 +16,7 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any, Callable, Dict, Generator, Iterator, List, Optional, Set, Tuple, Union
 
-from .. import Client, FlowRun, FlowRunHandle, LogRecord
+from .. import APIError, Client, FlowRun, FlowRunHandle, LogRecord, State
 from ._output import Output, log_line, state_line
 
 DRAIN_QUIET = 3.0
@@ -93,55 +93,57 @@ def watch_run(
     out: Output,
     state: Optional[Dict[str, Any]] = None,
 ) -> FlowRun:
-    """``run --watch``: state changes and log lines as they come; the run as last read
-    (also kept as ``state["run"]``, for a Ctrl-C).
+    """``run --watch``: each state the run goes through and its log lines, in time order;
+    the run as last read (also kept as ``state["run"]``, for a Ctrl-C).
 
     The states come from ``client.watch`` without its logs, so the final state
-    is known the moment the library sees it; the lines are read after each of
-    its polls, and once the run is final every :data:`DRAIN_EVERY` seconds
+    is known the moment the library sees it; a poll that shows a new state
+    reads the run's state history (:class:`NewStates`), so that a state
+    entered and left between two polls is shown too. The lines are read after
+    each poll, and once the run is final every :data:`DRAIN_EVERY` seconds
     until none has come for :data:`DRAIN_QUIET` seconds. So the command exits
     a few seconds after the run ends whatever ``--poll-interval`` is. The final
     state is printed last, after the drained lines: Prefect sends a run's
     lines in batches, so its last ones reach the server after its final state.
     """
     out.stream(state_line(run))
-    shown: Optional[Tuple[Any, ...]] = state_key(run)
+    states = NewStates(client, run)
     lines = NewLogLines(client, run.id)
     latest = run
-    states = watch_states(client, run, args)
+    polls = watch_states(client, run, args)
     try:
-        for polled in states:
+        for polled in polls:
             if isinstance(polled, LogRecord):  # not with logs=False
                 continue
             latest = polled
             if state is not None:
                 state["run"] = polled
             new = lines.read()
+            states.add(polled)
+            _print_in_order(out, new, states, final=polled.is_final())
             if polled.is_final():
-                for record in new:
-                    out.stream(log_line(record))
                 break
-            key = state_key(polled)
-            stamp = polled.state.timestamp if polled.state is not None else None
-            before = (
-                new if key == shown or stamp is None else [r for r in new if r.timestamp <= stamp]
-            )
-            for record in before:
-                out.stream(log_line(record))
-            if key != shown:
-                shown = key
-                out.stream(state_line(polled))
-            for record in new[len(before) :]:
-                out.stream(log_line(record))
         if latest.is_final():
-            _drain(lines, out)
-            if state_key(latest) != shown:
-                out.stream(state_line(latest))
+            _drain(lines, out, states)
+            for entered in states.take():
+                out.stream(state_line(entered))
     except KeyboardInterrupt as interrupt:
         # Handed back to the library's loop so that it can cancel the run; raised again.
-        states.throw(interrupt)
+        polls.throw(interrupt)
         raise
     return latest
+
+
+def _print_in_order(out: Output, new: List[LogRecord], states: NewStates, final: bool) -> None:
+    """The lines, each after the states entered before it; then, unless the run is final,
+    the states left (a final run's wait for its drained lines, the final state for the end)."""
+    for record in new:
+        for entered in states.take(before=record.timestamp):
+            out.stream(state_line(entered))
+        out.stream(log_line(record))
+    if not final:
+        for entered in states.take():
+            out.stream(state_line(entered))
 
 
 def watch_states(
@@ -162,16 +164,98 @@ def state_key(run: FlowRun) -> Optional[Tuple[Any, ...]]:
     return None if run.state is None else (run.state.type, run.state.name)
 
 
-def _drain(lines: NewLogLines, out: Output) -> None:
-    """Print a final run's last lines until none has come for :data:`DRAIN_QUIET` seconds."""
+def _drain(lines: NewLogLines, out: Output, states: NewStates) -> None:
+    """Print a final run's last lines until none has come for :data:`DRAIN_QUIET` seconds
+    (each after the states entered before it, the final state held back)."""
     started = quiet_since = time.monotonic()
     while time.monotonic() - quiet_since < DRAIN_QUIET and time.monotonic() - started < DRAIN_LIMIT:
         time.sleep(DRAIN_EVERY)
         new = lines.read()
-        for record in new:
-            out.stream(log_line(record))
+        _print_in_order(out, new, states, final=True)
         if new:
             quiet_since = time.monotonic()
+
+
+class NewStates:
+    """A run's states not printed yet, oldest first.
+
+    A poll that shows a state not seen before reads the run's state history
+    (``Client.read_flow_run_states``) and queues the states entered since the
+    newest one seen, up to the polled one: a state entered and left between
+    two polls is shown too. A server that cannot answer the history (an
+    ``APIError``) gives the polled state alone.
+    """
+
+    def __init__(self, client: Client, run: FlowRun) -> None:
+        self._client = client
+        self._run_id = run.id
+        self._seen: Set[Tuple[Any, ...]] = set()  # _identities of the states queued or shown
+        self._newest: Optional[datetime] = None
+        self._queued: List[State] = []
+        if run.state is not None:  # printed already
+            self._see(run.state)
+
+    def add(self, polled: FlowRun) -> None:
+        """Queue the states the run went through up to ``polled``'s, if that one is new."""
+        current = polled.state
+        if current is None or self._known(current):
+            return
+        try:
+            history = self._client.read_flow_run_states(self._run_id)
+        except APIError:  # a server without the route: the polled state alone
+            history = []
+        for entered in history:
+            if self._known(entered) or set(_identities(entered)) & set(_identities(current)):
+                continue
+            if _between(entered.timestamp, self._newest, current.timestamp):
+                self._see(entered)
+                self._queued.append(entered)
+        self._see(current)
+        self._queued.append(current)
+
+    def take(self, before: Optional[datetime] = None) -> List[State]:
+        """The queued states, taken off the queue; with ``before``, only those entered
+        before it, and never a final state (it is printed last)."""
+        count = len(self._queued)
+        if before is not None:
+            count = next(
+                (
+                    index
+                    for index, queued in enumerate(self._queued)
+                    if queued.is_final() or queued.timestamp is None or queued.timestamp >= before
+                ),
+                count,
+            )
+        taken, self._queued = self._queued[:count], self._queued[count:]
+        return taken
+
+    def _known(self, state: State) -> bool:
+        return any(key in self._seen for key in _identities(state))
+
+    def _see(self, entered: State) -> None:
+        self._seen.update(_identities(entered))
+        stamp = entered.timestamp
+        if stamp is not None and (self._newest is None or stamp > self._newest):
+            self._newest = stamp
+
+
+def _between(
+    stamp: Optional[datetime], since: Optional[datetime], until: Optional[datetime]
+) -> bool:
+    """Whether a state of the history is not older than the newest seen nor newer than the
+    polled one (the next poll shows that one)."""
+    if stamp is None:
+        return True
+    return (since is None or stamp >= since) and (until is None or stamp <= until)
+
+
+def _identities(state: State) -> List[Tuple[Any, ...]]:
+    """What tells a state apart: its id (the run's ``state`` and its history share it)
+    and what it shows, for a server that leaves the id out of one of them."""
+    keys: List[Tuple[Any, ...]] = [("shown", state.type, state.name, state.timestamp)]
+    if state.raw.get("id"):
+        keys.append(("id", state.raw["id"]))
+    return keys
 
 
 class NewLogLines:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from datetime import date, datetime, time, timedelta, timezone
-from typing import Any, Dict, Iterable, List, Optional, TextIO, Tuple
+from typing import Any, Dict, Iterable, List, Optional, TextIO, Tuple, Union
 
 from .. import (
     FlowRun,
@@ -17,6 +17,7 @@ from .. import (
     LogRecord,
     ParameterRejectedError,
     ResultNotReadyError,
+    State,
     StateType,
 )
 from ._parsing import UsageError
@@ -197,11 +198,12 @@ def _stamp(when: Optional[datetime] = None) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S")
 
 
-def state_line(run: FlowRun, when: Optional[datetime] = None) -> str:
-    """``<time> state    Running: message`` for a plain, timestamped stream."""
-    state = "Unknown" if run.state is None else str(run.state)
-    stamp = when or (run.state.timestamp if run.state is not None else None)
-    return f"{_stamp(stamp)} {'STATE':<8} {one_line(state)}"
+def state_line(run: Union[FlowRun, State], when: Optional[datetime] = None) -> str:
+    """``<time> state    Running: message`` (of a run's state) for a plain, timestamped stream."""
+    entered = run.state if isinstance(run, FlowRun) else run
+    shown = "Unknown" if entered is None else str(entered)
+    stamp = when or (entered.timestamp if entered is not None else None)
+    return f"{_stamp(stamp)} {'STATE':<8} {one_line(shown)}"
 
 
 def log_line(record: LogRecord) -> str:

@@ -79,6 +79,22 @@ def test_watch_streams_states_and_the_flows_own_log_line_in_order(
     assert "COMPLETED" in lines[-2] or "COMPLETED" in lines[-1]
 
 
+def test_watch_shows_every_state_even_one_shorter_than_the_poll_interval(
+    api_url: str, cli_env: Dict[str, str]
+) -> None:
+    # Running lasts a fraction of a second: a 5 s poll rarely sees it; the history has it.
+    result = deploytrigger(
+        cli_env, api_url, "run", "add/add-dep", "-p", "x=3", "--watch", "--poll-interval", "5"
+    )
+    assert result.returncode == 0, result.stderr
+    lines: List[str] = result.stdout.splitlines()
+    states = [line.split("STATE", 1)[1].strip() for line in lines if " STATE " in line]
+    assert states == ["Scheduled", "Pending", "Submitting", "Running", "Completed"], result.stdout
+    running = next(i for i, line in enumerate(lines) if line.endswith("STATE    Running"))
+    printed = next(i for i, line in enumerate(lines) if line.endswith("INFO     sum is 13"))
+    assert running < printed, result.stdout
+
+
 def test_failed_run_exits_1(api_url: str, cli_env: Dict[str, str]) -> None:
     result = deploytrigger(cli_env, api_url, "run", "fail/fail-dep", "--poll-interval", "0.5")
     assert result.returncode == 1, result.stderr

@@ -337,6 +337,57 @@ def test_filter_reads_runs_by_id_and_caps_the_limit(target: Target) -> None:
     assert bad_id.json()["exception_detail"][0]["loc"] == ["body", "flow_runs", "id", "any_", 0]
 
 
+def test_state_history_lists_every_state_of_a_run_oldest_first(target: Target) -> None:
+    with target.client() as client:
+        run = client.run_deployment(
+            "add/add-dep", parameters={"x": 1}, timeout=60, poll_interval=0.2
+        )
+        states = client.read_flow_run_states(run.id)
+    answer = target.get(f"/flow_run_states/?flow_run_id={run.id}")
+    assert answer.status_code == 200
+    history = answer.json()
+    assert [(s["type"], s["name"]) for s in history] == [
+        ("SCHEDULED", "Scheduled"),
+        ("PENDING", "Pending"),
+        ("PENDING", "Submitting"),
+        ("RUNNING", "Running"),
+        ("COMPLETED", "Completed"),
+    ]
+    assert all(
+        set(s) == {"id", "type", "name", "timestamp", "message", "data", "state_details"}
+        and s["state_details"]["flow_run_id"] == str(run.id)
+        for s in history
+    )
+    stamps = [s.timestamp for s in states]
+    assert None not in stamps and stamps == sorted(stamps)  # type: ignore[type-var]
+    assert run.state is not None and history[-1] == dict(run.state.raw)  # the run's own state
+    assert [(s.type.value, s.name, s.raw["id"]) for s in states] == [
+        (s["type"], s["name"], s["id"]) for s in history
+    ]
+    unknown = target.get(f"/flow_run_states/?flow_run_id={uuid.uuid4()}")
+    assert (unknown.status_code, unknown.json()) == (200, [])
+    missing, bad = target.get("/flow_run_states/"), target.get("/flow_run_states/?flow_run_id=x")
+    assert (missing.status_code, missing.json()) == (
+        422,
+        {
+            "exception_message": "Invalid request received.",
+            "exception_detail": [
+                {
+                    "type": "missing",
+                    "loc": ["query", "flow_run_id"],
+                    "msg": "Field required",
+                    "input": None,
+                }
+            ],
+            "request_body": None,
+        },
+    )
+    assert bad.status_code == 422
+    assert [(d["type"], d["loc"], d["input"]) for d in bad.json()["exception_detail"]] == [
+        ("uuid_parsing", ["query", "flow_run_id"], "x")
+    ]
+
+
 # -- cancelling ------------------------------------------------------------------------------
 
 

@@ -101,6 +101,7 @@ class Backend(DeploymentEndpoints, TaskRunAndLogEndpoints):
             ("POST", r"/flow_runs/filter", self._filter_flow_runs),
             ("GET", rf"/flow_runs/({_UUID})", self._read_flow_run),
             ("POST", rf"/flow_runs/({_UUID})/set_state", self._set_state),
+            ("GET", r"/flow_run_states/", self._read_flow_run_states),
             ("POST", r"/task_runs/", self._create_task_run),
             ("POST", r"/task_runs/filter", self._filter_task_runs),
             ("POST", r"/logs/", self._create_logs),
@@ -402,6 +403,21 @@ class Backend(DeploymentEndpoints, TaskRunAndLogEndpoints):
         if run is None:
             return 404, records.not_found("Flow run not found")
         return 200, self._run_json(run)
+
+    def _read_flow_run_states(self, *, query: Mapping[str, str], **_: Any) -> Answer:
+        """A run's states, oldest first; none for an unknown run; 422 without a valid id."""
+        given = query.get("flow_run_id")
+        if given is None:
+            return 422, records.invalid_query("flow_run_id", None, "missing", "Field required")
+        run_id = bodies.canonical(given)
+        if run_id == given and not re.fullmatch(_UUID, given):
+            msg = "Input should be a valid UUID"
+            return 422, records.invalid_query("flow_run_id", given, "uuid_parsing", msg)
+        run = self.runs.get(run_id)
+        if run is None:
+            return 200, []
+        self._advance(run, self._clock())
+        return 200, [json.loads(json.dumps(state)) for state in run.history]
 
     def _filter_flow_runs(self, *, body: Any, **_: Any) -> Answer:
         limit, offset = bodies.page(body)

@@ -255,6 +255,16 @@ def unprocessable(
     }
 
 
+def invalid_query(name: str, given: Any, error_type: str, msg: str) -> Dict[str, Any]:
+    """The body of a 422 for a query parameter missing or not of its type."""
+    detail = {"type": error_type, "loc": ["query", name], "msg": msg, "input": given}
+    return {
+        "exception_message": "Invalid request received.",
+        "exception_detail": [detail],
+        "request_body": None,
+    }
+
+
 def new_id() -> str:
     """A fresh id, as the server writes ids."""
     return str(uuid.uuid4())

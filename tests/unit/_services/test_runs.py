@@ -35,6 +35,7 @@ from deploytrigger import (
     Client,
     ConnectionFailedError,
     FlowRunNotFoundError,
+    InvalidArgumentError,
     StateType,
 )
 
@@ -289,3 +290,53 @@ def test_wait_raises_once_an_outage_outlasts_the_tolerance(
             client.run_deployment("add/add-dep", poll_interval=5)
     # Polls go on for the tolerance (30 s), not forever, not less.
     assert 30 <= fake_time.now - started < 30 + 5 + (MAX_RETRIES + 1) * 1.0 + 1
+
+
+# -- the state history ---------------------------------------------------------------------------
+
+
+def history_state(state_type: str, name: str, second: int) -> Any:
+    return {
+        "id": str(uuid.UUID(int=second)),
+        "type": state_type,
+        "name": name,
+        "timestamp": f"2026-11-23T20:00:{second:02d}.000000Z",
+        "message": None,
+        "data": None,
+        "state_details": {"flow_run_id": str(RUN_ID)},
+    }
+
+
+def test_read_flow_run_states_gets_the_history_oldest_first(
+    client: Client, http: responses.RequestsMock
+) -> None:
+    states_url = f"{RUN.rsplit('/flow_runs/', 1)[0]}/flow_run_states/"
+    answer = [
+        history_state("SCHEDULED", "Scheduled", 1),
+        history_state("RUNNING", "Running", 3),  # out of order: sorted by time
+        history_state("PENDING", "Pending", 2),
+        history_state("COMPLETED", "Completed", 4),
+    ]
+    http.get(states_url, json=answer)
+
+    states = client.read_flow_run_states(str(RUN_ID))
+
+    assert [(s.type, s.name) for s in states] == [
+        (StateType.SCHEDULED, "Scheduled"),
+        (StateType.PENDING, "Pending"),
+        (StateType.RUNNING, "Running"),
+        (StateType.COMPLETED, "Completed"),
+    ]
+    assert states[1].raw["id"] == str(uuid.UUID(int=2))
+    assert states[0].timestamp == dt.datetime(2026, 11, 23, 20, 0, 1, tzinfo=dt.timezone.utc)
+    assert len(calls_to(http, "GET", f"{states_url}?flow_run_id={RUN_ID}")) == 1
+
+
+def test_read_flow_run_states_of_an_unknown_run_is_empty_and_a_bad_id_is_refused(
+    client: Client, http: responses.RequestsMock
+) -> None:
+    http.get(f"{RUN.rsplit('/flow_runs/', 1)[0]}/flow_run_states/", json=[])
+    assert client.read_flow_run_states(uuid.UUID(int=7)) == []
+    with pytest.raises(InvalidArgumentError):
+        client.read_flow_run_states("not-a-uuid")
+    assert len(http.calls) == 1

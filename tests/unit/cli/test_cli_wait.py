@@ -364,6 +364,8 @@ def test_watch_exits_soon_after_the_run_is_final_whatever_the_poll_interval(
         status=201,
     )
     http.add(responses.GET, f"{API}/flow_runs/{run_id}", json=run_json(run_id, "COMPLETED"))
+    history = [run_json(run_id, kind)["state"] for kind in ("SCHEDULED", "COMPLETED")]
+    http.add(responses.GET, f"{API}/flow_run_states/", json=history)
     pages = [
         [log_json(1, "2026-11-23T20:00:04+00:00", "sum is 13")],
         [],
