@@ -102,9 +102,11 @@ def watch_run(
     entered and left between two polls is shown too. The lines are read after
     each poll, and once the run is final every :data:`DRAIN_EVERY` seconds
     until none has come for :data:`DRAIN_QUIET` seconds. So the command exits
-    a few seconds after the run ends whatever ``--poll-interval`` is. The final
-    state is printed last, after the drained lines: Prefect sends a run's
-    lines in batches, so its last ones reach the server after its final state.
+    a few seconds after the run ends whatever ``--poll-interval`` is. Prefect
+    sends a run's lines in batches, so its last ones reach the server after its
+    final state: the final state waits for them and takes its place among them
+    by its timestamp (a line stamped after it comes after it), so the output
+    never goes back in time.
     """
     out.stream(state_line(run))
     states = NewStates(client, run)
@@ -136,7 +138,7 @@ def watch_run(
 
 def _print_in_order(out: Output, new: List[LogRecord], states: NewStates, final: bool) -> None:
     """The lines, each after the states entered before it; then, unless the run is final,
-    the states left (a final run's wait for its drained lines, the final state for the end)."""
+    the states left (a final run's wait for its drained lines: some are stamped before it)."""
     for record in new:
         for entered in states.take(before=record.timestamp):
             out.stream(state_line(entered))
@@ -165,8 +167,8 @@ def state_key(run: FlowRun) -> Optional[Tuple[Any, ...]]:
 
 
 def _drain(lines: NewLogLines, out: Output, states: NewStates) -> None:
-    """Print a final run's last lines until none has come for :data:`DRAIN_QUIET` seconds
-    (each after the states entered before it, the final state held back)."""
+    """Print a final run's last lines until none has come for :data:`DRAIN_QUIET` seconds,
+    each after the states entered before it (the final state among them)."""
     started = quiet_since = time.monotonic()
     while time.monotonic() - quiet_since < DRAIN_QUIET and time.monotonic() - started < DRAIN_LIMIT:
         time.sleep(DRAIN_EVERY)
@@ -215,14 +217,14 @@ class NewStates:
 
     def take(self, before: Optional[datetime] = None) -> List[State]:
         """The queued states, taken off the queue; with ``before``, only those entered
-        before it, and never a final state (it is printed last)."""
+        before it (a state with no timestamp waits for the end)."""
         count = len(self._queued)
         if before is not None:
             count = next(
                 (
                     index
                     for index, queued in enumerate(self._queued)
-                    if queued.is_final() or queued.timestamp is None or queued.timestamp >= before
+                    if queued.timestamp is None or queued.timestamp >= before
                 ),
                 count,
             )

@@ -384,8 +384,9 @@ def test_watch_exits_soon_after_the_run_is_final_whatever_the_poll_interval(
     lines = out.splitlines()
     assert "STATE    Scheduled" in lines[0]
     assert "sum is 13" in lines[1]
-    assert "Finished in state Completed()" in lines[2]  # drained: it came after the state
-    assert "STATE    Completed" in lines[3]  # the final state last, once the lines drained
+    # In time order: the final state (20:00:05) before the line drained after it (20:00:06).
+    assert "STATE    Completed" in lines[2]
+    assert "Finished in state Completed()" in lines[3]  # drained: it reached the server later
     assert "COMPLETED" in lines[4]
     assert sum("Finished in state" in line for line in lines) == 1
 
