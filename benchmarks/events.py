@@ -1,8 +1,9 @@
 """Completion -> return: how long after a run ends each waiter hands it back.
 
-One command, from the repository root (about 5 minutes)::
+One command, from the repository root (about 10 minutes)::
 
     .venv/bin/python -m benchmarks.events [--repetitions 5] [--intervals 5 30]
+        [--parts latency requests many order]
 
 Starts a throwaway Prefect server serving ``examples/flows.py`` and, for each
 poll interval, runs the waiters side by side, each on its own ``sleepy`` run
@@ -21,6 +22,20 @@ events listener's websocket is pointed at the server directly (a private seam,
 ``EventsListener.url``). Prefect's waiters talk to the server directly and are
 not counted. Figures are min / median / max over the repetitions and are
 written to ``benchmarks/events_results.rst`` (included in the docs).
+
+Three more parts, written to ``benchmarks/events_more_results.rst``:
+
+- ``requests``: every REST request (at the proxy) a listening client sends while
+  waiting for one 10 s run at ``poll_interval=30`` (target: at most 2);
+- ``many``: the requests of one ``wait_all`` on 200 runs at
+  ``poll_interval=60`` with events; nothing executes these runs (a deployment
+  that nobody serves): the benchmark sets them COMPLETED over REST in four
+  batches of 50, 40 s apart, so the wait spans two intervals (target: at most
+  one filter request per 200 runs per interval, plus one read per batch that
+  finished);
+- ``order``: ``as_completed`` at ``poll_interval=60`` with events on six runs of
+  1..6 s created together, in shuffled order: whether it yields in the order the
+  runs ended (``end_time``) and each yield's lag behind its run's ``end_time``.
 """
 
 from __future__ import annotations
@@ -34,18 +49,28 @@ import tempfile
 import threading
 import time
 import uuid
+from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence, Tuple
 
 from harness.local_server import LocalPrefect
 from harness.proxy import Proxy
+
+if TYPE_CHECKING:
+    from deploytrigger import Client, FlowRun
 
 HERE = Path(__file__).resolve().parent
 FLOWS_SCRIPT = HERE.parent / "examples" / "flows.py"
 DEPLOYMENT = "sleepy/sleepy-dep"
 RUN_SECONDS = 1.0
 RESULTS = HERE / "events_results.rst"
+MORE_RESULTS = HERE / "events_more_results.rst"
+PARTS = ("latency", "requests", "many", "order")
+IDLE_FLOW, IDLE_DEPLOYMENT = "bench-idle", "bench-idle-dep"
+"""A deployment nobody serves: its runs end only when the benchmark sets their state."""
+MANY_RUNS, MANY_BATCHES, MANY_BATCH_GAP = 200, 4, 40.0
+ORDER_SECONDS = (4, 1, 6, 2, 5, 3)
 
 WAITERS = ("events", "polling", "prefect-run-deployment", "prefect-wait-for-flow-run")
 LABELS = {
@@ -63,6 +88,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repetitions", type=int, default=5)
     parser.add_argument("--intervals", type=float, nargs="+", default=[5.0, 30.0])
+    parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS))
     args = parser.parse_args(argv)
     with LocalPrefect(FLOWS_SCRIPT, deployments=[DEPLOYMENT]) as server, Proxy(
         server.api_url
@@ -73,18 +99,179 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         importlib.import_module("prefect.deployments")
         importlib.import_module("prefect.flow_runs")
 
-        table: Dict[Tuple[str, float], List[Sample]] = {}
-        for interval in args.intervals:
-            for repetition in range(args.repetitions):
-                samples = side_by_side(server.api_url, proxy, interval)
-                for waiter, sample in samples.items():
-                    table.setdefault((waiter, interval), []).append(sample)
-                shown = ", ".join(f"{w} {s[0]:.3f}s" for w, s in samples.items())
-                print(f"poll_interval={interval:g} #{repetition + 1}: {shown}", flush=True)
-    text = render(table, args.intervals, args.repetitions)
-    print(text)
-    RESULTS.write_text(text, encoding="utf-8")
+        if "latency" in args.parts:
+            table: Dict[Tuple[str, float], List[Sample]] = {}
+            for interval in args.intervals:
+                for repetition in range(args.repetitions):
+                    samples = side_by_side(server.api_url, proxy, interval)
+                    for waiter, sample in samples.items():
+                        table.setdefault((waiter, interval), []).append(sample)
+                    shown = ", ".join(f"{w} {s[0]:.3f}s" for w, s in samples.items())
+                    print(f"poll_interval={interval:g} #{repetition + 1}: {shown}", flush=True)
+            text = render(table, args.intervals, args.repetitions)
+            print(text)
+            RESULTS.write_text(text, encoding="utf-8")
+        more: List[str] = []
+        if "requests" in args.parts:
+            more += requests_for_one_run(server.api_url, proxy, args.repetitions)
+        if "many" in args.parts:
+            more += requests_for_many_runs(server.api_url, proxy)
+        if "order" in args.parts:
+            more += completion_order(server.api_url, args.repetitions)
+    if more:
+        text = render_more(more)
+        print(text)
+        MORE_RESULTS.write_text(text, encoding="utf-8")
     return 0
+
+
+def listening_client(api_url: str, proxy: Proxy) -> Client:
+    """A client with events whose REST goes through the proxy and its websocket straight on."""
+    from deploytrigger import Client
+    from deploytrigger._waits.events import EventsListener, events_url
+
+    client = Client(proxy.api_url, events="on")
+    listener = client.poller.wakeups
+    assert isinstance(listener, EventsListener)
+    listener.url = events_url(api_url)  # the proxy forwards HTTP, not websockets
+    return client
+
+
+def requests_for_one_run(api_url: str, proxy: Proxy, repetitions: int) -> List[str]:
+    """Requests sent while waiting for one 10 s run at ``poll_interval=30``, with events."""
+    counts: List[float] = []
+    endpoints: Counter[str] = Counter()
+    for repetition in range(repetitions):
+        with listening_client(api_url, proxy) as client:
+            run_id = client.run_deployment(DEPLOYMENT, parameters={"seconds": 10}, timeout=0).id
+            proxy.clear_received()
+            run = client.wait_for_flow_run(run_id, poll_interval=30, timeout=600)
+            sent = list(proxy.received)
+        assert run.state is not None and run.state.type == "COMPLETED", run.state
+        counts.append(float(len(sent)))
+        endpoints.update(_endpoint_of(r.method, r.path) for r in sent)
+        print(f"one 10 s run #{repetition + 1}: {len(sent)} requests", flush=True)
+    shown = ", ".join(f"{e} x{n}" for e, n in sorted(endpoints.items()))
+    return [
+        f"Requests while waiting for one 10 s run at ``poll_interval=30`` with events, "
+        f"{repetitions} repetitions (target: at most 2): "
+        f"**{_three(counts, '{:.0f}')}** (min / median / max); in all: {shown}."
+    ]
+
+
+def requests_for_many_runs(api_url: str, proxy: Proxy) -> List[str]:
+    """One ``wait_all`` on 200 runs at ``poll_interval=60``; the runs end in four batches."""
+    import requests
+
+    from deploytrigger import Client
+    from deploytrigger._waits.events import EventsListener
+
+    session = requests.Session()
+
+    def post(path: str, body: Dict[str, object]) -> Dict[str, object]:
+        response = session.post(f"{api_url}{path}", json=body, timeout=120)
+        response.raise_for_status()
+        answer: Dict[str, object] = response.json()
+        return answer
+
+    flow = post("/flows/", {"name": IDLE_FLOW})
+    post("/deployments/", {"name": IDLE_DEPLOYMENT, "flow_id": flow["id"], "parameters": {}})
+    with Client(api_url, events="off") as creator:
+        ids = [
+            creator.run_deployment(f"{IDLE_FLOW}/{IDLE_DEPLOYMENT}", timeout=0).id
+            for _ in range(MANY_RUNS)
+        ]
+    size = MANY_RUNS // MANY_BATCHES
+    batches = [ids[i : i + size] for i in range(0, MANY_RUNS, size)]
+    with listening_client(api_url, proxy) as client:
+        listener = client.poller.wakeups
+        assert isinstance(listener, EventsListener)
+        spread: List[float] = []
+
+        def finish() -> None:
+            while listener.connections < 1:
+                time.sleep(0.05)
+            for index, batch in enumerate(batches):
+                time.sleep(5.0 if index == 0 else MANY_BATCH_GAP)
+                began = time.monotonic()
+                for run_id in batch:
+                    post(
+                        f"/flow_runs/{run_id}/set_state",
+                        {"state": {"type": "COMPLETED", "name": "Completed"}, "force": True},
+                    )
+                spread.append(time.monotonic() - began)
+                print(f"200 runs: batch {index + 1} of {len(batches)} completed", flush=True)
+
+        finisher = threading.Thread(target=finish, daemon=True)
+        proxy.clear_received()
+        started = time.monotonic()
+        finisher.start()
+        result = client.wait_all(ids, poll_interval=60, timeout=900)
+        elapsed = time.monotonic() - started
+        sent = list(proxy.received)
+        finisher.join(60)
+    assert not result.not_done and len(result.done) == MANY_RUNS
+    endpoints = Counter(_endpoint_of(r.method, r.path) for r in sent)
+    intervals = int(elapsed // 60)
+    filters = endpoints.get("POST /flow_runs/filter", 0)
+    shown = ", ".join(f"{e} x{n}" for e, n in sorted(endpoints.items()))
+    return [
+        f"Requests of one ``wait_all`` on {MANY_RUNS} runs at ``poll_interval=60`` with events, "
+        f"the runs set COMPLETED in {len(batches)} batches of {size}, {MANY_BATCH_GAP:g} s "
+        f"apart (each batch's 50 state changes took {_three(spread, '{:.1f}')} s to send, "
+        f"one after another); the wait took {elapsed:.0f} s ({intervals} whole intervals): "
+        f"**{len(sent)} requests**, {filters} of them filters. Targets: one read per "
+        f"finished run (the issue's): at most 1 + {intervals} + {MANY_RUNS} = "
+        f"{1 + intervals + MANY_RUNS}; one read per finished batch: at most 1 + "
+        f"{intervals} + {len(batches)} = {1 + intervals + len(batches)}. In all: {shown}."
+    ]
+
+
+def completion_order(api_url: str, repetitions: int) -> List[str]:
+    """``as_completed`` on runs of 1..6 s: order, and the lag behind each run's end."""
+    from deploytrigger import Client
+
+    lags: List[float] = []
+    in_order = 0
+    for repetition in range(repetitions):
+        with Client(api_url, events="on") as client:
+            handles = [
+                client.submit(DEPLOYMENT, parameters={"seconds": seconds})
+                for seconds in ORDER_SECONDS
+            ]
+            yielded: List[Tuple[datetime, FlowRun]] = []
+            for run in client.as_completed(handles, poll_interval=60, timeout=600):
+                yielded.append((datetime.now(timezone.utc), run))
+        ends = [run.end_time for _, run in yielded]
+        ordered = ends == sorted(ends)
+        in_order += ordered
+        these = [_since_end(when, run.end_time) for when, run in yielded]
+        lags += these
+        shown = ", ".join(
+            f"{run.parameters['seconds']}s +{lag:.3f}" for (_, run), lag in zip(yielded, these)
+        )
+        print(f"as_completed #{repetition + 1}: in order {ordered}: {shown}", flush=True)
+    within = sum(lag <= 0.1 for lag in lags)
+    return [
+        f"``as_completed`` at ``poll_interval=60`` with events on runs of "
+        f"{', '.join(str(s) for s in ORDER_SECONDS)} s, {repetitions} repetitions: yielded "
+        f"in completion order {in_order} of {repetitions} times; lag behind each run's "
+        f"``end_time`` **{_three(lags, '{:.3f}')} s** (min / median / max), "
+        f"{within} of {len(lags)} within 0.1 s (target: all)."
+    ]
+
+
+def _endpoint_of(method: str, path: str) -> str:
+    import re
+
+    path = re.sub(r"[0-9a-f]{8}-[0-9a-f-]{27}", "{id}", path.split("?")[0])
+    return f"{method} {path.replace('/api', '', 1)}"
+
+
+def render_more(paragraphs: List[str]) -> str:
+    stamp = time.strftime("%Y-%m-%d")
+    head = f".. Written by ``python -m benchmarks.events`` on {stamp}."
+    return "\n\n".join([head, *(f"- {p}" for p in paragraphs)]) + "\n"
 
 
 def side_by_side(api_url: str, proxy: Proxy, interval: float) -> Dict[str, Sample]:

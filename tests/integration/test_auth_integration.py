@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import base64
+import logging
+import threading
+import uuid
+from typing import List
+
 import pytest
 from conftest import AUTH_DEPLOYMENT, AUTH_FLOW, AUTH_PASSWORD, AUTH_USER
+from helpers.events_probe import SAFETY_NET, TIMEOUT, eventually, listener_of, record_connects
+from helpers.server_http import server_session
 
-from deploytrigger import AuthenticationError, Client, StateType
+from deploytrigger import AuthenticationError, Client, DeployTriggerError, StateType
+from deploytrigger._waits import events
 from harness.local_server import LocalPrefect
 
 pytestmark = pytest.mark.integration
@@ -51,3 +60,58 @@ def test_an_api_key_is_not_basic_auth(auth_prefect: LocalPrefect) -> None:
     client = Client(auth_prefect.api_url, api_key=AUTH_PASSWORD)
     with client, pytest.raises(AuthenticationError):
         client.read_deployment_by_name(DEPLOYMENT)
+
+
+def finish_once_listening(
+    server: LocalPrefect, listener: events.EventsListener, run_id: uuid.UUID
+) -> threading.Thread:
+    """Set the run COMPLETED over REST once the listener is subscribed (nothing executes it)."""
+
+    def finish() -> None:
+        eventually(lambda: listener.connections >= 1)
+        with server_session(server.auth) as http:
+            response = http.post(
+                f"{server.api_url}/flow_runs/{run_id}/set_state",
+                json={"state": {"type": "COMPLETED", "name": "Completed"}, "force": True},
+                timeout=60,
+            )
+            response.raise_for_status()
+
+    thread = threading.Thread(target=finish, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_a_wait_with_basic_auth_is_woken_by_the_event_and_the_secret_never_shows(
+    auth_prefect: LocalPrefect, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    auth_string = f"{AUTH_USER}:{AUTH_PASSWORD}"
+    secrets = [AUTH_PASSWORD, auth_string, base64.b64encode(auth_string.encode()).decode()]
+    connects = record_connects(monkeypatch)
+    caplog.set_level(logging.DEBUG)  # the root logger: every library's records
+    for name in ("deploytrigger", "websocket", "urllib3"):
+        caplog.set_level(logging.DEBUG, logger=name)
+    shown: List[str] = []
+    with Client(auth_prefect.api_url, auth_string=auth_string, events="on") as client:
+        run = client.run_deployment(DEPLOYMENT, timeout=0)
+        listener = listener_of(client)
+        finisher = finish_once_listening(auth_prefect, listener, run.id)
+        final = client.wait_for_flow_run(run.id, poll_interval=SAFETY_NET, timeout=TIMEOUT)
+        finisher.join(60)
+        shown += [repr(client), repr(client.settings), repr(listener), str(client.settings)]
+        for failing in (
+            lambda: client.read_deployment_by_name("no-such-flow/no-such-deployment"),
+            lambda: client.read_flow_run(uuid.uuid4()),
+            lambda: client.submit(DEPLOYMENT).result(timeout=0.5, poll_interval=0.2),
+        ):
+            with pytest.raises(DeployTriggerError) as caught:
+                failing()
+            shown += [repr(caught.value), str(caught.value), repr(caught.value.args)]
+
+    assert final.state is not None and final.state.type == StateType.COMPLETED
+    assert connects == [events.events_url(auth_prefect.api_url)] and listener.connections == 1
+    assert any(r.name == "deploytrigger" and r.levelno == logging.DEBUG for r in caplog.records)
+    shown += [caplog.text] + [record.getMessage() for record in caplog.records]
+    shown += [repr(record.args) for record in caplog.records]
+    leaks = [text for text in shown for secret in secrets if secret in text]
+    assert leaks == []

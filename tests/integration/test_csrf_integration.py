@@ -17,9 +17,11 @@ from typing import Any, Dict, Iterator, List
 
 import pytest
 from conftest import FLOWS_SCRIPT
+from helpers.events_probe import SAFETY_NET, TIMEOUT, listener_of, record_connects
 from helpers.server_http import raw
 
 from deploytrigger import Client, CSRFError, StateType
+from deploytrigger._waits import events
 from harness.local_server import LocalPrefect
 from harness.proxy import Proxy, Rule
 
@@ -56,6 +58,24 @@ def test_trigger_and_wait_for_completion(client: Client) -> None:
 
     assert run.state is not None and run.state.type is StateType.COMPLETED
     assert run.parameters == {"x": 5, "y": 10}
+
+
+def test_the_events_stream_wakes_a_wait_with_csrf_protection_on(
+    csrf_prefect: LocalPrefect, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stream is exempt from CSRF: the listener sends no token and still wakes the wait."""
+    connects = record_connects(monkeypatch)
+    with Client(csrf_prefect.api_url, events="on") as client:
+        run = client.run_deployment(
+            "sleepy/sleepy-dep",
+            parameters={"seconds": 2},
+            poll_interval=SAFETY_NET,
+            timeout=TIMEOUT,
+        )
+        listener = listener_of(client)
+
+    assert run.state is not None and run.state.type is StateType.COMPLETED
+    assert connects == [events.events_url(csrf_prefect.api_url)] and listener.connections == 1
 
 
 def test_tracked_parent_and_linked_child(client: Client, csrf_prefect: LocalPrefect) -> None:

@@ -7,14 +7,12 @@ the run not final, and fail.
 
 from __future__ import annotations
 
-import contextlib
-import socket
 import threading
 import time
 from typing import Any, Iterator, List, Mapping
-from urllib.parse import urlsplit
 
 import pytest
+from helpers.relay import Relay
 
 from deploytrigger import Client
 from deploytrigger._waits import events
@@ -81,59 +79,6 @@ def test_many_runs_wait_on_one_socket(api_url: str, connects: List[str]) -> None
     assert all(run.state is not None and run.state.type == "COMPLETED" for run in done)
     assert len(more.done) == 1 and not more.not_done
     assert len(connects) == 1
-
-
-class Relay:
-    """A loopback TCP relay to the server that can cut every connection through it."""
-
-    def __init__(self, upstream: str) -> None:
-        parts = urlsplit(upstream)
-        self._target = (parts.hostname or "127.0.0.1", parts.port or 80)
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        port = self._listener.getsockname()[1]
-        self.api_url = f"{parts.scheme}://127.0.0.1:{port}{parts.path}"
-        self._sockets: List[socket.socket] = []
-        self._lock = threading.Lock()
-        self.cuts = 0
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(self._target)
-            with self._lock:
-                self._sockets += [client, upstream]
-            for source, sink in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
-
-    @staticmethod
-    def _pipe(source: socket.socket, sink: socket.socket) -> None:
-        with contextlib.suppress(OSError):
-            while True:
-                data = source.recv(65536)
-                if not data:
-                    break
-                sink.sendall(data)
-        for end in (source, sink):
-            with contextlib.suppress(OSError):
-                end.shutdown(socket.SHUT_RDWR)
-
-    def cut(self) -> None:
-        """Drop every connection through the relay (new ones are still accepted)."""
-        with self._lock:
-            cut, self._sockets = self._sockets, []
-        for end in cut:
-            with contextlib.suppress(OSError):
-                end.shutdown(socket.SHUT_RDWR)
-            end.close()
-        self.cuts += 1
-
-    def close(self) -> None:
-        self._listener.close()
-        self.cut()
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import subprocess
 import sys
 import time
@@ -19,6 +20,7 @@ from typing import Any, Dict, Iterator, List
 
 import helpers.server_http as server_http
 import pytest
+from helpers.events_probe import eventually, listener_of
 from helpers.server_http import raw
 
 from deploytrigger import Client, FlowRun, FlowRunFailedError, StateType, parent_run
@@ -251,3 +253,44 @@ def test_placeholder_under_a_task_run_parent_equals_prefects_own(
         key: theirs.get(key) for key in CREATED_FIELDS
     }
     assert ("__parents__" in ours["task_inputs"]) == (prefect_version == "3.8.8")
+
+
+def events_unavailable_lines(caplog: pytest.LogCaptureFixture) -> List[logging.LogRecord]:
+    """The listener's "no stream here, waits poll" records (its debug lines left out)."""
+    return [
+        record
+        for record in caplog.records
+        if record.name == "deploytrigger"
+        and record.levelno >= logging.INFO
+        and record.getMessage().startswith("events:")
+    ]
+
+
+@pytest.mark.parametrize("mode, level", [("auto", logging.INFO), ("on", logging.WARNING)])
+def test_a_server_without_the_stream_is_waited_on_by_polling_with_one_log_line(
+    matrix_prefect: LocalPrefect,
+    prefect_version: str,
+    caplog: pytest.LogCaptureFixture,
+    mode: str,
+    level: int,
+) -> None:
+    """Prefect 2.20 answers the events handshake with HTTP 500: the waits poll, no error escapes."""
+    if not prefect_version.startswith("2."):
+        pytest.skip("3.x servers offer the events stream")
+    caplog.set_level(logging.DEBUG, logger="deploytrigger")
+    with Client(matrix_prefect.api_url, events=mode, request_timeout=30, max_retries=10) as client:
+        runs = [
+            client.run_deployment("add/add-dep", parameters={"a": i}, timeout=WAIT, poll_interval=1)
+            for i in range(2)
+        ]
+        handles = [client.submit("add/add-dep", parameters={"a": 10 + i}) for i in range(3)]
+        done = list(client.as_completed(handles, timeout=WAIT, poll_interval=1))
+        listener = listener_of(client)
+        gave_up = eventually(lambda: not listener.listening(), 60)
+
+    assert all(run.state is not None and run.state.is_completed() for run in runs + done)
+    assert sorted(run.parameters["a"] for run in done) == [10, 11, 12]
+    assert gave_up and listener.connections == 0
+    (line,) = events_unavailable_lines(caplog)
+    assert line.levelno == level
+    assert "refused the stream" in line.getMessage() and "poll" in line.getMessage()

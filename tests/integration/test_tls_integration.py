@@ -8,19 +8,29 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import logging
 import ssl
 import warnings
 from pathlib import Path
-from typing import Iterator, Tuple
+from typing import Any, Dict, Iterator, Optional, Tuple
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from helpers.events_probe import (
+    SAFETY_NET,
+    TIMEOUT,
+    eventually,
+    listener_of,
+    record_connects,
+)
+from helpers.relay import Relay
 
-from deploytrigger import Client, TLSError
+from deploytrigger import Client, StateType, TLSError
 from deploytrigger import settings as settings_module
+from deploytrigger._waits import events
 from harness.proxy import Proxy
 
 pytestmark = pytest.mark.integration
@@ -171,3 +181,78 @@ def test_skip_verify_works_and_warns_once(
     shown = [str(w.message) for w in caught]
     assert len(shown) == 1, shown
     assert "verification is disabled" in shown[0]
+
+
+# -- the events stream over wss (a TLS-terminating TCP relay: the Proxy passes no websockets) ---
+
+
+@pytest.fixture
+def tls_relay(api_url: str, certificates: Tuple[Path, Path, Path]) -> Iterator[Relay]:
+    _, cert_path, key_path = certificates
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_path, key_path)
+    relay = Relay(api_url, ssl_context=context)
+    yield relay
+    relay.close()
+
+
+def test_the_listener_connects_over_wss_with_the_rest_ca_bundle_and_wakes_the_wait(
+    tls_relay: Relay, certificates: Tuple[Path, Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ca_path = certificates[0]
+    connects = record_connects(monkeypatch)
+    with Client(tls_relay.api_url, verify=str(ca_path), events="on") as client:
+        run = client.run_deployment(
+            "sleepy/sleepy-dep",
+            parameters={"seconds": 2},
+            poll_interval=SAFETY_NET,
+            timeout=TIMEOUT,
+        )
+        listener = listener_of(client)
+
+    assert run.state is not None and run.state.type == StateType.COMPLETED
+    assert tls_relay.api_url.startswith("https://")
+    assert connects == [events.events_url(tls_relay.api_url)]
+    assert connects[0].startswith("wss://") and listener.connections == 1
+    assert tls_relay.failed_handshakes == 0
+
+
+def test_a_stream_whose_certificate_is_not_trusted_falls_back_to_polling(
+    tls_relay: Relay,
+    certificates: Tuple[Path, Path, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """REST trusts the relay's CA, the listener another CA: the wait polls, one log line.
+
+    The client gives both the same ``verify=``, so the listener alone is handed
+    the other CA through ``events.ssl_options`` (what turns ``verify`` into
+    websocket-client's ``sslopt``).
+    """
+    ca_path = certificates[0]
+    other_ca = make_ca_and_server_cert(tmp_path)[0]
+    original = events.ssl_options
+
+    def other_ca_options(verify: Any, environ: Optional[Dict[str, str]] = None) -> Dict[str, Any]:
+        assert verify == str(ca_path)  # what REST uses
+        return original(str(other_ca), environ)
+
+    monkeypatch.setattr(events, "ssl_options", other_ca_options)
+    caplog.set_level(logging.DEBUG, logger="deploytrigger")
+    with Client(tls_relay.api_url, verify=str(ca_path), events="auto") as client:
+        run = client.run_deployment(
+            "sleepy/sleepy-dep", parameters={"seconds": 4}, poll_interval=2, timeout=240
+        )
+        listener = listener_of(client)
+        gave_up = eventually(lambda: not listener.listening(), 120)
+
+    assert run.state is not None and run.state.type == StateType.COMPLETED
+    assert gave_up and listener.connections == 0
+    assert tls_relay.failed_handshakes >= events.ATTEMPTS_BEFORE_FIRST_SUCCESS
+    (line,) = [
+        record.getMessage()
+        for record in caplog.records
+        if record.levelno >= logging.INFO and record.getMessage().startswith("events:")
+    ]
+    assert "could not open the stream (SSLCertVerificationError)" in line
