@@ -66,9 +66,9 @@ def test_wait_reports_each_run_and_exits_1_when_one_failed(
     lines = result.stdout.splitlines()
     assert len(lines) == 3, result.stdout
     by_id = {run_id: next(line for line in lines if run_id in line) for run_id in ids}
-    assert ": COMPLETED in " in by_id[ids[0]]
-    assert ": FAILED in " in by_id[ids[1]] and "RuntimeError: boom" in by_id[ids[1]]
-    assert ": COMPLETED in " in by_id[ids[2]]
+    assert ": COMPLETED, ran " in by_id[ids[0]]
+    assert ": FAILED, ran " in by_id[ids[1]] and "RuntimeError: boom" in by_id[ids[1]]
+    assert ": COMPLETED, ran " in by_id[ids[2]]
     assert "3 flow runs  2 Completed, 1 Failed" in result.stderr
 
     again = deploytrigger(env, api_url, "wait", *ids, "--json")  # all final: at once
