@@ -10,36 +10,21 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Dict, List
 
 import pytest
+from helpers.cli_process import PROCESS_TIMEOUT, cli_environment, deploytrigger
 
 pytestmark = pytest.mark.integration
 
 EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples"
-PROCESS_TIMEOUT = 240
 
 
 @pytest.fixture(scope="module")
 def cli_env(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    env["PREFECT_HOME"] = str(tmp_path_factory.mktemp("prefect-home"))
-    return env
-
-
-def deploytrigger(
-    env: Dict[str, str], api_url: str, *argv: str
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "deploytrigger", *argv, "--api-url", api_url],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=PROCESS_TIMEOUT,
-    )
+    return cli_environment(tmp_path_factory.mktemp("prefect-home"))
 
 
 def one_error_line(result: subprocess.CompletedProcess[str], starts: str) -> None:

@@ -8,44 +8,26 @@ must print the flow's last log line and exit a few seconds after the run ends.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 from typing import Dict, Iterator, List
 
 import pytest
+from helpers.cli_process import cli_environment, deploytrigger
 
 from deploytrigger import Client, FlowRun
 
 pytestmark = pytest.mark.integration
 
-PROCESS_TIMEOUT = 240
-
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, str]:
-    chosen = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    chosen["PREFECT_HOME"] = str(tmp_path_factory.mktemp("prefect-home"))
-    return chosen
+    return cli_environment(tmp_path_factory.mktemp("prefect-home"))
 
 
 @pytest.fixture()
 def client(api_url: str) -> Iterator[Client]:
     with Client(api_url) as opened:
         yield opened
-
-
-def deploytrigger(
-    env: Dict[str, str], api_url: str, *argv: str
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "deploytrigger", *argv, "--api-url", api_url],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=PROCESS_TIMEOUT,
-    )
 
 
 def start(client: Client, name: str, **parameters: object) -> FlowRun:
