@@ -37,7 +37,8 @@ lint: $(STAMP)
 	$(BIN)/lint-imports --no-logo
 
 # The suite on .venv and the nox sessions run side by side (one core each; 22 min in all in
-# a fresh clone, set-up included); each job's output is printed whole when it ends, and either failing fails the test.
+# a fresh clone, set-up included); each job's output is printed whole when it ends, and
+# either failing fails the test.
 test: lint docs
 	$(MAKE) --no-print-directory -j2 --output-sync=target test-suite test-pythons
 
