@@ -114,12 +114,8 @@ def watch_run(
     latest = run
     polls = watch_states(client, run, args)
     try:
-        for polled in polls:
-            if isinstance(polled, LogRecord):  # not with logs=False
-                continue
+        for polled in runs_seen(polls, state):
             latest = polled
-            if state is not None:
-                state["run"] = polled
             new = lines.read()
             states.add(polled)
             _print_in_order(out, new, states, final=polled.is_final())
@@ -146,6 +142,19 @@ def _print_in_order(out: Output, new: List[LogRecord], states: NewStates, final:
     if not final:
         for entered in states.take():
             out.stream(state_line(entered))
+
+
+def runs_seen(
+    polls: Iterator[Union[FlowRun, LogRecord]], state: Optional[Dict[str, Any]]
+) -> Iterator[FlowRun]:
+    """The runs ``polls`` yields (no log lines: it is read without them), each kept as
+    ``state["run"]`` for a Ctrl-C."""
+    for polled in polls:
+        if isinstance(polled, LogRecord):
+            continue
+        if state is not None:
+            state["run"] = polled
+        yield polled
 
 
 def watch_states(

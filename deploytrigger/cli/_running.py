@@ -12,8 +12,8 @@ import time
 import uuid
 from typing import Any, Dict, Optional
 
-from .. import Client, DeploymentNotFoundError, DeployTriggerError, FlowRun, LogRecord
-from ._following import state_key, watch_run, watch_states
+from .. import Client, DeploymentNotFoundError, DeployTriggerError, FlowRun
+from ._following import runs_seen, state_key, watch_run, watch_states
 from ._output import (
     EXIT_COMPLETED,
     EXIT_NOT_FINAL,
@@ -148,12 +148,8 @@ def _follow_run(
     latest = run
     events = watch_states(client, run, args)
     try:
-        for event in events:
-            if isinstance(event, LogRecord):  # not with logs=False
-                continue
+        for event in runs_seen(events, state):
             latest = event
-            if state is not None:
-                state["run"] = event
             key = state_key(event)
             if key != last_state:
                 last_state = key
