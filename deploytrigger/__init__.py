@@ -20,12 +20,12 @@ from .exceptions import *  # noqa: F403  # the exception tree, as listed in exce
 if TYPE_CHECKING:
     from ._default_clients import configure, default_client, reset_default_client
     from ._parents.context import (
-        ParentAwareThreadPoolExecutor,
         ParentRun,
         current_parent,
         parent_run,
         propagate,
     )
+    from ._parents.executor import ParentAwareThreadPoolExecutor
     from ._results.results import StorageBlock
     from ._waits.batch import DoneAndNotDone
     from ._waits.engine import ALL_COMPLETED, FIRST_COMPLETED
@@ -46,7 +46,7 @@ _LAZY: Dict[str, str] = {
     "DoneAndNotDone": "_waits.batch",
     "Client": "client",
     "ClientOptions": "options",
-    "ParentAwareThreadPoolExecutor": "_parents.context",
+    "ParentAwareThreadPoolExecutor": "_parents.executor",
     "ParentRun": "_parents.context",
     "current_parent": "_parents.context",
     "parent_run": "_parents.context",

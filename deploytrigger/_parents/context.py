@@ -14,7 +14,7 @@ wins:
 
 The stack is thread-local: a new thread starts with none of its creator's
 parents, and neither do ``concurrent.futures`` workers. Hand the parent over
-explicitly with :func:`propagate` or :class:`ParentAwareThreadPoolExecutor`;
+explicitly with :func:`propagate` or :class:`~deploytrigger.ParentAwareThreadPoolExecutor`;
 both capture the parent when the work is *submitted*, so a worker links to the
 parent of the code that submitted it. Prefect's own contexts (rule 2) are
 ``contextvars`` and do not follow into threads either; capturing them is what
@@ -31,7 +31,6 @@ import os
 import sys
 import threading
 import uuid
-from concurrent import futures
 from dataclasses import dataclass, field
 from typing import (
     TYPE_CHECKING,
@@ -237,18 +236,6 @@ def propagate(fn: Callable[P, T]) -> Callable[P, T]:
             return fn(*args, **kwargs)
 
     return run_under_parent
-
-
-class ParentAwareThreadPoolExecutor(futures.ThreadPoolExecutor):
-    """A ``ThreadPoolExecutor`` whose tasks run under the submitter's current parent.
-
-    Each ``submit`` (and so each item of ``map``) captures the parent current
-    in the submitting thread at that moment; see :func:`propagate`.
-    """
-
-    def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> futures.Future[T]:
-        """Schedule ``fn(*args, **kwargs)`` under the parent current here and now."""
-        return super().submit(propagate(fn), *args, **kwargs)
 
 
 # -- dynamic keys ------------------------------------------------------------------------

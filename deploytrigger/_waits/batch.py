@@ -143,9 +143,17 @@ def _run_id(ref: Any) -> uuid.UUID:
 
 
 def _poll_until(
-    batch: _Batch, satisfied: Callable[[], bool], deadline: Deadline, interval: float
+    batch: _Batch,
+    satisfied: Callable[[], bool],
+    deadline: Deadline,
+    interval: float,
+    *,
+    all_final: bool = False,
 ) -> Iterator[bool]:
     """Poll the batch until ``satisfied()`` or the deadline passes; yield after each poll.
+
+    ``all_final``: only the final events of all pending runs wake the wait early
+    (``engine.Wakeups.watch``), for a wait that needs every one of them.
 
     Sends nothing when the runs are all known and already satisfy the wait.
     Through an outage the runs stay as last seen (once each is known).
@@ -159,7 +167,13 @@ def _poll_until(
 
     known = satisfied() if batch.resolved() else NOTHING
     yield from batch.reader.poller.rounds(
-        fetch, bool, deadline=deadline, interval=interval, known=known, runs=batch.pending_ids
+        fetch,
+        bool,
+        deadline=deadline,
+        interval=interval,
+        known=known,
+        runs=batch.pending_ids,
+        all_final=all_final,
     )
 
 
@@ -186,7 +200,8 @@ def wait_all(
         return all(handle.done() for handle in handles)
 
     deadline = reader.poller.deadline(wait_timeout)
-    for _ in _poll_until(batch, satisfied, deadline, float(poll_interval)):
+    every = return_when == ALL_COMPLETED
+    for _ in _poll_until(batch, satisfied, deadline, float(poll_interval), all_final=every):
         pass
     done: List[FlowRunHandle] = []
     not_done: List[FlowRunHandle] = []

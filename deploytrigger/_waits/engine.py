@@ -18,7 +18,10 @@ Nothing here sends a request: ``fetch`` is the caller's. Time is injected
 :class:`Watch` on them *before* its first poll and pauses on the watch instead
 of ``sleep``: the fixed interval stays the safety net, and a final-state event
 for one of its runs (or a reconnect of the stream, after which events may have
-been missed) cuts the pause short. The wait then polls, so what it returns is
+been missed) cuts the pause short. A wait that needs every run final
+(``all_final=True``: ``wait_all``, ``run_many``) is woken once all of them
+had their event, so a batch of 200 runs finishing over a minute costs one read,
+not one per event. The wait then polls, so what it returns is
 always the server's record, never an event's word. An event is published
 before the server commits the state: when the record read after a final event
 is not final yet, the next poll comes after :data:`RECHECK_INTERVAL` instead of
@@ -101,8 +104,13 @@ class Watch(Protocol):
 class Wakeups(Protocol):
     """What can wake waits early: the client's events listener (``events.py``)."""
 
-    def watch(self, run_ids: Collection[uuid.UUID]) -> Optional[Watch]:
-        """Start watching ``run_ids``; None when there is no stream to listen to."""
+    def watch(self, run_ids: Collection[uuid.UUID], *, all_final: bool = False) -> Optional[Watch]:
+        """Start watching ``run_ids``; None when there is no stream to listen to.
+
+        With ``all_final``, final events wake the wait only once every run it
+        still waits on has had one (a wait for all of them); a reconnect
+        always wakes it.
+        """
         ...
 
 
@@ -156,6 +164,7 @@ class Poller:
         interval: float,
         known: Union[T, _Nothing] = NOTHING,
         runs: Optional[Callable[[], Collection[uuid.UUID]]] = None,
+        all_final: bool = False,
     ) -> Iterator[T]:
         """Yield each poll's result until one is done or the deadline passes.
 
@@ -166,7 +175,8 @@ class Poller:
         that failed, and is yielded again: consumers that yield events compare
         by identity. ``runs`` gives the ids of the runs still pending (asked
         before the first poll and after each): with it and :attr:`wakeups`, a
-        final-state event of one of them cuts a pause short (module docstring).
+        final-state event of one of them cuts a pause short, or, with
+        ``all_final``, the events of all of them (module docstring).
 
         Raises:
             Whatever ``fetch`` raises that is not transient; a transient error
@@ -177,7 +187,7 @@ class Poller:
 
         outage = _Outage(self, deadline)
         finished = False
-        pace = _Pace(self, runs, interval)
+        pace = _Pace(self, runs, interval, all_final=all_final)
 
         def keep_polling(state: tenacity.RetryCallState) -> bool:
             failed = state.outcome is not None and state.outcome.failed
@@ -236,6 +246,8 @@ class _Pace:
         poller: Poller,
         runs: Optional[Callable[[], Collection[uuid.UUID]]],
         interval: float,
+        *,
+        all_final: bool = False,
     ) -> None:
         self._poller = poller
         self._runs = runs
@@ -244,7 +256,7 @@ class _Pace:
         self._unconfirmed = False
         self._watch: Optional[Watch] = None
         if runs is not None and poller.wakeups is not None and interval > 0:
-            self._watch = poller.wakeups.watch(runs())
+            self._watch = poller.wakeups.watch(runs(), all_final=all_final)
 
     def polled(self) -> None:
         """After a poll that did not end the wait: follow its runs, note unconfirmed finals."""

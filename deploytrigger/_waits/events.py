@@ -81,6 +81,9 @@ QUICK_DROP = 5.0
 MAX_BACKOFF = 30.0
 """Seconds, at most, between attempts to reopen a dropped stream."""
 
+IDLE_CLOSE = 60.0
+"""Seconds with no wait watching a run before the socket is closed (the next wait reopens it)."""
+
 REMEMBERED = 4096
 """Event ids (for de-duplication) and finished runs (for late watchers) kept."""
 
@@ -88,8 +91,9 @@ REMEMBERED = 4096
 class _Watch:
     """One wait's runs, and the event it pauses on (:class:`~._waits.engine.Watch`)."""
 
-    def __init__(self, listener: EventsListener) -> None:
+    def __init__(self, listener: EventsListener, *, all_final: bool = False) -> None:
         self._listener = listener
+        self._all_final = all_final
         self._woken = threading.Event()
         self._finals: Set[uuid.UUID] = set()
         self.run_ids: FrozenSet[uuid.UUID] = frozenset()
@@ -114,9 +118,14 @@ class _Watch:
         self._listener._update(self, frozenset(), closing=True)
 
     def _wake(self, run_id: Optional[uuid.UUID] = None) -> None:
-        """Under the listener's lock: cut the pause short (a run's final event, a reconnect)."""
+        """Under the listener's lock: cut the pause short (a run's final event, a reconnect).
+
+        A watch for all its runs (``all_final``) is woken by the event of the last one.
+        """
         if run_id is not None:
             self._finals.add(run_id)
+            if self._all_final and not self.run_ids <= self._finals:
+                return
         self._woken.set()
 
 
@@ -135,6 +144,8 @@ class EventsListener:
         connect: opens a websocket (:func:`connect_websocket`; tests script one).
         now: the wall clock, for the filter's ``occurred`` window (UTC).
         backoff: seconds before reconnect attempt ``n`` (1, 2 ...) after a drop.
+        idle_close: seconds the socket stays open with no wait watching a run.
+        clock: a monotonic clock in seconds, for ``idle_close``.
     """
 
     def __init__(
@@ -148,6 +159,8 @@ class EventsListener:
         connect: Optional[Connect] = None,
         now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
         backoff: Optional[Callable[[int], float]] = None,
+        idle_close: float = IDLE_CLOSE,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._token = token
         self._verify = verify
@@ -156,6 +169,8 @@ class EventsListener:
         self._connect = connect
         self._now = now
         self._backoff = backoff or _default_backoff
+        self._idle_close = idle_close
+        self._clock = clock
         self.url = events_url(api_url)
         self.connections = 0
         """Sockets opened so far (handshakes that succeeded)."""
@@ -185,8 +200,11 @@ class EventsListener:
         """Whether waits should pause on their watch (False: plain polling)."""
         return not (self._gave_up or self._closed) and self._pid == os.getpid()
 
-    def watch(self, run_ids: Collection[uuid.UUID]) -> Optional[_Watch]:
+    def watch(self, run_ids: Collection[uuid.UUID], *, all_final: bool = False) -> Optional[_Watch]:
         """Watch ``run_ids`` for one wait, starting the listener on first use.
+
+        ``all_final``: wake the wait once every one of its runs had its final
+        event, not at each (``engine.Wakeups.watch``).
 
         Returns None (the wait polls) when the listener has given up or is closed.
         """
@@ -203,7 +221,7 @@ class EventsListener:
                 )
                 return None
             self._connect = connect_websocket
-        watch = _Watch(self)
+        watch = _Watch(self, all_final=all_final)
         self._update(watch, frozenset(run_ids))
         with self._lock:
             if self._thread is None and not self._closed:
@@ -250,6 +268,8 @@ class EventsListener:
                 self._by_run.setdefault(run_id, set()).add(watch)
                 if run_id in self._finished:  # its event came before this wait watched it
                     watch._wake(run_id)
+            if watch._all_final and run_ids and run_ids <= watch._finals:
+                watch._wake()  # the runs left are those whose events came
             self._changed.notify_all()
 
     def _deliver(self, event_id: str, run_id: uuid.UUID) -> None:
@@ -291,6 +311,7 @@ class EventsListener:
         failures = 0
         quick_drops = 0
         connected_once = False
+        dropped = False  # since the last socket was subscribed: events may have been missed
         while not self._stopping():
             if not self._wait_for_watchers():
                 return
@@ -307,12 +328,13 @@ class EventsListener:
                     return
                 self._pause(self._backoff(failures))
                 continue
-            if connected_once:
+            if dropped:
                 self._wake_all()  # events may have been missed while the socket was down
-            connected_once, failures = True, 0
+            connected_once, failures, dropped = True, 0, False
             opened = time.monotonic()
             try:
                 self._read(connection)
+                logger.debug("events: no wait for %gs; closed the stream", self._idle_close)
             except StreamClosed as exc:
                 if self._stopping():
                     return
@@ -326,7 +348,7 @@ class EventsListener:
                     self._give_up("the server drops the stream as soon as it is subscribed")
                     return
                 logger.debug("events: the stream dropped (%s); reopening", exc)
-                failures = 1
+                failures, dropped = 1, True
                 self._pause(self._backoff(failures + quick_drops))
             finally:
                 connection.close()
@@ -374,8 +396,20 @@ class EventsListener:
         return connection
 
     def _read(self, connection: Connection) -> None:
-        """Read until closed: each final flow-run event wakes the waits on its run."""
+        """Read until closed: each final flow-run event wakes the waits on its run.
+
+        Returns (the socket is then closed) once no wait has watched a run for
+        ``idle_close`` seconds; the backfill of the next socket's filter covers
+        a wait that registers while it opens, as it does the first one.
+        """
+        idle_since: Optional[float] = None
         while not self._closed:
+            if self._watches:
+                idle_since = None
+            elif idle_since is None:
+                idle_since = self._clock()
+            elif self._clock() - idle_since >= self._idle_close:
+                return
             frame = connection.receive()
             if frame is None:
                 continue

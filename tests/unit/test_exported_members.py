@@ -89,7 +89,7 @@ def test_every_public_name_resolves(name: str) -> None:
 
 
 def test_public_names_are_the_same_objects_as_in_their_modules() -> None:
-    from deploytrigger._parents.context import ParentAwareThreadPoolExecutor
+    from deploytrigger._parents.executor import ParentAwareThreadPoolExecutor
     from deploytrigger.client import Client
     from deploytrigger.models import FlowRun
 

@@ -20,11 +20,8 @@ from helpers.parent_stubs import (  # noqa: F401 - the autouse fixture
 
 import deploytrigger
 from deploytrigger import ParentRun, current_parent, parent_run, propagate
-from deploytrigger._parents.context import (
-    FLOW_RUN_ID_ENV,
-    DynamicKeys,
-    ParentAwareThreadPoolExecutor,
-)
+from deploytrigger._parents.context import FLOW_RUN_ID_ENV, DynamicKeys
+from deploytrigger._parents.executor import ParentAwareThreadPoolExecutor
 
 # -- the stack ---------------------------------------------------------------------------
 

@@ -472,6 +472,87 @@ def test_many_waits_share_one_socket_and_each_wakes_for_its_own_run(closing: Lis
     assert len(dialer.calls) == 1
 
 
+def test_a_wait_for_all_its_runs_is_woken_once_by_the_last_ones_event(
+    closing: List[Any],
+) -> None:
+    socket = ScriptedSocket()
+    listener = make_listener(Dialer(socket))
+    closing.append(listener)
+    ids = [uuid.uuid4() for _ in range(3)]
+    every = listener.watch(ids, all_final=True)
+    sentinel = listener.watch([OTHER_RUN])
+    assert every is not None and sentinel is not None
+
+    socket.push(event(ids[0]), event(ids[1]), event(OTHER_RUN))
+    assert sentinel.wait(SETTLE) is True  # frames are read in order: both came first
+    assert every.wait(0) is False
+    assert every.finals() == {ids[0], ids[1]}
+
+    socket.push(event(ids[2]))
+    assert every.wait(SETTLE) is True
+    assert every.finals() == set(ids)
+
+
+def test_a_wait_for_all_is_woken_when_its_last_pending_run_already_had_its_event(
+    closing: List[Any],
+) -> None:
+    socket = ScriptedSocket()
+    listener = make_listener(Dialer(socket))
+    closing.append(listener)
+    ids = [uuid.uuid4() for _ in range(2)]
+    every = listener.watch(ids, all_final=True)
+    assert every is not None
+    socket.push(event(ids[1]))
+    assert eventually(lambda: every.finals() == {ids[1]})
+    assert every.wait(0) is False
+
+    every.update([ids[1]])  # a poll saw ids[0] final without its event
+
+    assert every.wait(0) is True
+
+
+def test_a_reconnect_wakes_a_wait_for_all_its_runs(closing: List[Any]) -> None:
+    first, second = ScriptedSocket(), ScriptedSocket()
+    dialer = Dialer(first, second)
+    listener = make_listener(dialer)
+    closing.append(listener)
+    every = listener.watch([RUN_ID, OTHER_RUN], all_final=True)
+    assert every is not None
+    assert eventually(lambda: listener.connections == 1)
+
+    first.push(Close())  # events may be missed while it is down: the wait must re-read
+
+    assert every.wait(SETTLE) is True
+    assert every.finals() == set()
+    assert listener.connections == 2
+
+
+def test_an_unused_socket_is_closed_and_the_next_wait_opens_one_without_a_wake(
+    closing: List[Any],
+) -> None:
+    first, second = ScriptedSocket(), ScriptedSocket()
+    dialer = Dialer(first, second)
+    listener = make_listener(dialer, idle_close=0.05)
+    closing.append(listener)
+    watch = listener.watch([RUN_ID])
+    assert watch is not None
+    assert eventually(lambda: listener.connections == 1)
+    assert not first.closed.wait(0.2)  # watched: it stays open past idle_close
+
+    watch.close()
+    assert first.closed.wait(SETTLE)  # nobody watches: closed
+    time.sleep(0.2)
+    assert len(dialer.calls) == 1  # and not reopened for nobody
+
+    again = listener.watch([OTHER_RUN])
+    assert again is not None
+    assert eventually(lambda: listener.connections == 2)
+    assert [m["type"] for m in second.sent] == ["auth", "filter"]
+    assert again.wait(0) is False  # an idle close misses no event: the filter's backfill
+    second.push(event(OTHER_RUN))
+    assert again.wait(SETTLE) is True
+
+
 # -- switches, lifecycle, secrets -------------------------------------------------------
 
 
