@@ -59,6 +59,7 @@ from harness.proxy import Proxy
 
 if TYPE_CHECKING:
     from deploytrigger import Client, FlowRun
+    from deploytrigger._waits.events import EventsListener
 
 HERE = Path(__file__).resolve().parent
 FLOWS_SCRIPT = HERE.parent / "examples" / "flows.py"
@@ -125,14 +126,22 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     return 0
 
 
+def listener_of(client: Client) -> EventsListener:
+    """The client's events listener (made now if no wait made it yet)."""
+    from deploytrigger._client_parts import ListenerOnDemand
+
+    on_demand = client.poller.wakeups
+    assert isinstance(on_demand, ListenerOnDemand)
+    return on_demand.listener
+
+
 def listening_client(api_url: str, proxy: Proxy) -> Client:
     """A client with events whose REST goes through the proxy and its websocket straight on."""
     from deploytrigger import Client
-    from deploytrigger._waits.events import EventsListener, events_url
+    from deploytrigger._waits.events import events_url
 
     client = Client(proxy.api_url, events="on")
-    listener = client.poller.wakeups
-    assert isinstance(listener, EventsListener)
+    listener = listener_of(client)
     listener.url = events_url(api_url)  # the proxy forwards HTTP, not websockets
     return client
 
@@ -164,7 +173,6 @@ def requests_for_many_runs(api_url: str, proxy: Proxy) -> List[str]:
     import requests
 
     from deploytrigger import Client
-    from deploytrigger._waits.events import EventsListener
 
     session = requests.Session()
 
@@ -184,8 +192,7 @@ def requests_for_many_runs(api_url: str, proxy: Proxy) -> List[str]:
     size = MANY_RUNS // MANY_BATCHES
     batches = [ids[i : i + size] for i in range(0, MANY_RUNS, size)]
     with listening_client(api_url, proxy) as client:
-        listener = client.poller.wakeups
-        assert isinstance(listener, EventsListener)
+        listener = listener_of(client)
         spread: List[float] = []
 
         def finish() -> None:
@@ -280,10 +287,9 @@ def side_by_side(api_url: str, proxy: Proxy, interval: float) -> Dict[str, Sampl
 
     polling = Client(proxy.api_url, events="off")
     listening = Client(proxy.api_url, events="on")
-    from deploytrigger._waits.events import EventsListener, events_url
+    from deploytrigger._waits.events import events_url
 
-    listener = listening.poller.wakeups
-    assert isinstance(listener, EventsListener)
+    listener = listener_of(listening)
     listener.url = events_url(api_url)  # the proxy forwards HTTP, not websockets
     runs = {
         waiter: polling.run_deployment(

@@ -8,16 +8,18 @@ transport, and the services that share them.
 
 from __future__ import annotations
 
+import threading
 import time
+import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Collection, Mapping, Optional
 
 from ._helpers.arguments import unexpected_keywords
 from ._http.transport import DEFAULT_POOL_SIZE, Transport
 from ._services.deployments import DEFAULT_DEPLOYMENT_CACHE_TTL, Deployments
 from ._services.parents import Parents
 from ._services.runs import Runs
-from ._waits.engine import DEFAULT_OUTAGE_TOLERANCE, Poller
+from ._waits.engine import DEFAULT_OUTAGE_TOLERANCE, Poller, Watch
 from .options import ClientOptions
 from .settings import Settings, resolve_settings, settings_options
 
@@ -37,7 +39,7 @@ class ClientParts:
     """What one client is made of; the client keeps each part as an attribute."""
 
     settings: Settings
-    events: Optional[EventsListener]
+    events: Optional[ListenerOnDemand]
     poller: Poller
     transport: Transport
     deployments: Deployments
@@ -73,7 +75,7 @@ class ClientParts:
         return cls(settings, events, poller, transport, deployments, parents, runs)
 
 
-def _events_listener(settings: Settings, *, injected_sleep: bool) -> Optional[EventsListener]:
+def _events_listener(settings: Settings, *, injected_sleep: bool) -> Optional[ListenerOnDemand]:
     """The client's events listener, or None for plain polling (``events="off"``).
 
     Under ``"auto"``, a client given its own ``sleep`` (a test's fake time)
@@ -81,12 +83,49 @@ def _events_listener(settings: Settings, *, injected_sleep: bool) -> Optional[Ev
     """
     if settings.events == "off" or (settings.events == "auto" and injected_sleep):
         return None
-    from ._waits.events import EventsListener  # websocket-client itself loads on the first wait
+    return ListenerOnDemand(settings)
 
-    return EventsListener(
-        settings.api_url,
-        token=settings.auth_string or settings.api_key,  # the auth message's raw token
-        verify=settings.verify,
-        timeout=settings.request_timeout,
-        mode=settings.events,
-    )
+
+class ListenerOnDemand:
+    """The client's :class:`~._waits.events.EventsListener`, made by the first wait.
+
+    Implements ``engine.Wakeups``. A script that only triggers runs never
+    imports the listener's modules, nor websocket-client.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._lock = threading.Lock()
+        self._listener: Optional[EventsListener] = None
+
+    @property
+    def listener(self) -> EventsListener:
+        """The listener, made on first use."""
+        with self._lock:
+            if self._listener is None:
+                from ._waits.events import EventsListener
+
+                settings = self._settings
+                self._listener = EventsListener(
+                    settings.api_url,
+                    token=settings.auth_string or settings.api_key,  # the auth message's token
+                    verify=settings.verify,
+                    timeout=settings.request_timeout,
+                    mode=settings.events,
+                )
+            return self._listener
+
+    def watch(self, run_ids: Collection[uuid.UUID], *, all_final: bool = False) -> Optional[Watch]:
+        """``EventsListener.watch``: websocket-client itself loads here, on the first wait."""
+        return self.listener.watch(run_ids, all_final=all_final)
+
+    def close(self) -> None:
+        """Close the listener if a wait made one."""
+        with self._lock:
+            listener = self._listener
+        if listener is not None:
+            listener.close()
+
+    def __repr__(self) -> str:
+        listener = self._listener
+        return repr(listener) if listener is not None else "EventsListener(not made yet)"

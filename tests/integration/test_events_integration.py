@@ -12,6 +12,7 @@ import time
 from typing import Any, Iterator, List, Mapping
 
 import pytest
+from helpers.events_probe import listener_of
 from helpers.relay import Relay
 
 from deploytrigger import Client
@@ -93,8 +94,7 @@ def test_a_stream_dropped_mid_wait_is_reopened_and_the_wait_still_returns(
 ) -> None:
     with Client(relay.api_url, events="on") as client:
         handle = client.submit("sleepy/sleepy-dep", parameters={"seconds": 6})
-        listener = client.poller.wakeups
-        assert isinstance(listener, events.EventsListener)
+        listener = listener_of(client)
 
         def cut_once_listening() -> None:
             deadline = time.monotonic() + 60

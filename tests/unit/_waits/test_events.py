@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Union
 
 import pytest
+from helpers.events_probe import listener_of
 from helpers.fake_time import FakeTime
 from helpers.server_json import RUN_ID, flow_run_json
 
@@ -572,7 +573,7 @@ def test_events_off_makes_no_listener_so_no_socket_is_ever_opened(
 def test_the_argument_wins_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DEPLOYTRIGGER_EVENTS", "off")
     with Client(API, events="on") as client:
-        assert isinstance(client.poller.wakeups, EventsListener)
+        assert isinstance(listener_of(client), EventsListener)
         assert client.settings.events == "on"
 
 
@@ -601,8 +602,7 @@ def test_an_unknown_events_mode_in_the_environment_is_a_configuration_error(
 def test_the_listener_closes_with_the_client() -> None:
     socket = ScriptedSocket()
     client = Client(API, events="on")
-    listener = client.poller.wakeups
-    assert isinstance(listener, EventsListener)
+    listener = listener_of(client)
     listener._connect = Dialer(socket)
     watch = listener.watch([RUN_ID])
     assert watch is not None and eventually(lambda: listener.connections == 1)
