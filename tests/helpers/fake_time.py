@@ -25,3 +25,8 @@ class FakeTime:
         with self._lock:
             self.sleeps.append(seconds)
             self.now += seconds
+
+    def advance(self, seconds: float) -> None:
+        """Move the clock on without recording a sleep (time passing elsewhere)."""
+        with self._lock:
+            self.now += seconds
