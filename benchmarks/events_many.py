@@ -37,7 +37,10 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
+
+import requests
+import tenacity
 
 from harness.local_server import LocalPrefect
 from harness.proxy import Proxy
@@ -97,12 +100,31 @@ def waiter(argv: Sequence[str]) -> int:
     return 0
 
 
+def post(session: requests.Session, url: str, body: Dict[str, Any]) -> Dict[str, Any]:
+    """``POST`` ``body`` as JSON; a server busy at start-up or under load (503) is asked again."""
+    for attempt in tenacity.Retrying(
+        retry=tenacity.retry_if_exception(
+            lambda exc: (
+                isinstance(exc, requests.HTTPError)
+                and exc.response is not None
+                and exc.response.status_code == 503
+            )
+        ),
+        wait=tenacity.wait_fixed(1.0),
+        stop=tenacity.stop_after_attempt(30),
+        reraise=True,
+    ):
+        with attempt:
+            response = session.post(url, json=body, timeout=120)
+            response.raise_for_status()
+    answer: Dict[str, Any] = response.json()
+    return answer
+
+
 def one_wait(
     api_url: str, proxy: Proxy, mode: str, runs: int, interval: float, batches: int, gap: float
 ) -> Dict[str, float]:
     """Create ``runs`` runs, wait on them in a waiter process while setting them COMPLETED."""
-    import requests
-
     from deploytrigger import Client
 
     session = requests.Session()
@@ -136,12 +158,11 @@ def one_wait(
             if index:
                 time.sleep(gap)
             for run_id in ids[index : index + size]:
-                response = session.post(
+                post(
+                    session,
                     f"{api_url}/flow_runs/{run_id}/set_state",
-                    json={"state": {"type": "COMPLETED", "name": "Completed"}, "force": True},
-                    timeout=120,
+                    {"state": {"type": "COMPLETED", "name": "Completed"}, "force": True},
                 )
-                response.raise_for_status()
         figures: Dict[str, float] = json.loads(process.stdout.readline())
         figures["wall"] = time.monotonic() - started
         process.wait(60)
@@ -198,17 +219,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--batches", type=int, default=5)
     parser.add_argument("--gap", type=float, default=3.0)
     args = parser.parse_args(argv)
-    import requests
-
     with LocalPrefect() as server, Proxy(server.api_url) as proxy:
         session = requests.Session()
-        flow = session.post(f"{server.api_url}/flows/", json={"name": IDLE_FLOW}, timeout=60)
-        flow.raise_for_status()
-        session.post(
+        flow = post(session, f"{server.api_url}/flows/", {"name": IDLE_FLOW})
+        post(
+            session,
             f"{server.api_url}/deployments/",
-            json={"name": IDLE_DEPLOYMENT, "flow_id": flow.json()["id"], "parameters": {}},
-            timeout=60,
-        ).raise_for_status()
+            {"name": IDLE_DEPLOYMENT, "flow_id": flow["id"], "parameters": {}},
+        )
         table: Dict[str, List[Dict[str, float]]] = {mode: [] for mode in MODES}
         for repetition in range(args.repetitions):
             for mode in MODES if repetition % 2 == 0 else MODES[::-1]:

@@ -69,11 +69,11 @@ DEFAULT_OUTAGE_TOLERANCE = 300.0
 """Seconds a wait polls on through a server that cannot answer before raising."""
 
 
-RECHECK_INTERVAL = 0.1
+RECHECK_INTERVAL = 0.05
 """Seconds before re-reading a run whose final event came before its record was final."""
 
-RECHECK_LIMIT = 50
-"""Quick re-reads per wait after final events (5 s at 0.1 s), then the interval again."""
+RECHECK_LIMIT = 100
+"""Quick re-reads per wait after final events (5 s at 0.05 s), then the interval again."""
 
 
 class Watch(Protocol):
@@ -252,6 +252,7 @@ class _Pace:
         self._poller = poller
         self._runs = runs
         self._interval = interval
+        self._all_final = all_final
         self._rechecks = 0
         self._unconfirmed = False
         self._watch: Optional[Watch] = None
@@ -265,8 +266,13 @@ class _Pace:
             return
         pending = set(self._runs())
         watch.update(pending)
-        # Final by an event, not yet by the record: the state is being committed.
-        self._unconfirmed = bool(pending & watch.finals())
+        # Final by an event, not yet by the record: the state is being committed. A wait
+        # for all its runs re-reads only once every one of them is final by its event.
+        finals = watch.finals()
+        if self._all_final:
+            self._unconfirmed = bool(pending) and pending <= finals
+        else:
+            self._unconfirmed = bool(pending & finals)
 
     def next_pause(self) -> float:
         """The pause before the next poll, in seconds."""

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, List
+import uuid
+from typing import AbstractSet, Any, Callable, Collection, List, Set
 
 import pytest
 from helpers.fake_time import FakeTime
 
 from deploytrigger._helpers.deadline import Deadline
-from deploytrigger._waits.engine import NOTHING, Poller, is_transient
+from deploytrigger._waits.engine import NOTHING, RECHECK_INTERVAL, Poller, _Pace, is_transient
 from deploytrigger.exceptions import (
     ConnectionFailedError,
     FlowRunNotFoundError,
@@ -288,3 +289,62 @@ def test_a_retry_after_longer_than_what_is_left_is_slept_out_and_the_wait_ends()
 
     assert result == "pending"
     assert time.sleeps == [5, 3]  # one poll at 5 s, then the rest of the 8 s
+
+
+# -- re-reads after final events ----------------------------------------------------------
+
+
+class StubWatch:
+    """A watch whose events named ``finals``; it never cuts a pause short."""
+
+    active = True
+
+    def __init__(self, finals: Set[uuid.UUID]) -> None:
+        self._finals = frozenset(finals)
+
+    def update(self, run_ids: Collection[uuid.UUID]) -> None:
+        pass
+
+    def wait(self, timeout: float) -> bool:
+        return False
+
+    def finals(self) -> AbstractSet[uuid.UUID]:
+        return self._finals
+
+    def close(self) -> None:
+        pass
+
+
+class StubWakeups:
+    def __init__(self, watch: StubWatch) -> None:
+        self._watch = watch
+        self.all_final: List[bool] = []
+
+    def watch(self, run_ids: Collection[uuid.UUID], *, all_final: bool = False) -> StubWatch:
+        self.all_final.append(all_final)
+        return self._watch
+
+
+A, B = uuid.uuid4(), uuid.uuid4()
+
+
+@pytest.mark.parametrize(
+    ("finals", "all_final", "quick"),
+    [
+        ({A}, False, True),  # a wait for any run: A's state is being committed
+        ({A}, True, False),  # a wait for all: B is not final yet, no point re-reading
+        ({A, B}, True, True),  # every run pending had its event: commits under way
+        (set(), False, False),
+    ],
+)
+def test_a_quick_re_read_follows_final_events_that_the_record_does_not_show_yet(
+    finals: Set[uuid.UUID], all_final: bool, quick: bool
+) -> None:
+    wakeups = StubWakeups(StubWatch(finals))
+    poller = Poller(wakeups=wakeups)
+    pace = _Pace(poller, lambda: (A, B), 30.0, all_final=all_final)
+
+    pace.polled()  # the record: A and B not final
+
+    assert wakeups.all_final == [all_final]
+    assert pace.next_pause() == (RECHECK_INTERVAL if quick else 30.0)
