@@ -33,6 +33,9 @@ class _Handler(BaseHTTPRequestHandler):
     """Hands each request to the server's backend and writes its JSON answer."""
 
     protocol_version = "HTTP/1.1"
+    # The headers and the body go out in two writes: with Nagle's algorithm the body
+    # waits for the client's delayed ACK of the headers, 40 ms a request on Linux.
+    disable_nagle_algorithm = True
     server: HTTPServer
 
     def do_GET(self) -> None:

@@ -7,6 +7,7 @@ timelines on an injected clock, results, recorded requests, and bad input.
 
 import datetime as dt
 import os
+import socket
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -105,6 +106,21 @@ def test_stopping_the_fake_closes_kept_alive_connections() -> None:
         assert session.get(url + "/health", timeout=5).json() is True
     with pytest.raises(requests.ConnectionError):
         session.get(url + "/health", timeout=5)
+    session.close()
+
+
+def test_the_fake_answers_without_nagles_delay(fake: FakePrefect) -> None:
+    # Its answer is two writes (headers, body): with Nagle's algorithm on, the body waits
+    # for the client's delayed ACK, 40 ms a request. Checked on the server's own sockets.
+    session = requests.Session()
+    assert session.get(fake.api_url + "/health", timeout=5).json() is True
+    server = fake._server
+    assert server is not None
+    with server._connections_lock:
+        connections = list(server._connections)
+    assert connections
+    for connection in connections:
+        assert connection.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
     session.close()
 
 
