@@ -28,6 +28,7 @@ from helpers.server_json import RUN_ID, flow_run_json
 
 from deploytrigger import Client
 from deploytrigger._waits import events
+from deploytrigger._waits import stream as events_stream
 from deploytrigger._waits.engine import RECHECK_INTERVAL, Poller
 from deploytrigger._waits.events import (
     EventsListener,
@@ -354,6 +355,40 @@ def test_bad_frames_are_logged_at_debug_and_ignored(
 )
 def test_frames_that_are_not_final_flow_run_events_give_nothing(frame: str) -> None:
     assert final_run_of(frame) is None
+
+
+class FakeWebSocket:
+    """websocket-client's ``WebSocket`` as far as ``receive`` uses it: one frame."""
+
+    def __init__(self, opcode: int, data: bytes) -> None:
+        self.frame = type("Frame", (), {"data": data})()
+        self.opcode = opcode
+
+    def recv_data_frame(self, control: bool) -> Any:
+        return self.opcode, self.frame
+
+
+@pytest.mark.parametrize(
+    ("data", "text"),
+    [
+        (b'{"type": "event"}', '{"type": "event"}'),
+        ("caf\u00e9 \u2713".encode(), "caf\u00e9 \u2713"),
+        (b"\xff\xfe not UTF-8", None),  # websocket-client's own check is skipped: ours
+        (b"\xed\xa0\x80", None),  # a lone surrogate is not UTF-8 either
+    ],
+)
+def test_text_frames_are_decoded_strictly_and_bad_ones_ignored(
+    data: bytes, text: Optional[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    websocket = pytest.importorskip("websocket")
+    caplog.set_level(logging.DEBUG, logger="deploytrigger")
+    connection = events_stream._WebsocketClientConnection(
+        FakeWebSocket(websocket.ABNF.OPCODE_TEXT, data)
+    )
+
+    assert connection.receive() == text
+    if text is None:
+        assert [r.levelno for r in caplog.records] == [logging.DEBUG]
 
 
 # -- falling back on polling -----------------------------------------------------------
