@@ -26,6 +26,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Dict, Iterator, List, Tuple
@@ -75,13 +76,19 @@ def sample(script: str, env: Dict[str, str]) -> Tuple[float, float]:
     for attempt in range(5):
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.perf_counter()
-        done = subprocess.run([sys.executable, "-c", script], env=env, timeout=120)
+        process = subprocess.Popen([sys.executable, "-c", script], env=env)
+        # A blocking wait: ``wait(timeout=...)`` polls every 50 ms, which rounds the
+        # wall time of every sample up to the next poll. The timer is the safety net.
+        watchdog = threading.Timer(120, process.kill)
+        watchdog.start()
+        returncode = process.wait()
         wall = time.perf_counter() - started
+        watchdog.cancel()
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        if done.returncode == 0:
+        if returncode == 0:
             cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
             return wall, cpu
-        print(f"(attempt {attempt + 1} failed with exit code {done.returncode}; again)")
+        print(f"(attempt {attempt + 1} failed with exit code {returncode}; again)")
     raise SystemExit(f"the script failed five times in a row:\n{script}")
 
 
