@@ -27,7 +27,6 @@ from ._helpers.arguments import PAGE_LIMIT, RunOptions, as_uuid, check_wait_argu
 from ._helpers.urls import redact_url
 from ._services.payloads import RunRequest
 from ._waits.engine import ALL_COMPLETED
-from ._waits.handles import FlowRunHandle
 from .exceptions import InvalidArgumentError
 from .models import Deployment, Flow, FlowRun, LogRecord, State
 from .options import ClientOptions
@@ -37,6 +36,7 @@ if TYPE_CHECKING:
     from typing_extensions import Unpack
 
     from ._waits.batch import Call, DoneAndNotDone, RunRef
+    from ._waits.handles import FlowRunHandle
 
 __all__ = ["Client"]
 
@@ -132,6 +132,8 @@ class Client:
         Raises ``FlowRunFailedError`` for a run that did not complete and a
         ``ResultError`` naming the run and the fix otherwise (README, "Getting the result").
         """
+        from ._waits.handles import FlowRunHandle  # not at import: a trigger never needs it
+
         if isinstance(flow_run, FlowRunHandle):
             flow_run = flow_run.flow_run
         target = flow_run if isinstance(flow_run, FlowRun) else as_uuid(flow_run, "flow_run")
@@ -385,6 +387,8 @@ class Client:
         sent. ``str(handle)`` is the id, so ``client.handle(str(handle))`` re-attaches.
         """
         check_wait_arguments(None, poll_interval)
+        from ._waits.handles import FlowRunHandle
+
         run = flow_run if isinstance(flow_run, FlowRun) else self.read_flow_run(flow_run)
         return FlowRunHandle(self._runs, run, poll_interval=poll_interval)
 
@@ -404,6 +408,8 @@ class Client:
         if "timeout" in options:
             raise InvalidArgumentError("submit returns at once: wait on the handle instead")
         check_wait_arguments(None, poll_interval)
+        from ._waits.handles import FlowRunHandle
+
         run = self._runs.trigger(RunRequest.check(name, options, where="submit"))
         return FlowRunHandle(self._runs, run, poll_interval=poll_interval)
 

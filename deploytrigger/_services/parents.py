@@ -17,22 +17,12 @@ import contextlib
 import logging
 import threading
 import uuid
-from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple
 
 from .._helpers.arguments import PAGE_LIMIT, DeploymentRef
 from .._http.errors import refine
 from .._http.transport import Transport
 from .._parents.context import DYNAMIC_KEYS, ParentRun, current_parent, pushed
-from .._parents.linking import (
-    CURRENT,
-    Dialect,
-    dialect_for,
-    duplicate_state,
-    existing_keys,
-    placeholder_payload,
-    task_key,
-    task_runs_filter,
-)
 from ..exceptions import (
     APIError,
     BadRequestError,
@@ -43,6 +33,9 @@ from ..exceptions import (
 from ..models import Deployment, Flow, FlowRun, parse_uuid
 from .deployments import Deployments
 from .payloads import flow_run_payload
+
+if TYPE_CHECKING:
+    from .._parents.linking import Dialect
 
 logger = logging.getLogger("deploytrigger")
 
@@ -73,6 +66,8 @@ class Parents:
         gets the newest shape; a server that cannot be reached raises, and the
         next placeholder asks again.
         """
+        from .._parents.linking import CURRENT, dialect_for
+
         with self._dialect_lock:
             if self._dialect is None:
                 try:
@@ -105,6 +100,8 @@ class Parents:
         parent = current_parent()
         if parent is None:
             return None
+        from .._parents.linking import placeholder_payload, task_key  # only under a parent
+
         deployment_name = self._deployments.full_name(ref, deployment)
         dialect = self.dialect()
         key_name = task_key(deployment_name, dialect)
@@ -182,6 +179,8 @@ class Parents:
         """
         if placeholder_id is None or run.parent_task_run_id == placeholder_id:
             return
+        from .._parents.linking import duplicate_state
+
         path = f"/task_runs/{placeholder_id}"
         state = duplicate_state(run)
         try:
@@ -208,6 +207,8 @@ class Parents:
 
     def _task_run_keys(self, flow_run_id: uuid.UUID) -> List[Tuple[str, str]]:
         """``(task_key, dynamic_key)`` of every task run of a flow run, page by page."""
+        from .._parents.linking import existing_keys, task_runs_filter
+
         keys: List[Tuple[str, str]] = []
         offset = 0
         while True:
