@@ -11,7 +11,6 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Collection, Mapping, Optional
 
 from ._helpers.arguments import unexpected_keywords
@@ -34,17 +33,28 @@ def client_settings(api_url: Optional[str], options: Mapping[str, Any]) -> Setti
     return resolve_settings(api_url, **settings_options(options))
 
 
-@dataclass(frozen=True)
 class ClientParts:
     """What one client is made of; the client keeps each part as an attribute."""
 
-    settings: Settings
-    events: Optional[ListenerOnDemand]
-    poller: Poller
-    transport: Transport
-    deployments: Deployments
-    parents: Parents
-    runs: Runs
+    __slots__ = ("deployments", "events", "parents", "poller", "runs", "settings", "transport")
+
+    def __init__(
+        self,
+        settings: Settings,
+        events: Optional[ListenerOnDemand],
+        poller: Poller,
+        transport: Transport,
+        deployments: Deployments,
+        parents: Parents,
+        runs: Runs,
+    ) -> None:
+        self.settings = settings
+        self.events = events
+        self.poller = poller
+        self.transport = transport
+        self.deployments = deployments
+        self.parents = parents
+        self.runs = runs
 
     @classmethod
     def build(cls, settings: Settings, options: Mapping[str, Any]) -> ClientParts:

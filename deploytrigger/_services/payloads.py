@@ -171,7 +171,6 @@ def flow_run_payload(
     return body
 
 
-@dataclasses.dataclass(frozen=True)
 class RunRequest:
     """A run to create, checked: the deployment it names and the ``create_flow_run`` body.
 
@@ -181,9 +180,25 @@ class RunRequest:
         as_subflow: link the run to the current parent run, when there is one.
     """
 
-    ref: DeploymentRef
-    body: Mapping[str, Any]
-    as_subflow: bool = True
+    __slots__ = ("as_subflow", "body", "ref")
+
+    def __init__(
+        self, ref: DeploymentRef, body: Mapping[str, Any], as_subflow: bool = True
+    ) -> None:
+        # A plain class, not a dataclass: its generated methods cost import time.
+        self.ref = ref
+        self.body = body
+        self.as_subflow = as_subflow
+
+    def __repr__(self) -> str:
+        return f"RunRequest(ref={self.ref!r}, body={self.body!r}, as_subflow={self.as_subflow!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, RunRequest):
+            return NotImplemented
+        return (self.ref, self.body, self.as_subflow) == (other.ref, other.body, other.as_subflow)
+
+    __hash__ = None  # type: ignore[assignment]  # the body is a mapping
 
     @classmethod
     def check(cls, name: Any, options: RunOptions, *, where: str = "run_deployment") -> RunRequest:

@@ -34,7 +34,6 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from dataclasses import dataclass
 from typing import (
     TYPE_CHECKING,
     AbstractSet,
@@ -130,7 +129,6 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, (TransportError, ServerError, RateLimitedError))
 
 
-@dataclass(frozen=True)
 class Poller:
     """How every wait paces itself: how it sleeps, its clock, its patience with outages.
 
@@ -142,10 +140,27 @@ class Poller:
         wakeups: what wakes a wait early (the events listener); None: plain polling.
     """
 
-    sleep: Callable[[float], None] = time.sleep
-    clock: Callable[[], float] = time.monotonic
-    outage_tolerance: float = DEFAULT_OUTAGE_TOLERANCE
-    wakeups: Optional[Wakeups] = None
+    __slots__ = ("clock", "outage_tolerance", "sleep", "wakeups")
+
+    def __init__(
+        self,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        outage_tolerance: float = DEFAULT_OUTAGE_TOLERANCE,
+        wakeups: Optional[Wakeups] = None,
+    ) -> None:
+        # A plain class, not a dataclass: every client makes one, and generating a
+        # dataclass's methods is import time that a trigger pays for nothing.
+        self.sleep = sleep
+        self.clock = clock
+        self.outage_tolerance = outage_tolerance
+        self.wakeups = wakeups
+
+    def __repr__(self) -> str:
+        return (
+            f"Poller(outage_tolerance={self.outage_tolerance!r}, "
+            f"wakeups={'on' if self.wakeups is not None else 'off'})"
+        )
 
     def deadline(self, timeout: Optional[float]) -> Deadline:
         """A deadline ``timeout`` seconds from now on this poller's clock (None: none)."""
