@@ -195,7 +195,7 @@ def render(table: Dict[str, List[Dict[str, float]]], args: argparse.Namespace) -
         f"{args.batches} batches {args.gap:g} s apart, min / median / max.",
         "",
         rule,
-        "  ".join(cell.ljust(w) for cell, w in zip(rows[0], widths)),
+        "  ".join(cell.ljust(w) for cell, w in zip(rows[0], widths)).rstrip(),
         rule,
         *("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows[1:]),
         rule,
