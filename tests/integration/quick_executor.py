@@ -6,7 +6,15 @@ each on these machines), this runs each flow in a thread of one process. Each
 run is claimed as a worker claims it (propose PENDING; the server refuses a
 second claim, so several executors never run a run twice) and then executed by
 ``prefect.flow_engine.run_flow``, which sets RUNNING and the final state and
-sends the flow's logs, all over ``PREFECT_API_URL``::
+sends the flow's logs, all over ``PREFECT_API_URL``.
+
+A claim can be answered REJECT and still be ours: when the API server that
+made the transition dies before answering, Prefect's client resends the claim
+(same ``transition_id``) and the server refuses the duplicate of what it
+already did, returning the run PENDING (``PreventDuplicateTransitions``);
+another executor's claim is ABORTed instead. A claimed run whose read fails is
+read again at the next poll: only SCHEDULED runs are polled for, so a claimed
+run left aside would stay PENDING for ever::
 
     PREFECT_API_URL=... python tests/integration/quick_executor.py \
         FLOWS_SCRIPT FUNCTION DEPLOYMENT_ID
@@ -24,7 +32,7 @@ import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Optional, Sequence, Set
+from typing import Any, List, Optional, Sequence, Set
 
 logger = logging.getLogger("quick_executor")
 
@@ -37,6 +45,20 @@ def load_flow(script: Path, function: str) -> Any:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return getattr(module, function)
+
+
+def claimed(result: Any, flow_run_id: Any) -> bool:
+    """Whether the answer to our PENDING proposal makes the run ours (see the module docstring)."""
+    from prefect.client.schemas.objects import StateType
+    from prefect.client.schemas.responses import SetStateStatus
+
+    if result.status == SetStateStatus.ACCEPT:
+        return True
+    state = result.state
+    if result.status == SetStateStatus.REJECT and state and state.type == StateType.PENDING:
+        logger.info("claim of %s refused as a duplicate: a resent claim, ours", flow_run_id)
+        return True
+    return False
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -59,7 +81,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         FlowRunFilterStateType,
     )
     from prefect.client.schemas.objects import StateType
-    from prefect.client.schemas.responses import SetStateStatus
     from prefect.client.schemas.sorting import FlowRunSort
     from prefect.flow_engine import run_flow
     from prefect.states import Pending
@@ -67,7 +88,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     flow = load_flow(options.flows_script.resolve(), options.function)
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
-    running: Set[str] = set()
+    running: Set[str] = set()  # claimed and not yet ended
+    unstarted: List[Any] = []  # ids of claimed runs not handed to a thread yet
     lock = threading.Lock()
 
     def execute(flow_run: Any) -> None:
@@ -88,7 +110,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         while not stopped.is_set():
             with lock:
                 free = options.threads * 2 - len(running)
-            claimed = 0
+            started = 0
             try:
                 runs = []
                 if free > 0:
@@ -103,15 +125,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         if str(flow_run.id) in running:
                             continue
                     result = client.set_flow_run_state(flow_run.id, Pending(), force=False)
-                    if result.status != SetStateStatus.ACCEPT:
+                    if not claimed(result, flow_run.id):
                         continue  # claimed elsewhere, or no longer scheduled
                     with lock:
                         running.add(str(flow_run.id))
-                    pool.submit(execute, client.read_flow_run(flow_run.id))
-                    claimed += 1
+                    unstarted.append(flow_run.id)
+                while unstarted:
+                    pool.submit(execute, client.read_flow_run(unstarted[0]))
+                    unstarted.pop(0)
+                    started += 1
             except Exception as exc:  # an API server went away: poll again
                 logger.warning("poll failed: %r", exc)
-            if not claimed:
+            if not started:
                 stopped.wait(options.poll)
         logger.info("stopping; %d runs still executing", len(running))
     return 0

@@ -18,10 +18,10 @@ opened with ``websocket-client``, no deploytrigger involved):
   then still delivers an event.
 
 And on deploytrigger's public API: ``Client(server 0, events="on")
-.run_deployment(..., poll_interval=30)`` returns within seconds of the run
-being cancelled through server 1 with Redis, and returns the same CANCELLED run
-without Redis (where only the poll can see it). Those two are skipped while
-``Client`` takes no ``events`` option.
+.run_deployment(...)`` returns the run cancelled through server 1 with Redis
+while polling at an interval longer than its timeout (so only the event can
+have woken it: no speed is asserted), and returns the same CANCELLED run
+without Redis, polling at 30 s (where only a poll can see it).
 
 No worker runs here: the runs are scheduled in 2099 and stay SCHEDULED until
 the test cancels them (``set_state`` CANCELLED, forced), which makes the state
@@ -68,8 +68,12 @@ EVENT_DEADLINE = 60.0  # seconds for an event to arrive with Redis: measured wel
 SILENCE = 15.0  # seconds a socket without Redis must stay silent about the other server's change
 SETTLE = 2.0  # seconds after the filter before changing state: the server does not ack a filter
 PAST_PING = 27.0  # seconds an idle socket through nginx is kept open: the server pings every 20 s
-PROMPT = 12.0  # an event-driven run_deployment returns this soon after the change (polls: 30 s)
-WAIT_TIMEOUT = 180.0  # run_deployment's own timeout: polling at 30 s needs one or two polls
+SAFETY_NET = 600.0  # the poll interval with Redis: longer than its timeout, only an event ends it
+EVENT_WAIT = 480.0  # run_deployment's timeout with Redis
+POLL = 30.0  # the poll interval without Redis
+WAIT_TIMEOUT = (
+    180.0  # run_deployment's timeout without Redis: polling at 30 s needs one or two polls
+)
 FAR_FUTURE = datetime(2099, 1, 1, tzinfo=timezone.utc)  # no worker, no Late: only the test moves it
 
 
@@ -246,7 +250,7 @@ def cancel_when_created(api_url: str, tag: str, cancelled_at: List[float]) -> th
     return thread
 
 
-def test_run_deployment_with_events_returns_promptly_or_after_a_poll_when_cancelled_elsewhere(
+def test_run_deployment_with_events_is_woken_by_the_event_or_sees_it_at_a_poll(
     stack: ProdStack,
 ) -> None:
     """The wait's websocket is on server 0, the change goes through server 1."""
@@ -261,8 +265,8 @@ def test_run_deployment_with_events_returns_promptly_or_after_a_poll_when_cancel
             SLEEPY,
             tags=[tag],
             scheduled_time=FAR_FUTURE,
-            poll_interval=30,
-            timeout=WAIT_TIMEOUT,
+            poll_interval=SAFETY_NET if stack.use_redis else POLL,
+            timeout=EVENT_WAIT if stack.use_redis else WAIT_TIMEOUT,
         )
         returned = time.monotonic()
     canceller.join(10)
@@ -273,6 +277,8 @@ def test_run_deployment_with_events_returns_promptly_or_after_a_poll_when_cancel
     assert run.state is not None and run.state.type == StateType.CANCELLED
     assert tag in run.tags
     if stack.use_redis:
-        assert after < PROMPT, after  # the event woke it: a poll would take up to 30 s
+        # the next poll would come after the timeout, and the wait ended before it: the
+        # event woke it (a wait not woken would return the run SCHEDULED, at the timeout)
+        assert returned - started < EVENT_WAIT
     else:
         assert after >= 0  # only a poll can see it: correct, not prompt
