@@ -218,14 +218,21 @@ class Transport:
             if self.rate_budget is not None:
                 self._take_slot(method, shown, deadline)
             started = time.monotonic()
-            response = self._session.request(
-                method,
-                url,
-                data=data,
-                headers=headers or None,
-                timeout=self.settings.request_timeout,
-                verify=self.settings.verify,
-            )
+            try:
+                response = self._session.request(
+                    method,
+                    url,
+                    data=data,
+                    headers=headers or None,
+                    timeout=self.settings.request_timeout,
+                    verify=self.settings.verify,
+                )
+            except ValueError as exc:
+                if not _closed_under_us(exc):
+                    raise
+                raise requests.exceptions.ConnectionError(
+                    f"the connection was closed under the answer: {exc}"
+                ) from exc
             self._answered = True
             logger.debug(
                 "%s %s -> %s in %.3fs (attempt %d)",
@@ -331,6 +338,26 @@ class Transport:
                 url=f"{self.shown_url}/csrf-token",
             )
         return answer
+
+
+CLOSED_FILE = "I/O operation on closed file"
+"""What ``http.client`` raises (a ``ValueError``) reading an answer whose connection was closed.
+
+Seen once from 16 threads sharing one session beside a CPU hog: urllib3's last
+close of an answer it had read raised it inside ``requests``. The likely cause
+(not proven): urllib3 hands the connection back to its pool before that close,
+and another thread that finds the pooled connection dropped closes it, answer
+included. The request is then as uncertain as after a reset, and is retried
+(or not) as one.
+"""
+
+
+def _closed_under_us(exc: ValueError) -> bool:
+    """Whether ``exc`` is :data:`CLOSED_FILE`, to be sent on as a ``requests.ConnectionError``.
+
+    Any other ``ValueError`` (``requests``' own ``InvalidURL`` included) is not.
+    """
+    return not isinstance(exc, requests.exceptions.RequestException) and CLOSED_FILE in str(exc)
 
 
 def _one_level(exc: BaseException) -> None:

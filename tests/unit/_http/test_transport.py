@@ -215,3 +215,26 @@ def test_a_slot_before_the_deadline_is_waited_for(http: Any, fake_time: FakeTime
     assert transport.request("GET", "/health", deadline=Deadline(30, fake_time.clock)) is True
     assert fake_time.sleeps == [10]
     assert len(http.calls) == 2
+
+
+def test_an_answer_closed_under_the_reader_is_a_connection_failure_retried_when_idempotent(
+    fake_time: FakeTime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    answers: List[Any] = [ValueError("I/O operation on closed file."), ValueError("bad value")]
+
+    def request(*args: Any, **kwargs: Any) -> requests.Response:
+        if answers:
+            raise answers.pop(0)
+        response = requests.Response()
+        response.status_code, response._content = 200, b"true"
+        return response
+
+    with make_client(fake_time) as client:
+        monkeypatch.setattr(client._transport._session, "request", request)
+        with pytest.raises(ValueError, match="bad value"):  # any other ValueError is not ours
+            client._transport.request("GET", "/health")
+        answers.insert(0, ValueError("I/O operation on closed file."))
+        assert client._transport.request("GET", "/health") is True  # retried once
+        answers.insert(0, ValueError("I/O operation on closed file."))
+        with pytest.raises(ConnectionFailedError, match="closed under the answer"):
+            client._transport.request("POST", "/flows/", body={}, idempotent=False)
