@@ -111,6 +111,9 @@ class ListenerOnDemand:
     @property
     def listener(self) -> EventsListener:
         """The listener, made on first use."""
+        made = self._listener
+        if made is not None:  # every wait asks: no lock once it exists
+            return made
         with self._lock:
             if self._listener is None:
                 from ._waits.events import EventsListener

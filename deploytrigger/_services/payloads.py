@@ -193,13 +193,6 @@ class RunRequest:
     def __repr__(self) -> str:
         return f"RunRequest(ref={self.ref!r}, body={self.body!r}, as_subflow={self.as_subflow!r})"
 
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, RunRequest):
-            return NotImplemented
-        return (self.ref, self.body, self.as_subflow) == (other.ref, other.body, other.as_subflow)
-
-    __hash__ = None  # type: ignore[assignment]  # the body is a mapping
-
     @classmethod
     def check(cls, name: Any, options: RunOptions, *, where: str = "run_deployment") -> RunRequest:
         """Check the deployment's name and every run option; nothing is sent.
