@@ -7,7 +7,6 @@ that names the argument (and the key, for parameters) and shows what is expected
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import enum
 import math
@@ -70,7 +69,9 @@ def to_json_value(value: Any, where: str) -> Any:
     decimal = sys.modules.get("decimal")  # no Decimal exists before ``decimal`` is imported
     if decimal is not None and isinstance(value, decimal.Decimal):
         return str(value)
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+    if hasattr(type(value), "__dataclass_fields__"):  # what dataclasses.is_dataclass checks
+        import dataclasses  # a dataclass (or a record) is the one value that needs it
+
         return to_json_value(dataclasses.asdict(value), where)
     dump = getattr(value, "model_dump", None)
     if callable(dump):

@@ -7,19 +7,29 @@ interpreter each, because this process has long since imported everything.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
-from typing import List
+from typing import Dict, List, Optional, Sequence
+
+from deploytrigger.testing import FakePrefect
 
 HEAVY = ("requests", "urllib3", "tenacity", "dateutil", "asyncio")
 
 
-def loaded_after(code: str) -> List[str]:
-    """The HEAVY modules present in ``sys.modules`` after a fresh interpreter ran ``code``."""
-    report = f"print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
+def loaded_after(
+    code: str, modules: Sequence[str] = HEAVY, env: Optional[Dict[str, str]] = None
+) -> List[str]:
+    """The ``modules`` present in ``sys.modules`` after a fresh interpreter ran ``code``."""
+    report = f"print(json.dumps([m for m in {tuple(modules)!r} if m in sys.modules]))"
     script = f"import sys\n{code}\nimport json\n{report}"
     done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        env=env,
     )
     loaded: List[str] = json.loads(done.stdout.strip().splitlines()[-1])
     return loaded
@@ -54,6 +64,23 @@ def test_a_client_that_needs_no_retry_never_loads_tenacity_dateutil_or_asyncio()
     # responses itself may load anything: look only at what deploytrigger adds.
     baseline = set(loaded_after("import responses"))
     assert set(loaded_after(code)) - baseline <= {"requests", "urllib3"}
+
+
+def test_a_first_trigger_loads_no_dataclasses_inspect_or_thread_pool() -> None:
+    # The models and settings are records (deploytrigger/_helpers/records.py):
+    # dataclasses, with the inspect, ast and dis it imports, would cost a cold start
+    # several milliseconds before the first request needs any of it.
+    modules = ("dataclasses", "inspect", "ast", "concurrent.futures", "deploytrigger.models")
+    # requests' own dependencies load inspect on some Pythons (charset_normalizer on
+    # 3.8, urllib3's importlib.metadata on 3.13): look only at what deploytrigger adds.
+    baseline = set(loaded_after("import requests\nrequests.Session()", modules))
+    with FakePrefect(set_environment=False) as api:
+        api.add_deployment("add/add-dep")
+        env = {**os.environ, "PREFECT_API_URL": api.api_url}
+        code = "import deploytrigger\ndeploytrigger.run_deployment('add/add-dep', timeout=0)"
+        loaded = loaded_after(code, modules, env)
+    # The models did load: the trigger ran and parsed its answer.
+    assert set(loaded) - baseline == {"deploytrigger.models"}
 
 
 RUN_ID = "11111111-2222-3333-4444-555555555555"
