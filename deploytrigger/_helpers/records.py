@@ -133,19 +133,18 @@ def _fields_of(cls: type) -> Dict[str, Field]:
         if "__dataclass_fields__" in base.__dict__:
             raise TypeError(f"record {cls.__name__} cannot extend {base.__name__}")
     fields: Dict[str, Field] = {}
+    defaulted = False  # a field before this one has a default (or a factory)
     for name in _annotations(cls):
         value = cls.__dict__.get(name, MISSING)
         spec = value if isinstance(value, Field) else Field(default=value)
         if spec.default is MISSING:
             if name in cls.__dict__:
                 delattr(cls, name)
-            if spec.default_factory is MISSING and any(
-                earlier.default is not MISSING or earlier.default_factory is not MISSING
-                for earlier in fields.values()
-            ):
+            if spec.default_factory is MISSING and defaulted:
                 raise TypeError(f"non-default argument {name!r} follows default argument")
         else:
             setattr(cls, name, spec.default)
+        defaulted = defaulted or spec.default is not MISSING or spec.default_factory is not MISSING
         fields[name] = spec
     return fields
 
@@ -240,17 +239,18 @@ def record(cls: Type[T]) -> Type[T]:
     for name in ("__setattr__", "__delattr__"):
         if name in cls.__dict__:
             raise TypeError(f"cannot overwrite attribute {name} in record {cls.__name__}")
-    own_hash = cls.__dict__.get("__hash__") is not None
-    methods: Dict[str, Any] = {
-        "__setattr__": __setattr__,
-        "__delattr__": __delattr__,
-        # A class's own methods win, as with dataclasses (a class that defines
-        # ``__eq__`` alone gets ``__hash__ = None`` from Python, which is not its own).
-        **({} if "__init__" in cls.__dict__ else {"__init__": _init_function(cls, fields)}),
-        **({} if "__repr__" in cls.__dict__ else {"__repr__": __repr__}),
-        **({} if "__eq__" in cls.__dict__ else {"__eq__": __eq__}),
-        **({} if own_hash else {"__hash__": __hash__}),
-    }
+    own = cls.__dict__
+    methods: Dict[str, Any] = {"__setattr__": __setattr__, "__delattr__": __delattr__}
+    # A class's own methods win, as with dataclasses (a class that defines ``__eq__``
+    # alone gets ``__hash__ = None`` from Python, which is not one of its own).
+    if "__init__" not in own:
+        methods["__init__"] = _init_function(cls, fields)
+    if "__repr__" not in own:
+        methods["__repr__"] = __repr__
+    if "__eq__" not in own:
+        methods["__eq__"] = __eq__
+    if own.get("__hash__") is None:
+        methods["__hash__"] = __hash__
     for name, method in methods.items():
         method.__qualname__ = f"{cls.__qualname__}.{name}"
         setattr(cls, name, method)
