@@ -11,7 +11,11 @@ continuous failure; then the error is raised. A wait whose deadline passes
 during an outage ends with what it last saw.
 
 Nothing here sends a request: ``fetch`` is the caller's. Time is injected
-(:class:`Poller`'s ``sleep`` and ``clock``) so tests never sleep.
+(:class:`Poller`'s ``sleep`` and ``clock``) so tests never sleep. The loop is
+plain Python rather than a tenacity ``Retrying``: it yields every poll's result
+(log following and ``as_completed`` show each one), a failed poll during an
+outage stands for the last result instead of ending the attempt, and the pause
+may be cut short by an event; tenacity would carry each of these as a callback.
 
 **Wakeable.** A poller may hold :class:`Wakeups` (the client's events listener,
 ``events.py``). A wait that names the runs it is about (``runs=``) then opens a
@@ -35,9 +39,7 @@ import logging
 import time
 import uuid
 from typing import (
-    TYPE_CHECKING,
     AbstractSet,
-    Any,
     Callable,
     Collection,
     Iterator,
@@ -49,10 +51,6 @@ from typing import (
 
 from .._helpers.deadline import Deadline
 from ..exceptions import RateLimitedError, ServerError, TransportError
-
-if TYPE_CHECKING:
-    import tenacity
-
 
 logger = logging.getLogger("deploytrigger")
 
@@ -166,10 +164,6 @@ class Poller:
         """A deadline ``timeout`` seconds from now on this poller's clock (None: none)."""
         return Deadline(timeout, self.clock)
 
-    def pause(self, interval: float, deadline: Deadline) -> None:
-        """Sleep ``interval`` seconds, cut short at the deadline."""
-        self.sleep(deadline.cap(interval))
-
     def rounds(
         self,
         fetch: Callable[[], T],
@@ -198,33 +192,14 @@ class Poller:
             when there is no earlier result, or once the outage has lasted
             ``outage_tolerance`` seconds.
         """
-        import tenacity  # here, not at import: it brings asyncio, which a trigger never needs
-
         outage = _Outage(self, deadline)
-        finished = False
-        pace = _Pace(self, runs, interval, all_final=all_final)
-
-        def keep_polling(state: tenacity.RetryCallState) -> bool:
-            failed = state.outcome is not None and state.outcome.failed
-            return not failed and not finished  # a failure ends the loop: tenacity raises it
-
-        retrying = tenacity.Retrying(
-            retry=keep_polling,
-            stop=lambda _: deadline.passed(),
-            wait=lambda _: deadline.cap(pace.next_pause()),
-            sleep=pace.pause,
-            retry_error_callback=lambda _: None,  # the deadline passed: end quietly
-        )
-        latest: Any = known
+        pace = _Pace(self, runs, interval, all_final=all_final)  # watching before the first poll
         try:
-            for attempt in retrying:
-                with attempt:
-                    latest = outage.survive(fetch, latest)
-                if attempt.retry_state.outcome is None or attempt.retry_state.outcome.failed:
-                    continue
-                finished = is_done(latest)
-                if not finished:
-                    pace.polled()
+            latest = outage.poll(fetch, known)
+            yield latest
+            while not is_done(latest) and not deadline.passed():
+                pace.pause(deadline)
+                latest = outage.poll(fetch, latest)
                 yield latest
         finally:
             pace.close()
@@ -240,17 +215,15 @@ class Poller:
         runs: Optional[Callable[[], Collection[uuid.UUID]]] = None,
     ) -> T:
         """The first done result of :meth:`rounds`, or the last one when the deadline passed."""
-        latest: Any = known
         for result in self.rounds(
             fetch, is_done, deadline=deadline, interval=interval, known=known, runs=runs
         ):
             latest = result
-        final: T = latest
-        return final
+        return latest  # rounds yields at least once, or raises
 
 
 class _Pace:
-    """How long one wait pauses, and on what: ``sleep``, or a :class:`Watch` that events cut short.
+    """The pause between one wait's polls: ``sleep``, or a :class:`Watch` that events cut short.
 
     The watch opens here, before the first poll, so that an event that comes
     while the first answer is on its way is not missed.
@@ -264,20 +237,20 @@ class _Pace:
         *,
         all_final: bool = False,
     ) -> None:
-        self._poller = poller
+        self._sleep = poller.sleep
         self._runs = runs
         self._interval = interval
         self._all_final = all_final
         self._rechecks = 0
-        self._unconfirmed = False
         self._watch: Optional[Watch] = None
         if runs is not None and poller.wakeups is not None and interval > 0:
             self._watch = poller.wakeups.watch(runs(), all_final=all_final)
 
-    def polled(self) -> None:
-        """After a poll that did not end the wait: follow its runs, note unconfirmed finals."""
+    def pause(self, deadline: Deadline) -> None:
+        """Pause before the next poll, at most until the deadline."""
         watch = self._watch
-        if watch is None or self._runs is None:
+        if watch is None or self._runs is None or not watch.active:
+            self._sleep(deadline.cap(self._interval))
             return
         pending = set(self._runs())
         watch.update(pending)
@@ -285,51 +258,39 @@ class _Pace:
         # for all its runs re-reads only once every one of them is final by its event.
         finals = watch.finals()
         if self._all_final:
-            self._unconfirmed = bool(pending) and pending <= finals
+            unconfirmed = bool(pending) and pending <= finals
         else:
-            self._unconfirmed = bool(pending & finals)
-
-    def next_pause(self) -> float:
-        """The pause before the next poll, in seconds."""
-        watch = self._watch
-        recheck = self._unconfirmed and self._rechecks < RECHECK_LIMIT
-        if recheck and watch is not None and watch.active:
+            unconfirmed = bool(pending & finals)
+        seconds = self._interval
+        if unconfirmed and self._rechecks < RECHECK_LIMIT:
             self._rechecks += 1
-            return min(self._interval, RECHECK_INTERVAL)
-        return self._interval
-
-    def pause(self, seconds: float) -> None:
-        """Pause ``seconds``: on the watch while it is active, else with the poller's ``sleep``."""
-        watch = self._watch
-        if watch is not None and watch.active and seconds > 0:
-            watch.wait(seconds)
-            return
-        self._poller.sleep(seconds)
+            seconds = min(self._interval, RECHECK_INTERVAL)
+        watch.wait(deadline.cap(seconds))
 
     def close(self) -> None:
+        """The wait is over: close its watch."""
         if self._watch is not None:
             self._watch.close()
             self._watch = None
 
 
 class _Outage:
-    """One wait's transient failures: since when the server has not answered."""
+    """One wait's patience with a server that cannot answer: since when it has not."""
 
     def __init__(self, poller: Poller, deadline: Deadline) -> None:
         self._poller = poller
         self._deadline = deadline
         self._since: Optional[float] = None
 
-    def survive(self, fetch: Callable[[], T], known: Any) -> T:
-        """``fetch()``; on a transient failure, ``known`` while the outage is tolerable."""
+    def poll(self, fetch: Callable[[], T], last: Union[T, _Nothing]) -> T:
+        """``fetch()``; when the server cannot answer, ``last`` while the outage is tolerable."""
         try:
             result = fetch()
         except Exception as exc:
-            if not is_transient(exc) or known is NOTHING:
+            if not is_transient(exc) or isinstance(last, _Nothing):
                 raise
             self._endure(exc)
-            held: T = known
-            return held
+            return last
         self._since = None
         return result
 

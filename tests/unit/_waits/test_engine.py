@@ -9,7 +9,7 @@ import pytest
 from helpers.fake_time import FakeTime
 
 from deploytrigger._helpers.deadline import Deadline
-from deploytrigger._waits.engine import NOTHING, RECHECK_INTERVAL, Poller, _Pace, is_transient
+from deploytrigger._waits.engine import NOTHING, RECHECK_INTERVAL, Poller, is_transient
 from deploytrigger.exceptions import (
     ConnectionFailedError,
     FlowRunNotFoundError,
@@ -295,17 +295,19 @@ def test_a_retry_after_longer_than_what_is_left_is_slept_out_and_the_wait_ends()
 
 
 class StubWatch:
-    """A watch whose events named ``finals``; it never cuts a pause short."""
+    """A watch whose events named ``finals``; it never cuts a pause short, and records each."""
 
     active = True
 
     def __init__(self, finals: Set[uuid.UUID]) -> None:
         self._finals = frozenset(finals)
+        self.waits: List[float] = []
 
     def update(self, run_ids: Collection[uuid.UUID]) -> None:
         pass
 
     def wait(self, timeout: float) -> bool:
+        self.waits.append(timeout)
         return False
 
     def finals(self) -> AbstractSet[uuid.UUID]:
@@ -340,11 +342,24 @@ A, B = uuid.uuid4(), uuid.uuid4()
 def test_a_quick_re_read_follows_final_events_that_the_record_does_not_show_yet(
     finals: Set[uuid.UUID], all_final: bool, quick: bool
 ) -> None:
-    wakeups = StubWakeups(StubWatch(finals))
-    poller = Poller(wakeups=wakeups)
-    pace = _Pace(poller, lambda: (A, B), 30.0, all_final=all_final)
+    watch = StubWatch(finals)
+    wakeups = StubWakeups(watch)
+    time = FakeTime(1000.0)
+    poller = Poller(sleep=time.sleep, clock=time.clock, wakeups=wakeups)
+    fetch = results("pending", "pending", "done")  # the record: A and B not final, twice
 
-    pace.polled()  # the record: A and B not final
+    seen = list(
+        poller.rounds(
+            fetch,
+            is_done,
+            deadline=Deadline(None, time.clock),
+            interval=30.0,
+            runs=lambda: (A, B),
+            all_final=all_final,
+        )
+    )
 
+    assert seen == ["pending", "pending", "done"]
     assert wakeups.all_final == [all_final]
-    assert pace.next_pause() == (RECHECK_INTERVAL if quick else 30.0)
+    assert watch.waits == [RECHECK_INTERVAL if quick else 30.0] * 2
+    assert time.sleeps == []  # paused on the watch, never on sleep
