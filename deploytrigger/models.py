@@ -1,4 +1,4 @@
-"""Plain, frozen records of what the Prefect API returns: runs, states, deployments.
+"""Plain, frozen dataclasses of what the Prefect API returns: runs, states, deployments.
 
 Each ``from_json`` parses one API object. Datetimes are timezone-aware
 (the server's own format is read with ``datetime.fromisoformat``, any other
@@ -14,11 +14,11 @@ import enum
 import logging
 import re
 import uuid
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple, TypeVar
 
 from ._helpers import display
-from ._helpers.records import field, record
 from ._helpers.urls import ui_url, without_credentials
 from .exceptions import FlowRunFailedError, InvalidResponseError
 
@@ -161,7 +161,7 @@ def _text(value: Any) -> Optional[str]:
     return None if value is None else str(value)
 
 
-@record
+@dataclass(frozen=True)
 class State:
     """A run's state: its type, display name, message and when it was entered.
 
@@ -247,7 +247,7 @@ class State:
         return self.name if not self.message else f"{self.name}: {self.message}"
 
 
-@record
+@dataclass(frozen=True)
 class FlowRun:
     """A flow run as the API last described it.
 
@@ -395,7 +395,7 @@ class FlowRun:
         return display.flow_run_html(self)
 
 
-@record
+@dataclass(frozen=True)
 class Deployment:
     """A deployment: what a flow run is created from."""
 
@@ -431,7 +431,7 @@ class Deployment:
         )
 
 
-@record
+@dataclass(frozen=True)
 class Flow:
     """A flow: the code that deployments run."""
 
@@ -449,7 +449,7 @@ class Flow:
         )
 
 
-@record
+@dataclass(frozen=True)
 class LogRecord:
     """One log line of a run, as the server stores it.
 

@@ -17,12 +17,12 @@ from __future__ import annotations
 import math
 import os
 import warnings
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Mapping, Optional, Tuple, TypedDict, Union, cast
 from urllib.parse import urlsplit, urlunsplit
 
 from ._helpers.arguments import unexpected_keywords
 from ._helpers.profiles import read_profile
-from ._helpers.records import field, record
 from ._helpers.urls import redact_url
 from .exceptions import ConfigurationError
 
@@ -72,7 +72,7 @@ _HOW_TO_SET_URL = (
 Verify = Union[bool, str]
 
 
-@record
+@dataclass(frozen=True)
 class Settings:
     """Resolved client settings. Secrets are kept out of ``repr``.
 

@@ -31,6 +31,7 @@ import os
 import sys
 import threading
 import uuid
+from dataclasses import dataclass, field
 from typing import (
     TYPE_CHECKING,
     Any,
@@ -47,7 +48,6 @@ from typing import (
 )
 
 from .._helpers.arguments import as_uuid
-from .._helpers.records import field, record
 
 if TYPE_CHECKING:
     from typing_extensions import ParamSpec
@@ -66,7 +66,7 @@ PrefectKeys = MutableMapping[str, Union[str, int]]
 """Prefect's own per-task_key counters: ``FlowRunContext.task_run_dynamic_keys``."""
 
 
-@record
+@dataclass(frozen=True)
 class ParentRun:
     """The run that new runs are linked under.
 

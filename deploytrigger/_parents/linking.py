@@ -27,10 +27,10 @@ import re
 import sys
 import unicodedata
 import uuid
+from dataclasses import dataclass
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
 from .._helpers.arguments import PAGE_LIMIT
-from .._helpers.records import record
 from ..models import FlowRun
 from .context import ParentRun
 
@@ -45,7 +45,7 @@ PARENTS_INPUT_SINCE = (3, 6)
 # -- server versions ----------------------------------------------------------------------
 
 
-@record
+@dataclass(frozen=True)
 class Dialect:
     """How one Prefect server version's ``run_deployment`` writes a placeholder.
 

@@ -21,11 +21,11 @@ from __future__ import annotations
 import logging
 import os
 import uuid
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
-from .._helpers.records import field, record
 from .._http.transport import Transport
 from ..exceptions import (
     DeployTriggerError,
@@ -54,7 +54,7 @@ LOCAL_FILE_SYSTEM = "local-file-system"
 """The storage block type read here without help."""
 
 
-@record
+@dataclass(frozen=True)
 class StorageBlock:
     """A storage block document, as ``GET /block_documents/{id}`` describes it (no secrets).
 
@@ -96,7 +96,7 @@ ResultReader = Callable[[StorageBlock, str], bytes]
 # -- where the result is, and reading it -----------------------------------------------------
 
 
-@record
+@dataclass(frozen=True)
 class _Record:
     """A run's ``state.data`` when its result was persisted."""
 

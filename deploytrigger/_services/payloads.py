@@ -7,6 +7,7 @@ that names the argument (and the key, for parameters) and shows what is expected
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import enum
 import math
@@ -69,9 +70,7 @@ def to_json_value(value: Any, where: str) -> Any:
     decimal = sys.modules.get("decimal")  # no Decimal exists before ``decimal`` is imported
     if decimal is not None and isinstance(value, decimal.Decimal):
         return str(value)
-    if hasattr(type(value), "__dataclass_fields__"):  # what dataclasses.is_dataclass checks
-        import dataclasses  # a dataclass (or a record) is the one value that needs it
-
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return to_json_value(dataclasses.asdict(value), where)
     dump = getattr(value, "model_dump", None)
     if callable(dump):

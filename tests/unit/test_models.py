@@ -1,12 +1,15 @@
-"""Parsing the server's JSON into frozen records, with the shapes Prefect 3.8 sends."""
+"""Parsing the server's JSON into frozen dataclasses, with the shapes Prefect 3.8 sends."""
 
 from __future__ import annotations
 
 import copy
 import dataclasses
 import datetime as dt
+import inspect
+import sys
+import typing
 import uuid
-from typing import Any, Dict
+from typing import Any, ClassVar, Dict, Tuple
 
 import pytest
 from helpers.server_json import deployment_json, flow_run_json, state_json
@@ -17,6 +20,7 @@ from deploytrigger import (
     Flow,
     FlowRun,
     InvalidResponseError,
+    LogRecord,
     State,
     StateType,
 )
@@ -391,3 +395,66 @@ def test_a_prefect_2_run_without_labels_gets_the_defaults() -> None:
 def test_malformed_run_details_are_an_invalid_response(overrides: Dict[str, Any]) -> None:
     with pytest.raises(InvalidResponseError):
         FlowRun.from_json(flow_run_json(shape="full", **overrides))
+
+
+# -- the models are frozen dataclasses ---------------------------------------------------
+
+# One model of each kind, and a field to change in it: (model, field, new value).
+MODELS: Tuple[Tuple[Any, str, Any], ...] = (
+    (State(StateType.RUNNING, "Running"), "message", "started"),
+    (FlowRun.from_json(flow_run_json(shape="full")), "name", "other-crab"),
+    (Deployment.from_json(deployment_json()), "version", "2"),
+    (Flow(uuid.UUID(FLOW_ID), "add", raw={"id": FLOW_ID}), "name", "sub"),
+    (LogRecord(uuid.UUID(int=1), dt.datetime(2026, 11, 23, tzinfo=UTC), 20, "hi"), "level", 40),
+)
+MODEL_IDS = [type(model).__name__ for model, _, _ in MODELS]
+
+
+@pytest.mark.parametrize(("model", "name", "value"), MODELS, ids=MODEL_IDS)
+def test_dataclasses_fields_replace_and_asdict_work_on_each_model(
+    model: Any, name: str, value: Any
+) -> None:
+    cls = type(model)
+    names = [f.name for f in dataclasses.fields(cls)]
+    assert dataclasses.is_dataclass(model) and cls.__dataclass_params__.frozen
+    assert names == list(cls.__annotations__) == list(inspect.signature(cls).parameters)
+    changed = dataclasses.replace(model, **{name: value})
+    assert getattr(changed, name) == value and changed != model
+    assert dataclasses.replace(changed, **{name: getattr(model, name)}) == model
+    as_dict = dataclasses.asdict(model)
+    assert list(as_dict) == names and as_dict[name] == getattr(model, name)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        setattr(model, name, value)
+
+
+@pytest.mark.skipif(sys.version_info < (3, 13), reason="copy.replace is new in Python 3.13")
+@pytest.mark.parametrize(("model", "name", "value"), MODELS, ids=MODEL_IDS)
+def test_copy_replace_makes_a_changed_copy_of_each_model(model: Any, name: str, value: Any) -> None:
+    changed = copy.replace(model, **{name: value})
+    assert type(changed) is type(model) and getattr(changed, name) == value
+    assert dataclasses.replace(changed, **{name: getattr(model, name)}) == model
+
+
+@pytest.mark.parametrize("cls", [type(model) for model, _, _ in MODELS], ids=MODEL_IDS)
+def test_type_hints_of_each_model_resolve_to_the_types_of_its_fields(cls: Any) -> None:
+    hints = typing.get_type_hints(cls)
+    assert list(hints) == [f.name for f in dataclasses.fields(cls)]
+    assert typing.get_type_hints(cls.__init__) == {**hints, "return": type(None)}
+    assert hints["raw"] == typing.Mapping[str, Any]
+
+
+def test_a_class_var_on_a_model_subclass_is_not_a_field() -> None:
+    @dataclasses.dataclass(frozen=True)
+    class TaggedRun(FlowRun):
+        source: ClassVar[str] = "deploytrigger"
+        note: str = ""
+
+    run = FlowRun.from_json(flow_run_json(shape="full"))
+    tagged = TaggedRun(**{f.name: getattr(run, f.name) for f in dataclasses.fields(run)}, note="x")
+    assert [f.name for f in dataclasses.fields(TaggedRun)] == [
+        *(f.name for f in dataclasses.fields(FlowRun)),
+        "note",
+    ]
+    assert (tagged.source, tagged.note, tagged.name) == ("deploytrigger", "x", run.name)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        tagged.note = "y"  # type: ignore[misc]

@@ -7,6 +7,10 @@ PREFECT_HOME is a temporary directory, so the real ~/.prefect is never read.
 from __future__ import annotations
 
 import base64
+import copy
+import dataclasses
+import sys
+import typing
 import warnings
 from pathlib import Path
 from typing import Dict
@@ -20,6 +24,7 @@ from deploytrigger.settings import (
     DEFAULT_MAX_RETRIES,
     DEFAULT_REQUEST_TIMEOUT,
     DEFAULT_RETRY_BUDGET,
+    Settings,
     resolve_settings,
 )
 
@@ -345,6 +350,29 @@ def test_url_credentials_are_absent_from_settings_repr(home: Path) -> None:
     settings = resolve_settings("http://admin:SECRETPW@h.example/api", environ=environ(home))
 
     assert "SECRETPW" not in repr(settings)
+
+
+def test_settings_are_a_frozen_dataclass_whose_copies_keep_secrets_out_of_repr(home: Path) -> None:
+    settings = resolve_settings(
+        "http://admin:SECRETPW@h.example/api", api_key="pnu_SECRETKEY", environ=environ(home)
+    )
+    names = [f.name for f in dataclasses.fields(Settings)]
+    assert names == list(typing.get_type_hints(Settings)) == list(dataclasses.asdict(settings))
+    assert names[:3] == ["api_url", "api_key", "auth_string"]
+    changed = dataclasses.replace(settings, request_timeout=7.0)
+    assert changed.request_timeout == 7.0 and changed.api_key == "pnu_SECRETKEY"
+    assert changed != settings and dataclasses.replace(changed, request_timeout=30.0) == settings
+    assert "SECRET" not in repr(changed) and "request_timeout=7.0" in repr(changed)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        changed.api_key = "other"  # type: ignore[misc]
+
+
+@pytest.mark.skipif(sys.version_info < (3, 13), reason="copy.replace is new in Python 3.13")
+def test_copy_replace_makes_a_changed_copy_of_the_settings(home: Path) -> None:
+    settings = resolve_settings(ARG_URL, api_key="pnu_SECRETKEY", environ=environ(home))
+    changed = copy.replace(settings, retry_budget=5.0)
+    assert changed == dataclasses.replace(settings, retry_budget=5.0)
+    assert "SECRETKEY" not in repr(changed)
 
 
 # -- TLS ---------------------------------------------------------------------------

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import sys
 import threading
 import types
+import typing
 import uuid
 from concurrent.futures import ThreadPoolExecutor as PlainThreadPoolExecutor
 from typing import Any, Dict, List, Optional, Tuple
@@ -298,3 +301,28 @@ def test_propagate_hands_a_detected_prefect_parent_to_workers(
     monkeypatch.delitem(sys.modules, "prefect.context")
     parent = future.result()
     assert parent == ParentRun(PARENT) and parent.prefect_keys is counters
+
+
+# -- ParentRun -----------------------------------------------------------------------------
+
+
+def test_parent_run_is_a_frozen_dataclass_that_ignores_prefect_s_counters() -> None:
+    counters: Dict[str, Any] = {"add-0": 1}
+    parent = ParentRun(PARENT, TASK_RUN, prefect_keys=counters)
+    names = [f.name for f in dataclasses.fields(ParentRun)]
+    assert names == ["flow_run_id", "task_run_id", "dynamic_key", "prefect_keys"]
+    assert names == list(typing.get_type_hints(ParentRun)) == list(dataclasses.asdict(parent))
+    same = ParentRun(PARENT, TASK_RUN)
+    assert parent == same and hash(parent) == hash(same)
+    assert repr(parent) == (
+        f"ParentRun(flow_run_id={PARENT!r}, task_run_id={TASK_RUN!r}, dynamic_key=None)"
+    )
+    assert dataclasses.replace(parent, dynamic_key="2").prefect_keys is counters
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        parent.dynamic_key = "1"  # type: ignore[misc]
+
+
+@pytest.mark.skipif(sys.version_info < (3, 13), reason="copy.replace is new in Python 3.13")
+def test_copy_replace_makes_a_changed_copy_of_a_parent_run() -> None:
+    parent = ParentRun(PARENT, TASK_RUN)
+    assert copy.replace(parent, task_run_id=None) == ParentRun(PARENT)
