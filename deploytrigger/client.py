@@ -41,7 +41,7 @@ from ._waits.engine import ALL_COMPLETED, DEFAULT_OUTAGE_TOLERANCE, Poller
 from ._waits.events import EventsListener
 from .exceptions import InvalidArgumentError
 from .models import Deployment, Flow, FlowRun, LogRecord, State
-from .options import ClientOptions
+from .options import ClientOptions, check_client_options
 from .settings import Settings, resolve_settings, settings_options, warn_insecure_once
 
 if TYPE_CHECKING:
@@ -64,7 +64,9 @@ class Client:
             (credentials, TLS, retries, pool size, caches, time).
 
     Raises:
-        ConfigurationError: no API URL is configured, or a setting is unusable.
+        ConfigurationError: no API URL is configured, or an option (from an
+            argument or the environment) is unusable.
+        InvalidArgumentTypeError: a keyword that is not an option.
     """
 
     def __init__(self, api_url: Optional[str] = None, **options: Unpack[ClientOptions]) -> None:
@@ -72,6 +74,7 @@ class Client:
         self.settings: Settings = resolve_settings(api_url, **settings_options(options))
         if self.settings.verify is False:
             warn_insecure_once()
+        options = check_client_options(options)
         sleep = options.get("sleep", time.sleep)
         clock = options.get("clock", time.monotonic)
         self._events = _events_listener(self.settings, injected_sleep="sleep" in options)
