@@ -127,12 +127,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def listener_of(client: Client) -> EventsListener:
-    """The client's events listener (made now if no wait made it yet)."""
-    from deploytrigger._client_parts import ListenerOnDemand
+    """The client's events listener (it opens nothing until a wait watches a run)."""
+    from deploytrigger._waits.events import EventsListener
 
-    on_demand = client.poller.wakeups
-    assert isinstance(on_demand, ListenerOnDemand)
-    return on_demand.listener
+    listener = client._poller.wakeups
+    assert isinstance(listener, EventsListener)
+    return listener
 
 
 def listening_client(api_url: str, proxy: Proxy) -> Client:

@@ -74,19 +74,19 @@ def waiter(argv: Sequence[str]) -> int:
     args = parser.parse_args(argv)
     import deploytrigger  # noqa: F401 - imports before the measurement
     from deploytrigger import Client
-    from deploytrigger._client_parts import ListenerOnDemand
+    from deploytrigger._waits.events import EventsListener
 
     ids = json.loads(args.ids.read_text(encoding="utf-8"))
     with Client(args.api_url, events=args.mode) as client:
-        on_demand = client.poller.wakeups
-        if isinstance(on_demand, ListenerOnDemand):
-            on_demand.listener.url = args.events_url  # the proxy forwards HTTP, not websockets
+        listener = client._poller.wakeups
+        if isinstance(listener, EventsListener):
+            listener.url = args.events_url  # the proxy forwards HTTP, not websockets
         before = resource.getrusage(resource.RUSAGE_SELF)
         print("waiting", flush=True)
         result = client.wait_all(ids, poll_interval=args.interval, timeout=900)
         after = resource.getrusage(resource.RUSAGE_SELF)
         threads = threading.active_count()
-        sockets = on_demand.listener.connections if isinstance(on_demand, ListenerOnDemand) else 0
+        sockets = listener.connections if isinstance(listener, EventsListener) else 0
     figures = {
         "done": len(result.done),
         "not_done": len(result.not_done),

@@ -147,9 +147,9 @@ def configure(api_url: Optional[str] = None, **options: Unpack[ClientOptions]) -
     Each call replaces the options of the one before (``configure()`` restores
     the defaults) and closes the default clients made so far; the next
     module-level call makes a new one. Options left out still come from the
-    environment and the Prefect profile, read at every call. Settings are
-    checked when the client is made: an unusable one raises
-    :class:`~deploytrigger.ConfigurationError` from the next call.
+    environment and the Prefect profile, read at every call. Options are
+    checked when the client is made, as :class:`Client` checks them: an
+    unusable one raises :class:`~deploytrigger.ConfigurationError` from the next call.
 
     Raises:
         InvalidArgumentTypeError: a keyword that :class:`Client` does not take.

@@ -1,12 +1,14 @@
 """The blocking client: a facade of short methods over the transport, services and waits.
 
-Thread-safe; ``_client_parts.py`` builds what is under it. The layers below
-it are private (``deploytrigger._http``, ``_services``, ``_waits``):
-docs/development.rst draws them.
+Thread-safe. The client builds its parts once, in ``__init__``: the settings,
+the events listener, the poller it wakes, one transport and the services that
+share them. The layers below it are private (``deploytrigger._http``,
+``_services``, ``_waits``): docs/development.rst draws them.
 """
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import datetime
 from typing import (
@@ -22,19 +24,30 @@ from typing import (
     Union,
 )
 
-from ._client_parts import ClientParts, client_settings
-from ._helpers.arguments import PAGE_LIMIT, RunOptions, as_uuid, check_wait_arguments
+from ._helpers.arguments import (
+    PAGE_LIMIT,
+    RunOptions,
+    as_uuid,
+    check_wait_arguments,
+    unexpected_keywords,
+)
 from ._helpers.urls import redact_url
+from ._http.transport import DEFAULT_POOL_SIZE, Transport
+from ._services.deployments import DEFAULT_DEPLOYMENT_CACHE_TTL, Deployments
+from ._services.parents import Parents
 from ._services.payloads import RunRequest
-from ._waits.engine import ALL_COMPLETED
+from ._services.runs import Runs
+from ._waits.engine import ALL_COMPLETED, DEFAULT_OUTAGE_TOLERANCE, Poller
+from ._waits.events import EventsListener
 from .exceptions import InvalidArgumentError
 from .models import Deployment, Flow, FlowRun, LogRecord, State
-from .options import ClientOptions
-from .settings import Settings, warn_insecure_once
+from .options import ClientOptions, check_client_options
+from .settings import Settings, resolve_settings, settings_options, warn_insecure_once
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
+    from ._results.results import Results
     from ._waits.batch import Call, DoneAndNotDone, RunRef
     from ._waits.handles import FlowRunHandle
 
@@ -51,21 +64,47 @@ class Client:
             (credentials, TLS, retries, pool size, caches, time).
 
     Raises:
-        ConfigurationError: no API URL is configured, or a setting is unusable.
+        ConfigurationError: no API URL is configured, or an option (from an
+            argument or the environment) is unusable.
+        InvalidArgumentTypeError: a keyword that is not an option.
     """
 
     def __init__(self, api_url: Optional[str] = None, **options: Unpack[ClientOptions]) -> None:
-        settings = client_settings(api_url, options)
-        if settings.verify is False:
+        unexpected_keywords(options, ClientOptions.__annotations__, "Client")
+        self.settings: Settings = resolve_settings(api_url, **settings_options(options))
+        if self.settings.verify is False:
             warn_insecure_once()
-        parts = ClientParts.build(settings, options)
-        self.settings: Settings = parts.settings
-        self._events = parts.events
-        self.poller = parts.poller
-        self._transport = parts.transport
-        self._deployments = parts.deployments
-        self._parents = parts.parents
-        self._runs = parts.runs
+        options = check_client_options(options)
+        sleep = options.get("sleep", time.sleep)
+        clock = options.get("clock", time.monotonic)
+        self._events = _events_listener(self.settings, injected_sleep="sleep" in options)
+        self._poller = Poller(
+            sleep=sleep,
+            clock=clock,
+            outage_tolerance=options.get("outage_tolerance", DEFAULT_OUTAGE_TOLERANCE),
+            wakeups=self._events,
+        )
+        self._transport = Transport(
+            self.settings,
+            pool_size=options.get("pool_size", DEFAULT_POOL_SIZE),
+            sleep=sleep,
+            clock=clock,
+            backoff=options.get("backoff"),
+        )
+        self._deployments = Deployments(
+            self._transport,
+            clock=clock,
+            cache_ttl=options.get("deployment_cache_ttl", DEFAULT_DEPLOYMENT_CACHE_TTL),
+        )
+        self._parents = Parents(self._transport, self._deployments)
+        result_reader = options.get("result_reader")
+
+        def results() -> Results:  # on first use: a script that only triggers never loads it
+            from ._results.results import Results
+
+            return Results(self._transport, sleep=sleep, reader=result_reader)
+
+        self._runs = Runs(self._transport, self._deployments, self._parents, self._poller, results)
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -482,3 +521,21 @@ class Client:
             timeout=timeout,
             poll_interval=poll_interval,
         )
+
+
+def _events_listener(settings: Settings, *, injected_sleep: bool) -> Optional[EventsListener]:
+    """The client's events listener, or None for plain polling (``events="off"``).
+
+    Under ``"auto"``, a client given its own ``sleep`` (a test's fake time)
+    polls: a listener would pause its waits on real time. ``"on"`` listens anyway.
+    Nothing connects, and websocket-client is not imported, until a wait watches a run.
+    """
+    if settings.events == "off" or (settings.events == "auto" and injected_sleep):
+        return None
+    return EventsListener(
+        settings.api_url,
+        token=settings.auth_string or settings.api_key,  # the auth message's token
+        verify=settings.verify,
+        timeout=settings.request_timeout,
+        mode=settings.events,
+    )

@@ -5,7 +5,7 @@ Every error the public API raises is a :class:`DeployTriggerError`; no
 kept as ``__cause__``)::
 
     DeployTriggerError
-    ├── ConfigurationError          (also ValueError) no or bad API URL, profile, TLS file
+    ├── ConfigurationError          (also ValueError) no or bad API URL, profile, option
     ├── InvalidArgumentError        (also ValueError) bad input, found before any request
     │   └── InvalidArgumentTypeError (also TypeError)
     ├── TransportError              the server could not be reached or did not answer
@@ -81,7 +81,11 @@ class DeployTriggerError(Exception):
 
 
 class ConfigurationError(DeployTriggerError, ValueError):
-    """The client cannot be configured: no API URL, a malformed one, a bad profile."""
+    """The client cannot be configured: no API URL, a malformed one, a bad profile or option.
+
+    Every option is checked the same way, from an argument or the environment:
+    the message names it, says where it came from and what it must be.
+    """
 
 
 class InvalidArgumentError(DeployTriggerError, ValueError):

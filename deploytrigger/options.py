@@ -3,9 +3,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, cast
 
-from .settings import SettingsOptions
+from .settings import SettingsOptions, function, number, whole_number
 
 if TYPE_CHECKING:
     import tenacity
@@ -19,7 +19,9 @@ class ClientOptions(SettingsOptions, total=False):
     """The keywords that :class:`~deploytrigger.Client` and :func:`~deploytrigger.configure` take.
 
     Each is optional; the first eight are settings, which fall back on the
-    environment (and, but for ``events``, the active Prefect profile).
+    environment (and, but for ``events``, the active Prefect profile). A value
+    that cannot be used raises :class:`~deploytrigger.ConfigurationError` naming
+    the option, whether it came from an argument or the environment.
 
     Attributes:
         api_key: a Prefect Cloud API key (sent as ``Bearer``); else ``PREFECT_API_KEY``.
@@ -70,3 +72,25 @@ class ClientOptions(SettingsOptions, total=False):
     deployment_cache_ttl: float
     outage_tolerance: float
     result_reader: Optional[ResultReader]
+
+
+def check_client_options(options: ClientOptions) -> ClientOptions:
+    """``options`` with the client's own values checked (text read as numbers).
+
+    The settings among them are left as given: ``resolve_settings`` checks
+    them with the same rules, together with the environment's values.
+
+    Raises:
+        ConfigurationError: an option whose value cannot be used, named.
+    """
+    checked: Dict[str, Any] = dict(options)
+    for name, value in options.items():
+        if name == "pool_size":
+            checked[name] = whole_number(value, name)
+        elif name in ("deployment_cache_ttl", "outage_tolerance"):
+            checked[name] = number(value, name, zero_ok=True)
+        elif name in ("sleep", "clock"):
+            checked[name] = function(value, name)
+        elif name in ("backoff", "result_reader"):
+            checked[name] = function(value, name, optional=True)
+    return cast(ClientOptions, checked)

@@ -216,12 +216,12 @@ def resolve_settings(
         raise ConfigurationError(f"no Prefect API URL is configured: {_HOW_TO_SET_URL}")
     url = normalize_api_url(str(raw_url), url_source)
 
-    key = _credential(*lookup("PREFECT_API_KEY"))
-    auth = _credential(*lookup("PREFECT_API_AUTH_STRING"))
+    key = _credential("api_key", *lookup("PREFECT_API_KEY"))
+    auth = _credential("auth_string", *lookup("PREFECT_API_AUTH_STRING"))
     if verify is None:
         verify = _resolve_verify(lookup)
     elif not isinstance(verify, (bool, str)):
-        raise ConfigurationError("verify must be True, False or the path of a CA bundle file")
+        raise refused("verify", "True, False or the path of a CA bundle file", verify)
     elif isinstance(verify, str):
         verify = _check_ca_file(verify, "argument verify")
 
@@ -230,29 +230,22 @@ def resolve_settings(
         timeout = (
             DEFAULT_REQUEST_TIMEOUT
             if raw_timeout is None
-            else _seconds(raw_timeout, timeout_source)
+            else number(raw_timeout, "request_timeout", timeout_source)
         )
     else:
-        timeout = _seconds(request_timeout, "argument request_timeout")
-    retries_source = "argument max_retries"
-    if max_retries is None:
+        timeout = number(request_timeout, "request_timeout")
+    if max_retries is not None:
+        max_retries = whole_number(max_retries, "max_retries", zero_ok=True)
+    else:
         raw_retries, retries_source = lookup("PREFECT_CLIENT_MAX_RETRIES")
-        max_retries = DEFAULT_MAX_RETRIES if raw_retries is None else _whole(raw_retries)
-    if max_retries is not None and (
-        isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0
-    ):
-        raise ConfigurationError(
-            f"max_retries (from {retries_source}) must be a whole number >= 0, not {max_retries!r}"
+        max_retries = (
+            DEFAULT_MAX_RETRIES
+            if raw_retries is None
+            else whole_number(raw_retries, "max_retries", retries_source, zero_ok=True)
         )
-    budget = _own_number(
-        options.get("retry_budget"), "retry_budget", RETRY_BUDGET_VARIABLE, env, zero_ok=True
-    )
+    budget = _own_number(options.get("retry_budget"), "retry_budget", RETRY_BUDGET_VARIABLE, env)
     rate = _own_number(
-        options.get("max_requests_per_minute"),
-        "max_requests_per_minute",
-        RATE_VARIABLE,
-        env,
-        zero_ok=False,
+        options.get("max_requests_per_minute"), "max_requests_per_minute", RATE_VARIABLE, env
     )
 
     events = _events_mode(options.get("events"), env)
@@ -272,42 +265,27 @@ def resolve_settings(
 
 def _events_mode(value: Any, env: Mapping[str, str]) -> str:
     """``events``: the argument, else ``DEPLOYTRIGGER_EVENTS``, else ``"auto"``."""
-    source = "argument events"
+    source = "argument"
     if value is None:
         value = env.get(EVENTS_VARIABLE, "").strip().lower() or "auto"
         source = f"environment variable {EVENTS_VARIABLE}"
-    if value not in EVENTS_MODES:
-        raise ConfigurationError(
-            f"events (from {source}) must be one of {', '.join(EVENTS_MODES)}, not {value!r}"
-        )
-    return str(value)
+    if not isinstance(value, str) or value not in EVENTS_MODES:
+        raise refused("events", f"one of {', '.join(EVENTS_MODES)}", value, source)
+    return value
 
 
-def _own_number(
-    value: Any, name: str, variable: str, env: Mapping[str, str], *, zero_ok: bool
-) -> Optional[float]:
-    """A deploytrigger setting: the argument, else its environment variable, else None."""
-    source = f"argument {name}"
-    if value is None:
-        text = env.get(variable, "").strip()
-        if not text:
-            return None
-        value, source = text, f"environment variable {variable}"
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = math.nan
-    if (
-        isinstance(value, bool)
-        or not math.isfinite(number)
-        or number < 0
-        or (number == 0 and not zero_ok)
-    ):
-        least = ">= 0" if zero_ok else "> 0"
-        raise ConfigurationError(
-            f"{name} (from {source}) must be a finite number {least}, not {value!r}"
-        )
-    return number
+def _own_number(value: Any, name: str, variable: str, env: Mapping[str, str]) -> Optional[float]:
+    """A deploytrigger setting: the argument, else its environment variable, else None.
+
+    A retry budget may be 0 (no retries); a request rate may not.
+    """
+    zero_ok = name == "retry_budget"
+    if value is not None:
+        return number(value, name, zero_ok=zero_ok)
+    text = env.get(variable, "").strip()
+    if not text:
+        return None
+    return number(text, name, f"environment variable {variable}", zero_ok=zero_ok)
 
 
 def normalize_api_url(value: str, source: str = "argument") -> str:
@@ -333,11 +311,14 @@ def normalize_api_url(value: str, source: str = "argument") -> str:
     return urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
 
 
-def _credential(value: Any, source: str) -> Optional[str]:
+def _credential(name: str, value: Any, source: str) -> Optional[str]:
     """A credential stripped of surrounding white space; never shown in an error."""
     if value is None:
         return None
-    text = str(value).strip()
+    if not isinstance(value, str):
+        where = "" if source == "argument" else f" (from {source})"
+        raise ConfigurationError(f"{name}{where} must be a string, not {type(value).__name__}")
+    text = value.strip()
     if any(not (" " <= char <= "~") for char in text):
         raise ConfigurationError(
             f"the credential from {source} contains characters that cannot be sent in an "
@@ -371,25 +352,60 @@ def _truthy(value: Any, source: str) -> bool:
         return True
     if text in ("0", "false", "no", "off", ""):
         return False
-    raise ConfigurationError(f"{source} must be true or false, not {value!r}")
+    raise refused("verify", "true or false", value, source)
 
 
-def _whole(value: Any) -> Any:
-    """``value`` as an int when it is one written as text (as the environment has it)."""
-    text = str(value).strip()
-    return int(text) if text.isdigit() else value
+# -- checking values: one rule per kind of option, whatever the option's source ------------
 
 
-def _seconds(value: Any, source: str) -> float:
+def refused(name: str, expected: str, value: Any, source: str = "argument") -> ConfigurationError:
+    """The error for option ``name`` given ``value`` (from ``source``): what it must be."""
+    where = "" if source == "argument" else f" (from {source})"
+    return ConfigurationError(f"{name}{where} must be {expected}, not {value!r}")
+
+
+def number(value: Any, name: str, source: str = "argument", *, zero_ok: bool = False) -> float:
+    """``value`` as a finite number > 0 (>= 0 with ``zero_ok``); text is read as one.
+
+    Raises:
+        ConfigurationError: ``value`` is no such number (a bool is none).
+    """
     try:
-        seconds = float(value)
+        result = float(value)
     except (TypeError, ValueError):
-        raise ConfigurationError(f"{source} must be a number of seconds, not {value!r}") from None
-    if isinstance(value, bool) or not math.isfinite(seconds) or seconds <= 0:
-        raise ConfigurationError(
-            f"{source} must be a positive, finite number of seconds, not {value!r}"
-        )
-    return seconds
+        result = math.nan
+    if (
+        isinstance(value, bool)
+        or not math.isfinite(result)
+        or result < 0
+        or (result == 0 and not zero_ok)
+    ):
+        raise refused(name, f"a finite number {'>= 0' if zero_ok else '> 0'}", value, source)
+    return result
+
+
+def whole_number(value: Any, name: str, source: str = "argument", *, zero_ok: bool = False) -> int:
+    """``value`` as an int > 0 (>= 0 with ``zero_ok``); text of digits is read as one.
+
+    Raises:
+        ConfigurationError: ``value`` is no such number (a bool or 1.0 is none).
+    """
+    text = value.strip() if isinstance(value, str) else None
+    result = int(text) if text is not None and text.isdigit() else value
+    if isinstance(result, bool) or not isinstance(result, int) or result < (0 if zero_ok else 1):
+        raise refused(name, f"a whole number {'>= 0' if zero_ok else '> 0'}", value, source)
+    return result
+
+
+def function(value: Any, name: str, *, optional: bool = False) -> Any:
+    """``value``, a callable (or None when ``optional``).
+
+    Raises:
+        ConfigurationError: ``value`` cannot be called.
+    """
+    if callable(value) or (optional and value is None):
+        return value
+    raise refused(name, "a function or None" if optional else "a function", value)
 
 
 _warned_insecure = False

@@ -132,7 +132,9 @@ class _Watch:
 class EventsListener:
     """One client's events stream: a daemon thread and a websocket, shared by its waits.
 
-    Implements :class:`~deploytrigger._waits.engine.Wakeups`.
+    Implements :class:`~deploytrigger._waits.engine.Wakeups`. Making one opens
+    nothing: the first :meth:`watch` imports websocket-client and starts the
+    thread, so a client that only triggers runs never loads it.
 
     Args:
         api_url: the REST API's URL (``events_url`` makes the stream's).

@@ -13,7 +13,6 @@ from typing import Any, Callable, List, Mapping
 import pytest
 
 from deploytrigger import Client
-from deploytrigger._client_parts import ListenerOnDemand
 from deploytrigger._waits import events
 
 SAFETY_NET = 600.0
@@ -57,10 +56,10 @@ class _Recording:
 
 
 def listener_of(client: Client) -> events.EventsListener:
-    """The client's events listener (made now if no wait made it yet)."""
-    on_demand = client.poller.wakeups
-    assert isinstance(on_demand, ListenerOnDemand)
-    return on_demand.listener
+    """The client's events listener (it opens nothing until a wait watches a run)."""
+    listener = client._poller.wakeups
+    assert isinstance(listener, events.EventsListener)
+    return listener
 
 
 def eventually(condition: Callable[[], bool], seconds: float = 120.0) -> bool:

@@ -1,4 +1,4 @@
-"""The Client facade: what it is built from, its repr, the arguments it refuses."""
+"""The Client facade: what it is built from, its repr, the arguments and options it refuses."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from typing import Any, Dict
 
 import pytest
 import responses
+from helpers.bad_options import OUT_OF_RANGE, WRONG_TYPES
 from helpers.client_stubs import (  # noqa: F401 - the fixtures: client, fake_time, http
     API,
     BY_ID,
@@ -20,6 +21,8 @@ from helpers.server_json import deployment_json
 
 from deploytrigger import (
     Client,
+    ClientOptions,
+    ConfigurationError,
     InvalidArgumentError,
 )
 
@@ -66,3 +69,33 @@ def test_client_repr_hides_the_key_and_url_credentials(fake_time: FakeTime) -> N
     assert KEY not in shown
     assert "URLPASSWORD" not in shown
     assert "prefect.test" in shown
+
+
+# -- options: each checked, as the environment's values are ------------------------------
+
+
+@pytest.mark.parametrize("option", sorted(ClientOptions.__annotations__))
+def test_every_option_of_a_wrong_type_is_refused_in_one_line_naming_it(option: str) -> None:
+    value, message = WRONG_TYPES[option]  # a KeyError: an option without a case
+
+    with pytest.raises(ConfigurationError) as caught:
+        Client(API, **{option: value})
+
+    assert str(caught.value) == message
+
+
+@pytest.mark.parametrize("option", sorted(OUT_OF_RANGE))
+def test_an_option_out_of_range_is_refused_in_one_line_naming_it(option: str) -> None:
+    value, message = OUT_OF_RANGE[option]
+
+    with pytest.raises(ConfigurationError) as caught:
+        Client(API, **{option: value})
+
+    assert str(caught.value) == message
+
+
+def test_numbers_given_as_text_are_read_as_the_environment_is() -> None:
+    with Client(API, pool_size="4", max_retries="3", outage_tolerance=" 60 ") as client:
+        assert client.settings.max_retries == 3
+        assert client._poller.outage_tolerance == 60.0
+

@@ -17,6 +17,7 @@ from typing import Any, Dict, Iterator, List
 
 import pytest
 import responses
+from helpers.bad_options import OUT_OF_RANGE, WRONG_TYPES
 from helpers.run_stubs import API, BY_NAME, CREATE
 from helpers.server_json import deployment_json, flow_run_json
 
@@ -257,6 +258,22 @@ def test_a_bad_configured_setting_raises_configuration_error_on_use() -> None:
     configure(api_url="ftp://nowhere")
     with pytest.raises(ConfigurationError, match="http"):
         deploytrigger.run_deployment("add/add-dep", timeout=0)
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [(option, *WRONG_TYPES[option]) for option in sorted(WRONG_TYPES)]
+    + [(option, *OUT_OF_RANGE[option]) for option in sorted(OUT_OF_RANGE)],
+)
+def test_a_bad_configured_option_is_refused_on_use_as_the_client_refuses_it(
+    http: responses.RequestsMock, option: str, value: Any, message: str
+) -> None:
+    configure(**{option: value})
+
+    with pytest.raises(ConfigurationError) as caught:
+        deploytrigger.run_deployment("add/add-dep", timeout=0)
+
+    assert str(caught.value) == message
 
 
 def test_reset_closes_the_clients_and_forgets_the_configured_options(

@@ -501,6 +501,20 @@ def test_request_timeout_must_be_a_positive_finite_number(home: Path, value: str
         resolve_settings(ARG_URL, environ=env)
 
 
+def test_a_bad_value_from_the_environment_is_refused_as_the_argument_is_naming_the_variable(
+    home: Path,
+) -> None:
+    env = environ(home, PREFECT_API_REQUEST_TIMEOUT="soon")
+
+    with pytest.raises(ConfigurationError) as caught:
+        resolve_settings(ARG_URL, environ=env)
+
+    assert str(caught.value) == (
+        "request_timeout (from environment variable PREFECT_API_REQUEST_TIMEOUT) "
+        "must be a finite number > 0, not 'soon'"
+    )
+
+
 @pytest.mark.parametrize("value", [0, -1.0, float("nan"), True])
 def test_request_timeout_argument_must_be_a_positive_finite_number(
     home: Path, value: float

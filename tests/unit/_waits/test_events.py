@@ -598,10 +598,10 @@ def test_events_off_makes_no_listener_so_no_socket_is_ever_opened(
     opened: List[str] = []
     monkeypatch.setattr(events, "connect_websocket", lambda url, options: opened.append(url))
     with Client(API, events="off") as client:
-        assert client.poller.wakeups is None
+        assert client._poller.wakeups is None
     monkeypatch.setenv("DEPLOYTRIGGER_EVENTS", "off")
     with Client(API) as client:
-        assert client.poller.wakeups is None
+        assert client._poller.wakeups is None
     assert opened == []
 
 
@@ -615,9 +615,9 @@ def test_the_argument_wins_over_the_environment(monkeypatch: pytest.MonkeyPatch)
 def test_auto_with_an_injected_sleep_keeps_the_waits_on_fake_time() -> None:
     time_ = FakeTime(1000.0)
     with Client(API, sleep=time_.sleep, clock=time_.clock) as client:
-        assert client.poller.wakeups is None
+        assert client._poller.wakeups is None
     with Client(API, sleep=time_.sleep, events="on") as client:
-        assert client.poller.wakeups is not None
+        assert client._poller.wakeups is not None
 
 
 @pytest.mark.parametrize("value", ["yes", "ON", "", 1])
@@ -688,7 +688,7 @@ def test_secrets_stay_out_of_repr_and_logs(
     assert "s3cret" not in repr(listener)
     assert "s3cret" not in caplog.text
     with Client(API, auth_string="user:s3cret", events="on") as client:
-        assert "s3cret" not in repr(client.poller) + repr(client.settings)
+        assert "s3cret" not in repr(client._poller) + repr(client.settings)
 
 
 def test_the_stream_url_keeps_the_path_prefix_and_uses_wss_for_https() -> None:
