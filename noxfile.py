@@ -17,7 +17,6 @@ from __future__ import annotations
 import configparser
 import json
 import os
-import re
 import shutil
 import subprocess
 import tempfile
@@ -26,6 +25,8 @@ from pathlib import Path
 from typing import List
 
 import nox
+from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
@@ -77,16 +78,21 @@ def unit(session: nox.Session) -> None:
     session.run("python", "-m", "pytest", *UNIT, *session.posargs)
 
 
-def _lowest_requirements() -> List[str]:
-    """``install_requires`` of setup.cfg with every ``>=`` lower bound pinned with ``==``."""
+def _lowest_requirements() -> List[Requirement]:
+    """``install_requires`` of setup.cfg with every ``>=`` lower bound pinned with ``==``.
+
+    An environment marker is kept (``tomli>=1.1; python_version < "3.11"``).
+    """
     config = configparser.ConfigParser()
     config.read(ROOT / "setup.cfg")
     pins = []
     for line in config["options"]["install_requires"].strip().splitlines():
-        match = re.fullmatch(r"([A-Za-z0-9_.-]+)>=([0-9][0-9.]*)", line.strip())
-        if match is None:
+        requirement = Requirement(line)
+        bounds = list(requirement.specifier)
+        if len(bounds) != 1 or bounds[0].operator != ">=":
             raise ValueError(f"install_requires {line!r} has no plain '>=' lower bound")
-        pins.append(f"{match[1]}=={match[2]}")
+        requirement.specifier = SpecifierSet(f"=={bounds[0].version}")
+        pins.append(requirement)
     return pins
 
 
@@ -95,7 +101,7 @@ def minimum(session: nox.Session) -> None:
     """The unit suite on the lowest Python with the lowest versions of our dependencies."""
     constraints = Path(session.create_tmp()) / "lowest.txt"
     pins = _lowest_requirements()
-    constraints.write_text("\n".join(pins) + "\n")
+    constraints.write_text("".join(f"{pin}\n" for pin in pins))
     _install(session, "-e", ".[unit]", "-c", str(constraints))
     listed = session.run("python", "-m", "pip", "list", "--format=json", silent=True) or "[]"
     installed = {
@@ -103,10 +109,12 @@ def minimum(session: nox.Session) -> None:
         for package in json.loads(listed)
     }
     for pin in pins:
-        name, _, version = pin.partition("==")
-        if installed.get(canonicalize_name(name)) != Version(version):
+        if pin.marker is not None and not pin.marker.evaluate({"python_version": LOWEST}):
+            continue  # not a dependency on this Python
+        (version,) = (spec.version for spec in pin.specifier)
+        if installed.get(canonicalize_name(pin.name)) != Version(version):
             session.error(f"{pin} was not installed: pip lists {listed}")
-    session.log(f"lowest versions installed: {', '.join(pins)}")
+    session.log(f"lowest versions installed: {', '.join(map(str, pins))}")
     session.run("python", "-m", "pytest", *UNIT, *session.posargs)
 
 

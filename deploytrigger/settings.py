@@ -6,7 +6,10 @@ Precedence, highest first: explicit arguments, then the environment
 ``PREFECT_API_REQUEST_TIMEOUT``, ``PREFECT_CLIENT_MAX_RETRIES``), then the active profile in
 ``$PREFECT_HOME/profiles.toml`` (home ``~/.prefect`` by default; the file can be
 moved with ``PREFECT_PROFILES_PATH`` and the profile chosen with
-``PREFECT_PROFILE``), then built-in defaults. deploytrigger's own settings
+``PREFECT_PROFILE``), then built-in defaults. The profiles file is read only for
+a setting that no argument or variable gives. A file that cannot be parsed is a
+``ConfigurationError`` when the API URL has to come from it; otherwise it is
+skipped with one logged warning. deploytrigger's own settings
 (``DEPLOYTRIGGER_RETRY_BUDGET``, ``DEPLOYTRIGGER_MAX_REQUESTS_PER_MINUTE``,
 ``DEPLOYTRIGGER_EVENTS``) come
 from arguments or the environment only: Prefect's profiles are Prefect's.
@@ -18,7 +21,7 @@ import math
 import os
 import warnings
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Mapping, Optional, Tuple, TypedDict, Union, cast
+from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Tuple, TypedDict, Union, cast
 from urllib.parse import urlsplit, urlunsplit
 
 from ._helpers.arguments import unexpected_keywords
@@ -202,13 +205,19 @@ def resolve_settings(
             },
         ),
         ("environment variable", {k: env[k] for k in _SETTING_NAMES if env.get(k, "") != ""}),
-        ("profile", read_profile(env, _SETTING_NAMES)),
     ]
+    url_given = any("PREFECT_API_URL" in values for _, values in layers)
+    profile: Optional[Dict[str, Any]] = None
 
     def lookup(name: str) -> Tuple[Optional[Any], str]:
+        nonlocal profile
         for source, values in layers:
             if name in values:
                 return values[name], f"{source} {name}" if source != "argument" else source
+        if profile is None:  # read only for a setting that no argument or variable gives
+            profile = read_profile(env, _SETTING_NAMES, required=not url_given)
+        if name in profile:
+            return profile[name], f"profile {name}"
         return None, ""
 
     raw_url, url_source = lookup("PREFECT_API_URL")

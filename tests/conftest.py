@@ -13,6 +13,7 @@ import pytest
 from helpers.server_http import server_session
 
 from deploytrigger import Client
+from deploytrigger._helpers import profiles
 from harness.local_server import LocalPrefect
 from harness.server_venv import server_python
 
@@ -70,8 +71,9 @@ def isolated_environment(request: pytest.FixtureRequest) -> None:
     """No Prefect setting, profile or parent run of the machine running the tests leaks in.
 
     Only for a test or module (``pytestmark``) marked ``isolated_environment``: every
-    variable of ``PREFECT_ENV`` is removed, ``HOME`` is ``tmp_path`` and ``PREFECT_HOME``
-    is ``$HOME/.prefect``. The marker's keywords change that: ``api_url=`` sets
+    variable of ``PREFECT_ENV`` is removed, the profiles files read before are forgotten,
+    ``HOME`` is ``tmp_path`` and ``PREFECT_HOME`` is ``$HOME/.prefect``. The marker's
+    keywords change that: ``api_url=`` sets
     ``PREFECT_API_URL``, ``home="name"`` makes ``HOME`` ``tmp_path / name``, and
     ``prefect_home=False`` leaves ``PREFECT_HOME`` unset. ``DEPLOYTRIGGER_EVENTS`` is
     ``off`` (no events listener dials a stubbed host) unless ``events=`` says otherwise
@@ -81,6 +83,7 @@ def isolated_environment(request: pytest.FixtureRequest) -> None:
     marker = request.node.get_closest_marker("isolated_environment")
     if marker is None:
         return
+    profiles.clear_cache()
     options: Dict[str, Any] = dict(marker.kwargs)
     monkeypatch: pytest.MonkeyPatch = request.getfixturevalue("monkeypatch")
     tmp_path: Path = request.getfixturevalue("tmp_path")

@@ -19,7 +19,6 @@ import pytest
 
 import deploytrigger.settings as settings_module
 from deploytrigger import Client, ConfigurationError
-from deploytrigger._helpers.profiles import parse_simple_toml
 from deploytrigger.settings import (
     DEFAULT_MAX_RETRIES,
     DEFAULT_REQUEST_TIMEOUT,
@@ -200,50 +199,6 @@ def test_invalid_profiles_file_is_a_configuration_error_naming_the_file(home: Pa
     with pytest.raises(ConfigurationError) as info:
         resolve_settings(environ=environ(home))
     assert str(path) in str(info.value)
-
-
-PREFECT_STYLE_PROFILES = r"""# Prefect profiles
-active = "my cloud"
-
-[profiles.ephemeral]
-PREFECT_SERVER_ALLOW_EPHEMERAL_MODE = "true"
-
-[profiles.local]
-PREFECT_API_URL = "http://127.0.0.1:4200/api"
-PREFECT_API_AUTH_STRING = 'admin:pass#word'
-PREFECT_API_SSL_CERT_FILE = "C:\\certs\\ca bundle.pem"
-
-[profiles."my cloud"]
-PREFECT_API_URL = "https://api.prefect.cloud/api/accounts/a/workspaces/w"  # the workspace
-PREFECT_API_KEY = "pnu_0123456789abcdef"
-PREFECT_API_REQUEST_TIMEOUT = 60.0
-PREFECT_API_TLS_INSECURE_SKIP_VERIFY = false
-PREFECT_CLIENT_MAX_RETRIES = 3
-
-[profiles."with.dot"]
-PREFECT_API_URL = "http://10.0.0.1:4200/api"
-"""
-
-
-def test_fallback_toml_parser_reads_a_prefect_profiles_file_like_tomllib() -> None:
-    tomllib = pytest.importorskip("tomllib")
-
-    assert parse_simple_toml(PREFECT_STYLE_PROFILES) == tomllib.loads(PREFECT_STYLE_PROFILES)
-
-
-@pytest.mark.parametrize(
-    "line",
-    [
-        'PREFECT_API_SSL_CERT_FILE = "/home/josé/ca.pem"',
-        'PREFECT_API_AUTH_STRING = "admin:pa\\"ss"',
-    ],
-    ids=["non-ascii", "escaped-quote"],
-)
-def test_fallback_toml_parser_reads_strings_like_tomllib(line: str) -> None:
-    tomllib = pytest.importorskip("tomllib")
-    text = f"[profiles.local]\n{line}\n"
-
-    assert parse_simple_toml(text) == tomllib.loads(text)
 
 
 # -- the API URL -----------------------------------------------------------------
