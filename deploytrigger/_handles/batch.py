@@ -34,11 +34,11 @@ from typing import (
 from .._helpers.arguments import check_wait_arguments, parse_deployment_ref
 from .._helpers.deadline import Deadline
 from .._parents.context import propagate
+from .._waits.engine import ALL_COMPLETED, FIRST_COMPLETED, NOTHING
+from .._waits.run_reader import RunReader
 from ..exceptions import FlowRunTimeoutError, InvalidArgumentError, InvalidArgumentTypeError
 from ..models import FlowRun
-from .engine import ALL_COMPLETED, FIRST_COMPLETED, NOTHING
 from .handles import FlowRunHandle, read_existing
-from .run_reader import RunReader
 
 logger = logging.getLogger("deploytrigger")
 
