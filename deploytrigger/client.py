@@ -2,8 +2,8 @@
 
 Thread-safe. The client builds its parts once, in ``__init__``: the settings,
 the events listener, the poller it wakes, one transport and the services that
-share them. The layers below it are private (``deploytrigger._http``,
-``_services``, ``_waits``): docs/development.rst draws them.
+share them. The layers below it are private (``deploytrigger._handles``,
+``_services``, ``_waits``, ``_http``...): docs/development.rst draws them.
 """
 
 from __future__ import annotations

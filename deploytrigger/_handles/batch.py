@@ -1,9 +1,9 @@
 """Waiting for many runs at once, and starting many at once.
 
 One poll of a batch is one ``POST /flow_runs/filter`` per 200 runs still
-pending (:data:`~deploytrigger._services.payloads.PAGE_LIMIT`, the server's cap), never
+pending (:data:`~deploytrigger._helpers.arguments.PAGE_LIMIT`, the server's cap), never
 one request per run: waiting on 500 runs costs 3 requests per poll interval.
-The loop is the poll engine's (``waiting.Poller``), outage tolerance included.
+The loop is the poll engine's (``_waits/engine.py``), outage tolerance included.
 
 ``wait_all`` mirrors ``concurrent.futures.wait`` (``return_when``
 :data:`FIRST_COMPLETED` or :data:`ALL_COMPLETED`), ``as_completed`` mirrors

@@ -1,6 +1,6 @@
 """Parent runs on the server: tracked parent runs, and linking a child run under its parent.
 
-:class:`Parents` does the I/O around ``linking.py``'s pure bodies: it creates
+:class:`Parents` does the I/O around ``placeholders.py``'s pure bodies: it creates
 the placeholder task run that makes a new run a subflow of the thread's
 current parent (``context.current_parent``), and it tracks a block of code as
 a Running flow run that becomes that parent.
@@ -86,7 +86,7 @@ class Parents:
         """The placeholder task run linking a new run to the current parent run, if any.
 
         Created as the server version's ``run_deployment`` creates it (see
-        ``linking.py``), with an id chosen here. ``POST /task_runs/`` returns
+        ``placeholders.py``), with an id chosen here. ``POST /task_runs/`` returns
         the existing task run for a repeated (flow run, task_key, dynamic_key):
         our own after a retried request (same id), or another caller's, which
         means another process took that key. Then the counters are read again
