@@ -218,10 +218,12 @@ class Client:
         is not final (None: until it is).
         """
         run_id = as_uuid(flow_run_id, "flow_run_id")
-        check_wait_arguments(timeout, poll_interval)
+        wait_timeout = check_wait_arguments(timeout, poll_interval)
         from ._handles import logs as _logs
 
-        return _logs.follow(self._runs, run_id, poll_interval=float(poll_interval), timeout=timeout)
+        return _logs.follow(
+            self._runs, run_id, poll_interval=float(poll_interval), timeout=wait_timeout
+        )
 
     def watch(
         self,
@@ -383,10 +385,10 @@ class Client:
         Returns the run once final, or as last read when the timeout ran out.
         The cancel options are those of :meth:`run_deployment`.
         """
-        check_wait_arguments(timeout, poll_interval)
+        wait_timeout = check_wait_arguments(timeout, poll_interval)
         return self._runs.wait(
             as_uuid(flow_run_id, "flow_run_id"),
-            timeout,
+            wait_timeout,
             poll_interval,
             cancel_on_timeout=cancel_on_timeout,
             cancel_on_interrupt=cancel_on_interrupt,
@@ -470,10 +472,15 @@ class Client:
         removed: a timeout is not an error. Raises ``FlowRunNotFoundError`` for
         a run that does not exist.
         """
+        wait_timeout = check_wait_arguments(timeout, poll_interval)
         from ._handles import batch
 
         return batch.wait_all(
-            self._runs, runs, timeout=timeout, poll_interval=poll_interval, return_when=return_when
+            self._runs,
+            runs,
+            timeout=wait_timeout,
+            poll_interval=poll_interval,
+            return_when=return_when,
         )
 
     def as_completed(
@@ -486,9 +493,12 @@ class Client:
         ``FlowRunTimeoutError`` (``.not_done``) when ``timeout`` seconds pass
         with runs still not final, after yielding those that were.
         """
+        wait_timeout = check_wait_arguments(timeout, poll_interval)
         from ._handles import batch
 
-        return batch.as_completed(self._runs, runs, timeout=timeout, poll_interval=poll_interval)
+        return batch.as_completed(
+            self._runs, runs, timeout=wait_timeout, poll_interval=poll_interval
+        )
 
     def run_many(
         self,
@@ -510,6 +520,7 @@ class Client:
         first failure (in call order) is raised once every call has been tried;
         the runs the other calls created keep going.
         """
+        wait_timeout = check_wait_arguments(timeout, poll_interval)
         from ._handles import batch
 
         return batch.run_many(
@@ -518,7 +529,7 @@ class Client:
             self._deployments.resolve,
             calls,
             max_workers=max_workers,
-            timeout=timeout,
+            timeout=wait_timeout,
             poll_interval=poll_interval,
         )
 
