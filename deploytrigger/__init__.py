@@ -19,6 +19,8 @@ from .exceptions import *  # noqa: F403  # the exception tree, as listed in exce
 
 if TYPE_CHECKING:
     from ._default_clients import configure, default_client, reset_default_client
+    from ._handles.batch import DoneAndNotDone
+    from ._handles.handles import FlowRunHandle
     from ._parents.context import (
         ParentRun,
         current_parent,
@@ -27,9 +29,7 @@ if TYPE_CHECKING:
     )
     from ._parents.executor import ParentAwareThreadPoolExecutor
     from ._results.results import StorageBlock
-    from ._waits.batch import DoneAndNotDone
     from ._waits.engine import ALL_COMPLETED, FIRST_COMPLETED
-    from ._waits.handles import FlowRunHandle
     from .api import read_result, run_deployment
     from .client import Client
     from .models import FINAL_STATES, Deployment, Flow, FlowRun, LogRecord, State, StateType
@@ -43,7 +43,7 @@ _LAZY: Dict[str, str] = {
     "reset_default_client": "_default_clients",
     "ALL_COMPLETED": "_waits.engine",
     "FIRST_COMPLETED": "_waits.engine",
-    "DoneAndNotDone": "_waits.batch",
+    "DoneAndNotDone": "_handles.batch",
     "Client": "client",
     "ClientOptions": "options",
     "ParentAwareThreadPoolExecutor": "_parents.executor",
@@ -51,7 +51,7 @@ _LAZY: Dict[str, str] = {
     "current_parent": "_parents.context",
     "parent_run": "_parents.context",
     "propagate": "_parents.context",
-    "FlowRunHandle": "_waits.handles",
+    "FlowRunHandle": "_handles.handles",
     "LogRecord": "models",
     "FINAL_STATES": "models",
     "Deployment": "models",

@@ -18,7 +18,7 @@ from .exceptions import InvalidArgumentTypeError
 from .models import FlowRun
 
 if TYPE_CHECKING:
-    from ._waits.batch import RunRef
+    from ._handles.batch import RunRef
 
 __all__ = ["read_result", "run_deployment"]
 

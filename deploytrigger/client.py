@@ -2,8 +2,8 @@
 
 Thread-safe. The client builds its parts once, in ``__init__``: the settings,
 the events listener, the poller it wakes, one transport and the services that
-share them. The layers below it are private (``deploytrigger._http``,
-``_services``, ``_waits``): docs/development.rst draws them.
+share them. The layers below it are private (``deploytrigger._handles``,
+``_services``, ``_waits``, ``_http``...): docs/development.rst draws them.
 """
 
 from __future__ import annotations
@@ -47,9 +47,9 @@ from .settings import Settings, resolve_settings, settings_options, warn_insecur
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
+    from ._handles.batch import Call, DoneAndNotDone, RunRef
+    from ._handles.handles import FlowRunHandle
     from ._results.results import Results
-    from ._waits.batch import Call, DoneAndNotDone, RunRef
-    from ._waits.handles import FlowRunHandle
 
 __all__ = ["Client"]
 
@@ -171,7 +171,7 @@ class Client:
         Raises ``FlowRunFailedError`` for a run that did not complete and a
         ``ResultError`` naming the run and the fix otherwise (README, "Getting the result").
         """
-        from ._waits.handles import FlowRunHandle  # not at import: a trigger never needs it
+        from ._handles.handles import FlowRunHandle  # not at import: a trigger never needs it
 
         if isinstance(flow_run, FlowRunHandle):
             flow_run = flow_run.flow_run
@@ -199,7 +199,7 @@ class Client:
     def read_all_logs(self, flow_run_id: Union[uuid.UUID, str]) -> List[LogRecord]:
         """Every line a run has logged so far, oldest first, each once (page by page)."""
         run = self.read_flow_run(flow_run_id)  # a clear error for an unknown run
-        from ._waits import logs as _logs
+        from ._handles import logs as _logs
 
         return _logs.read_all(self._runs, run.id)
 
@@ -218,10 +218,12 @@ class Client:
         is not final (None: until it is).
         """
         run_id = as_uuid(flow_run_id, "flow_run_id")
-        check_wait_arguments(timeout, poll_interval)
-        from ._waits import logs as _logs
+        wait_timeout = check_wait_arguments(timeout, poll_interval)
+        from ._handles import logs as _logs
 
-        return _logs.follow(self._runs, run_id, poll_interval=float(poll_interval), timeout=timeout)
+        return _logs.follow(
+            self._runs, run_id, poll_interval=float(poll_interval), timeout=wait_timeout
+        )
 
     def watch(
         self,
@@ -247,7 +249,7 @@ class Client:
         known = flow_run if isinstance(flow_run, FlowRun) else None
         run_id = known.id if known is not None else as_uuid(flow_run, "flow_run")
         wait_timeout = check_wait_arguments(timeout, poll_interval)
-        from ._waits import logs as _logs
+        from ._handles import logs as _logs
 
         return _logs.watch(
             self._runs,
@@ -383,10 +385,10 @@ class Client:
         Returns the run once final, or as last read when the timeout ran out.
         The cancel options are those of :meth:`run_deployment`.
         """
-        check_wait_arguments(timeout, poll_interval)
+        wait_timeout = check_wait_arguments(timeout, poll_interval)
         return self._runs.wait(
             as_uuid(flow_run_id, "flow_run_id"),
-            timeout,
+            wait_timeout,
             poll_interval,
             cancel_on_timeout=cancel_on_timeout,
             cancel_on_interrupt=cancel_on_interrupt,
@@ -426,7 +428,7 @@ class Client:
         sent. ``str(handle)`` is the id, so ``client.handle(str(handle))`` re-attaches.
         """
         check_wait_arguments(None, poll_interval)
-        from ._waits.handles import FlowRunHandle
+        from ._handles.handles import FlowRunHandle
 
         run = flow_run if isinstance(flow_run, FlowRun) else self.read_flow_run(flow_run)
         return FlowRunHandle(self._runs, run, poll_interval=poll_interval)
@@ -447,7 +449,7 @@ class Client:
         if "timeout" in options:
             raise InvalidArgumentError("submit returns at once: wait on the handle instead")
         check_wait_arguments(None, poll_interval)
-        from ._waits.handles import FlowRunHandle
+        from ._handles.handles import FlowRunHandle
 
         run = self._runs.trigger(RunRequest.check(name, options, where="submit"))
         return FlowRunHandle(self._runs, run, poll_interval=poll_interval)
@@ -470,10 +472,15 @@ class Client:
         removed: a timeout is not an error. Raises ``FlowRunNotFoundError`` for
         a run that does not exist.
         """
-        from ._waits import batch
+        wait_timeout = check_wait_arguments(timeout, poll_interval)
+        from ._handles import batch
 
         return batch.wait_all(
-            self._runs, runs, timeout=timeout, poll_interval=poll_interval, return_when=return_when
+            self._runs,
+            runs,
+            timeout=wait_timeout,
+            poll_interval=poll_interval,
+            return_when=return_when,
         )
 
     def as_completed(
@@ -486,9 +493,12 @@ class Client:
         ``FlowRunTimeoutError`` (``.not_done``) when ``timeout`` seconds pass
         with runs still not final, after yielding those that were.
         """
-        from ._waits import batch
+        wait_timeout = check_wait_arguments(timeout, poll_interval)
+        from ._handles import batch
 
-        return batch.as_completed(self._runs, runs, timeout=timeout, poll_interval=poll_interval)
+        return batch.as_completed(
+            self._runs, runs, timeout=wait_timeout, poll_interval=poll_interval
+        )
 
     def run_many(
         self,
@@ -510,7 +520,8 @@ class Client:
         first failure (in call order) is raised once every call has been tried;
         the runs the other calls created keep going.
         """
-        from ._waits import batch
+        wait_timeout = check_wait_arguments(timeout, poll_interval)
+        from ._handles import batch
 
         return batch.run_many(
             self._runs,
@@ -518,7 +529,7 @@ class Client:
             self._deployments.resolve,
             calls,
             max_workers=max_workers,
-            timeout=timeout,
+            timeout=wait_timeout,
             poll_interval=poll_interval,
         )
 

@@ -113,7 +113,9 @@ def check_wait_arguments(timeout: Any, poll_interval: Any) -> Optional[float]:
 
 
     ``timeout=None`` (or infinity) waits for a final state; 0 returns at once.
-    ``poll_interval=0`` polls without pausing.
+    ``poll_interval=0`` polls without pausing. Each public method that takes them
+    (on ``Client`` and ``FlowRunHandle``) calls this once; the layers below take
+    the checked values.
 
 
     Raises:

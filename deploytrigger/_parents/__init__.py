@@ -1,1 +1,5 @@
-"""Parent runs: the thread-local stack and the pure bodies of placeholder task runs."""
+"""The current parent run: a thread-local stack, and handing it to new threads; sends nothing.
+
+Linking a new run under that parent (the placeholder task run) is a service:
+``_services/parents.py`` and ``_services/placeholders.py``.
+"""

@@ -1,1 +1,1 @@
-"""The services that give requests their meaning: deployments, parent placeholders, runs."""
+"""The services that give requests their meaning: deployments, parent linking, runs."""

@@ -1,6 +1,6 @@
 """Parent runs on the server: tracked parent runs, and linking a child run under its parent.
 
-:class:`Parents` does the I/O around ``linking.py``'s pure bodies: it creates
+:class:`Parents` does the I/O around ``placeholders.py``'s pure bodies: it creates
 the placeholder task run that makes a new run a subflow of the thread's
 current parent (``context.current_parent``), and it tracks a block of code as
 a Running flow run that becomes that parent.
@@ -35,7 +35,7 @@ from .deployments import Deployments
 from .payloads import flow_run_payload
 
 if TYPE_CHECKING:
-    from .._parents.linking import Dialect
+    from .placeholders import Dialect
 
 logger = logging.getLogger("deploytrigger")
 
@@ -66,7 +66,7 @@ class Parents:
         gets the newest shape; a server that cannot be reached raises, and the
         next placeholder asks again.
         """
-        from .._parents.linking import CURRENT, dialect_for
+        from .placeholders import CURRENT, dialect_for
 
         with self._dialect_lock:
             if self._dialect is None:
@@ -86,7 +86,7 @@ class Parents:
         """The placeholder task run linking a new run to the current parent run, if any.
 
         Created as the server version's ``run_deployment`` creates it (see
-        ``linking.py``), with an id chosen here. ``POST /task_runs/`` returns
+        ``placeholders.py``), with an id chosen here. ``POST /task_runs/`` returns
         the existing task run for a repeated (flow run, task_key, dynamic_key):
         our own after a retried request (same id), or another caller's, which
         means another process took that key. Then the counters are read again
@@ -100,7 +100,7 @@ class Parents:
         parent = current_parent()
         if parent is None:
             return None
-        from .._parents.linking import placeholder_payload, task_key  # only under a parent
+        from .placeholders import placeholder_payload, task_key  # only under a parent
 
         deployment_name = self._deployments.full_name(ref, deployment)
         dialect = self.dialect()
@@ -179,7 +179,7 @@ class Parents:
         """
         if placeholder_id is None or run.parent_task_run_id == placeholder_id:
             return
-        from .._parents.linking import duplicate_state
+        from .placeholders import duplicate_state
 
         path = f"/task_runs/{placeholder_id}"
         state = duplicate_state(run)
@@ -207,7 +207,7 @@ class Parents:
 
     def _task_run_keys(self, flow_run_id: uuid.UUID) -> List[Tuple[str, str]]:
         """``(task_key, dynamic_key)`` of every task run of a flow run, page by page."""
-        from .._parents.linking import existing_keys, task_runs_filter
+        from .placeholders import existing_keys, task_runs_filter
 
         keys: List[Tuple[str, str]] = []
         offset = 0

@@ -26,7 +26,6 @@ from typing import (
 from .._helpers.arguments import (
     PAGE_LIMIT,
     as_uuid,
-    check_wait_arguments,
     describe_ref,
     page_limit,
 )
@@ -265,22 +264,22 @@ class Runs:
     def wait(
         self,
         run: Union[FlowRun, uuid.UUID],
-        timeout: Any,
-        poll_interval: Any,
+        timeout: Optional[float],
+        poll_interval: float,
         *,
         cancel_on_timeout: bool = False,
         cancel_on_interrupt: bool = False,
     ) -> FlowRun:
         """Poll a run until it is final or ``timeout`` seconds pass (None: until final).
 
-        A run given as a :class:`FlowRun` is what the wait falls back on if the
-        server cannot answer its first poll. See ``Client.run_deployment`` for
-        the cancel options.
+        ``timeout`` and ``poll_interval`` come checked by the client
+        (``check_wait_arguments``). A run given as a :class:`FlowRun` is what
+        the wait falls back on if the server cannot answer its first poll. See
+        ``Client.run_deployment`` for the cancel options.
         """
-        wait_timeout = check_wait_arguments(timeout, poll_interval)
         known: Union[FlowRun, Any] = run if isinstance(run, FlowRun) else NOTHING
         run_id = run.id if isinstance(run, FlowRun) else as_uuid(run, "flow_run_id")
-        deadline = self.poller.deadline(wait_timeout)
+        deadline = self.poller.deadline(timeout)
         latest: List[Any] = [known]
 
         def fetch() -> FlowRun:
@@ -303,7 +302,7 @@ class Runs:
         except KeyboardInterrupt:
             cancel_if_interrupted(self, latest[0], cancel_on_interrupt)
             raise
-        return cancel_if_timed_out(self, found, wait_timeout, cancel_on_timeout)
+        return cancel_if_timed_out(self, found, timeout, cancel_on_timeout)
 
     def cancel_flow_run(self, flow_run_id: uuid.UUID, message: Optional[str] = None) -> bool:
         """Ask the server to cancel a run; True when it accepted (``Client.cancel_flow_run``)."""

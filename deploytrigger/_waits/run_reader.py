@@ -1,8 +1,10 @@
 """What handles, batches and log following need from the client: a small reader protocol.
 
-:class:`RunReader` is the seam between the waits (``handles.py``, ``batch.py``,
-``logs.py``) and the service that talks to the server (``runs.Runs``), so that
-the waits never import the client. Tests can hand them any object of this shape.
+:class:`RunReader` is the seam between what a caller holds and waits on
+(``_handles/``: handles, batches, log following), the poll engine, and the
+service that talks to the server (``_services/runs.py``'s ``Runs``), so that
+neither imports the services nor the client. Tests can hand them any object of
+this shape.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from deploytrigger._parents.context import (
     FLOW_RUN_ID_ENV,
     DynamicKeys,
 )
-from deploytrigger._parents.linking import (
+from deploytrigger._services.placeholders import (
     TASK_KEY_PREFIX,
 )
 

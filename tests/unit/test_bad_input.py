@@ -16,8 +16,12 @@ from typing import Any, Callable, Dict, Iterator, Type
 
 import pytest
 import requests
+import responses
 import tenacity
+from helpers.fake_prefect import FakePrefect, make_client
+from helpers.fake_time import FakeTime
 from helpers.server_http import raw
+from helpers.server_json import flow_run_json
 
 import deploytrigger
 from deploytrigger import (
@@ -26,6 +30,7 @@ from deploytrigger import (
     ConnectionFailedError,
     DeploymentNotFoundError,
     DeployTriggerError,
+    FlowRun,
     FlowRunNotFoundError,
     InvalidArgumentError,
     InvalidArgumentTypeError,
@@ -199,6 +204,70 @@ def test_invalid_flow_run_id_is_refused(offline: Client) -> None:
     raises_clearly(
         lambda: offline.wait_for_flow_run(123), InvalidArgumentTypeError, "flow_run_id", "int"
     )
+
+
+# -- the wait arguments, checked once by each public entry point that takes them -------
+
+RUN_ID = "5f2b8c1e-7d4a-4b3e-9a6f-1c2d3e4f5a6b"
+WAITS: Dict[str, Callable[..., Any]] = {
+    "Client.run_deployment": lambda c, run, **kw: c.run_deployment("add/add-dep", **kw),
+    "run_deployment": lambda c, run, **kw: deploytrigger.run_deployment(
+        "add/add-dep", client=c, **kw
+    ),
+    "Client.wait_for_flow_run": lambda c, run, **kw: c.wait_for_flow_run(run, **kw),
+    "Client.follow_logs": lambda c, run, **kw: list(c.follow_logs(run, **kw)),
+    "Client.watch": lambda c, run, **kw: list(c.watch(run, **kw)),
+    "Client.wait_all": lambda c, run, **kw: c.wait_all([run], **kw),
+    "Client.as_completed": lambda c, run, **kw: list(c.as_completed([run], **kw)),
+    "Client.run_many": lambda c, run, **kw: c.run_many(["add/add-dep"], **kw),
+    "FlowRunHandle.wait": lambda c, run, **kw: c.handle(run).wait(**kw),
+    "FlowRunHandle.result": lambda c, run, **kw: c.handle(run).result(**kw),
+}
+"""Public calls that take ``timeout`` and ``poll_interval``: ``(client, flow run, **those)``."""
+POLL_INTERVAL_ONLY: Dict[str, Callable[..., Any]] = {
+    "Client.handle": lambda c, run, **kw: c.handle(run, **kw),
+    "Client.submit": lambda c, run, **kw: c.submit("add/add-dep", **kw),
+}
+"""Public calls that take ``poll_interval`` alone (a handle's default)."""
+NEGATIVE = sorted(
+    [(name, "timeout") for name in WAITS]
+    + [(name, "poll_interval") for name in [*WAITS, *POLL_INTERVAL_ONLY]]
+)
+
+
+@pytest.mark.parametrize(("entry_point", "argument"), NEGATIVE)
+def test_every_public_wait_refuses_a_negative_timeout_or_poll_interval_before_any_request(
+    offline: Client, entry_point: str, argument: str
+) -> None:
+    call = {**WAITS, **POLL_INTERVAL_ONLY}[entry_point]
+    running = FlowRun.from_json(flow_run_json("RUNNING"))  # a handle of it sends nothing
+    run = running if entry_point.startswith("FlowRunHandle") else RUN_ID
+    raises_clearly(
+        lambda: call(offline, run, **{argument: -1}),
+        InvalidArgumentError,
+        f"`{argument}` cannot be negative",
+    )
+
+
+def test_as_completed_refuses_a_negative_timeout_when_called_not_when_iterated(
+    offline: Client,
+) -> None:
+    raises_clearly(
+        lambda: offline.as_completed([RUN_ID], timeout=-1),
+        InvalidArgumentError,
+        "`timeout` cannot be negative",
+    )
+
+
+@pytest.mark.parametrize("entry_point", sorted([*WAITS, *POLL_INTERVAL_ONLY]))
+def test_every_public_wait_accepts_a_zero_poll_interval(entry_point: str) -> None:
+    call = {**WAITS, **POLL_INTERVAL_ONLY}[entry_point]
+    waits = {"timeout": 0} if entry_point in WAITS else {}
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        fake = FakePrefect(mock)
+        fake.script_for_new_runs("COMPLETED")
+        with make_client(FakeTime()) as client:
+            call(client, fake.add_run("COMPLETED"), poll_interval=0, **waits)
 
 
 @pytest.mark.parametrize(

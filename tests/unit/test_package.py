@@ -70,12 +70,12 @@ def test_a_client_that_needs_no_retry_never_loads_tenacity_dateutil_or_asyncio()
 # What a first trigger (resolve the name, create the run, no wait) has no use for.
 NOT_FOR_A_FIRST_TRIGGER = (
     "concurrent.futures",
-    "deploytrigger._waits.handles",
-    "deploytrigger._waits.batch",
+    "deploytrigger._handles.handles",
+    "deploytrigger._handles.batch",
     "websocket",  # the events listener's module loads with a client; its websocket, on a wait
-    "deploytrigger._waits.logs",
+    "deploytrigger._handles.logs",
     "deploytrigger._results.results",
-    "deploytrigger._parents.linking",
+    "deploytrigger._services.placeholders",
     "deploytrigger._parents.executor",
 )
 

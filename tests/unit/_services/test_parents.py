@@ -26,7 +26,7 @@ from deploytrigger import Client, ParentRun, current_parent, parent_run
 from deploytrigger._parents.context import (
     pushed,
 )
-from deploytrigger._parents.linking import (
+from deploytrigger._services.placeholders import (
     CURRENT,
     dialect_for,
 )

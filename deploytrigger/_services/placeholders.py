@@ -31,8 +31,8 @@ from dataclasses import dataclass
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
 from .._helpers.arguments import PAGE_LIMIT
+from .._parents.context import ParentRun
 from ..models import FlowRun
-from .context import ParentRun
 
 TASK_KEY_PREFIX = "prefect.deployments.flow_runs.run_deployment."
 """Prefect names the placeholder's task key after the module and function that make it (3.x)."""

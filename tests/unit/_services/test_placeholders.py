@@ -12,7 +12,7 @@ from helpers.parent_stubs import (  # noqa: F401 - the autouse fixture
 )
 
 from deploytrigger import ParentRun
-from deploytrigger._parents.linking import (
+from deploytrigger._services.placeholders import (
     TASK_KEY_PREFIX,
     placeholder_payload,
     slugify,

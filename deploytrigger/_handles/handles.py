@@ -23,9 +23,9 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from .._helpers.arguments import check_wait_arguments
 from .._helpers.deadline import Deadline
+from .._waits.run_reader import RunReader
 from ..exceptions import FlowRunFailedError, FlowRunNotFoundError, FlowRunTimeoutError
 from ..models import FlowRun, State, StateType
-from .run_reader import RunReader
 
 logger = logging.getLogger("deploytrigger")
 

@@ -1,9 +1,9 @@
 """Waiting for many runs at once, and starting many at once.
 
 One poll of a batch is one ``POST /flow_runs/filter`` per 200 runs still
-pending (:data:`~deploytrigger._services.payloads.PAGE_LIMIT`, the server's cap), never
+pending (:data:`~deploytrigger._helpers.arguments.PAGE_LIMIT`, the server's cap), never
 one request per run: waiting on 500 runs costs 3 requests per poll interval.
-The loop is the poll engine's (``waiting.Poller``), outage tolerance included.
+The loop is the poll engine's (``_waits/engine.py``), outage tolerance included.
 
 ``wait_all`` mirrors ``concurrent.futures.wait`` (``return_when``
 :data:`FIRST_COMPLETED` or :data:`ALL_COMPLETED`), ``as_completed`` mirrors
@@ -31,14 +31,14 @@ from typing import (
     Union,
 )
 
-from .._helpers.arguments import check_wait_arguments, parse_deployment_ref
+from .._helpers.arguments import parse_deployment_ref
 from .._helpers.deadline import Deadline
 from .._parents.context import propagate
+from .._waits.engine import ALL_COMPLETED, FIRST_COMPLETED, NOTHING
+from .._waits.run_reader import RunReader
 from ..exceptions import FlowRunTimeoutError, InvalidArgumentError, InvalidArgumentTypeError
 from ..models import FlowRun
-from .engine import ALL_COMPLETED, FIRST_COMPLETED, NOTHING
 from .handles import FlowRunHandle, read_existing
-from .run_reader import RunReader
 
 logger = logging.getLogger("deploytrigger")
 
@@ -185,8 +185,11 @@ def wait_all(
     poll_interval: float = 5,
     return_when: str = ALL_COMPLETED,
 ) -> DoneAndNotDone:
-    """Wait for runs as ``concurrent.futures.wait`` does; see :meth:`Client.wait_all`."""
-    wait_timeout = check_wait_arguments(timeout, poll_interval)
+    """Wait for runs as ``concurrent.futures.wait`` does; see :meth:`Client.wait_all`.
+
+    ``timeout`` and ``poll_interval`` come checked by the client, as in every
+    function here (``check_wait_arguments``).
+    """
     if return_when not in (FIRST_COMPLETED, ALL_COMPLETED):
         raise InvalidArgumentError(
             f"return_when must be FIRST_COMPLETED or ALL_COMPLETED, not {return_when!r}"
@@ -199,7 +202,7 @@ def wait_all(
             return True
         return all(handle.done() for handle in handles)
 
-    deadline = reader.poller.deadline(wait_timeout)
+    deadline = reader.poller.deadline(timeout)
     every = return_when == ALL_COMPLETED
     for _ in _poll_until(batch, satisfied, deadline, float(poll_interval), all_final=every):
         pass
@@ -218,9 +221,8 @@ def as_completed(
     poll_interval: float = 5,
 ) -> Iterator[FlowRun]:
     """Yield runs as they turn final; see :meth:`Client.as_completed`."""
-    wait_timeout = check_wait_arguments(timeout, poll_interval)
     batch = _Batch(reader, refs, float(poll_interval))
-    deadline = reader.poller.deadline(wait_timeout)
+    deadline = reader.poller.deadline(timeout)
     yielded: Set[int] = set()
 
     def newly_done() -> List[FlowRunHandle]:
@@ -244,10 +246,10 @@ def as_completed(
     if pending:
         raise FlowRunTimeoutError(
             f"{len(pending)} of {len(batch.handles)} flow runs were not final after "
-            f"{wait_timeout or 0:g}s; first: {pending[0].id} ({pending[0].flow_run.name}) "
+            f"{timeout or 0:g}s; first: {pending[0].id} ({pending[0].flow_run.name}) "
             f"is {pending[0].state.name if pending[0].state else 'without a state'}",
             not_done=[handle.flow_run for handle in pending],
-            timeout=wait_timeout,
+            timeout=timeout,
         )
 
 
@@ -302,7 +304,6 @@ def run_many(
         timeout: seconds to wait for the runs; 0 returns them as created.
         poll_interval: seconds between polls.
     """
-    wait_timeout = check_wait_arguments(timeout, poll_interval)
     if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
         raise InvalidArgumentError(f"max_workers must be a positive int, not {max_workers!r}")
     normalized = [_normalize_call(call, index) for index, call in enumerate(calls)]
@@ -331,6 +332,6 @@ def run_many(
             )
             raise error
         handles.append(future.result())
-    if wait_timeout != 0:
-        wait_all(reader, handles, timeout=wait_timeout, poll_interval=poll_interval)
+    if timeout != 0:
+        wait_all(reader, handles, timeout=timeout, poll_interval=poll_interval)
     return [handle.flow_run for handle in handles]
