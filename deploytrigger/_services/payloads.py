@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import decimal
 import enum
 import math
 import re
-import sys
 import uuid
 from pathlib import PurePath
 from typing import Any, Dict, Iterable, List, Mapping, Optional
@@ -67,8 +67,7 @@ def to_json_value(value: Any, where: str) -> Any:
         return value.isoformat()
     if isinstance(value, (uuid.UUID, PurePath)):
         return str(value)
-    decimal = sys.modules.get("decimal")  # no Decimal exists before ``decimal`` is imported
-    if decimal is not None and isinstance(value, decimal.Decimal):
+    if isinstance(value, decimal.Decimal):
         return str(value)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return to_json_value(dataclasses.asdict(value), where)
@@ -171,6 +170,7 @@ def flow_run_payload(
     return body
 
 
+@dataclasses.dataclass(frozen=True, eq=False)  # compared by identity: two requests are two runs
 class RunRequest:
     """A run to create, checked: the deployment it names and the ``create_flow_run`` body.
 
@@ -180,18 +180,9 @@ class RunRequest:
         as_subflow: link the run to the current parent run, when there is one.
     """
 
-    __slots__ = ("as_subflow", "body", "ref")
-
-    def __init__(
-        self, ref: DeploymentRef, body: Mapping[str, Any], as_subflow: bool = True
-    ) -> None:
-        # A plain class, not a dataclass: its generated methods cost import time.
-        self.ref = ref
-        self.body = body
-        self.as_subflow = as_subflow
-
-    def __repr__(self) -> str:
-        return f"RunRequest(ref={self.ref!r}, body={self.body!r}, as_subflow={self.as_subflow!r})"
+    ref: DeploymentRef
+    body: Mapping[str, Any]
+    as_subflow: bool = True
 
     @classmethod
     def check(cls, name: Any, options: RunOptions, *, where: str = "run_deployment") -> RunRequest:

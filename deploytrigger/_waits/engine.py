@@ -38,6 +38,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from dataclasses import dataclass
 from typing import (
     AbstractSet,
     Callable,
@@ -127,6 +128,7 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, (TransportError, ServerError, RateLimitedError))
 
 
+@dataclass(frozen=True)
 class Poller:
     """How every wait paces itself: how it sleeps, its clock, its patience with outages.
 
@@ -138,21 +140,10 @@ class Poller:
         wakeups: what wakes a wait early (the events listener); None: plain polling.
     """
 
-    __slots__ = ("clock", "outage_tolerance", "sleep", "wakeups")
-
-    def __init__(
-        self,
-        sleep: Callable[[float], None] = time.sleep,
-        clock: Callable[[], float] = time.monotonic,
-        outage_tolerance: float = DEFAULT_OUTAGE_TOLERANCE,
-        wakeups: Optional[Wakeups] = None,
-    ) -> None:
-        # A plain class, not a dataclass: every client makes one, and generating a
-        # dataclass's methods is import time that a trigger pays for nothing.
-        self.sleep = sleep
-        self.clock = clock
-        self.outage_tolerance = outage_tolerance
-        self.wakeups = wakeups
+    sleep: Callable[[float], None] = time.sleep
+    clock: Callable[[], float] = time.monotonic
+    outage_tolerance: float = DEFAULT_OUTAGE_TOLERANCE
+    wakeups: Optional[Wakeups] = None
 
     def __repr__(self) -> str:
         return (
