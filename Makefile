@@ -10,13 +10,29 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-suite test-pythons test-matrix lint docs bench clean prod-up prod-down bench-scale
+.PHONY: demo test test-suite test-pythons test-matrix lint docs bench clean prod-up prod-down bench-scale \
+	system-packages
 
 $(STAMP): setup.cfg setup.py pyproject.toml harness/requirements/server.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]' -r harness/requirements/server.txt
 	touch $(STAMP)
+
+# The programs the harness runs, from Debian's packages (program:package): PostgreSQL for the
+# production-shaped stack, nginx and redis-server for its scale-out. Only the missing ones are
+# installed, as root (CI and the developers' machines); tests never install anything.
+SYSTEM_PROGRAMS := initdb:postgresql nginx:nginx redis-server:redis-server
+SYSTEM_PATH := $(PATH):/usr/sbin:/sbin:$(subst $() ,:,$(wildcard /usr/lib/postgresql/*/bin))
+
+system-packages:
+	@missing=""; for pair in $(SYSTEM_PROGRAMS); do \
+	  PATH="$(SYSTEM_PATH)" command -v "$${pair%%:*}" >/dev/null || missing="$$missing $${pair#*:}"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" != 0 ]; then echo "missing system packages:$$missing (run as root: apt-get install -y$$missing)" >&2; exit 1; fi; \
+	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; \
+	fi
 
 # The demo's own environment: deploytrigger and the pinned local server, nothing else.
 DEMO_VENV ?= .venv-demo
@@ -42,13 +58,13 @@ lint: $(STAMP)
 test: lint docs
 	$(MAKE) --no-print-directory -j2 --output-sync=target test-suite test-pythons
 
-test-suite: $(STAMP)
+test-suite: $(STAMP) system-packages
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # nox's environments live in .nox/; a developer's are reused (-r), CI builds them afresh.
 # A Python of the matrix that is missing fails the run.
 NOX_ARGS ?= $(if $(CI),,--reuse-existing-virtualenvs)
-test-pythons: $(STAMP)
+test-pythons: $(STAMP) system-packages
 	$(BIN)/nox --error-on-missing-interpreters $(NOX_ARGS)
 
 # The Sphinx site in docs/_build/html; any warning (a broken reference, a bad docstring) fails.
@@ -56,23 +72,23 @@ docs: $(STAMP)
 	$(BIN)/sphinx-build -E -W --keep-going -q -b html docs docs/_build/html
 
 # Server environments are created on first use under .venv-servers/ (about 1 min each).
-test-matrix: $(STAMP)
+test-matrix: $(STAMP) system-packages
 	$(BIN)/python -m pytest -m matrix --prefect-versions=all $(PYTEST_ARGS)
 
-bench: $(STAMP)
+bench: $(STAMP) system-packages
 	$(BIN)/python -m pip install --quiet -r harness/requirements/bench.txt
 	$(BIN)/python -m benchmarks.run
 
 # A production-shaped stack (PostgreSQL, server, process pool, 2 workers) left running
-# until prod-down; state in .prod/state.json. Scale-out: make prod-up PROD_ARGS="--api-servers 2".
-prod-up: $(STAMP)
+# until prod-down (a holder process keeps it); state in .prod/state.json. Scale-out: make prod-up PROD_ARGS="--api-servers 2".
+prod-up: $(STAMP) system-packages
 	$(BIN)/python -m benchmarks.prod_stack up $(PROD_ARGS)
 
 prod-down:
 	$(BIN)/python -m benchmarks.prod_stack down
 
 # Scaling on that stack, deploytrigger vs Prefect's run_deployment (installs harness/requirements/bench.txt).
-bench-scale: $(STAMP)
+bench-scale: $(STAMP) system-packages
 	$(BIN)/python -m pip install --quiet -r harness/requirements/bench.txt
 	$(BIN)/python -m benchmarks.scale $(SCALE_ARGS)
 

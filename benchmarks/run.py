@@ -495,7 +495,7 @@ def main() -> None:
     print("starting a local Prefect server ...", flush=True)
     env = {"PREFECT_SERVER_SERVICES_LATE_RUNS_ENABLED": "false"}
     with contextlib.ExitStack() as stack:
-        # SQLite answers 16 concurrent writers with 503s: PostgreSQL when installed.
+        # SQLite answers 16 concurrent writers with 503s: PostgreSQL unless --sqlite.
         database = None if options.sqlite else stack.enter_context(postgres())
         if database:
             env["PREFECT_API_DATABASE_CONNECTION_URL"] = database

@@ -26,12 +26,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 from urllib.parse import quote
 
 import requests
 
-from harness.processes import Child, Harness, free_port, wait_until
+from harness.processes import Harness, Service, free_port
 
 AUTH_STRING_VARIABLE = "PREFECT_SERVER_API_AUTH_STRING"
 """The server setting that makes it require basic auth (``user:password``)."""
@@ -153,15 +153,10 @@ class LocalPrefect(Harness):
         self.home: Optional[Path] = None
         self._extra_env: Dict[str, str] = dict(env or {})
         self.python: Optional[str] = None if python is None else str(python)
-        self._server: Optional[Child] = None
-        self._flows: Optional[Child] = None
+        self._server: Optional[Service] = None
 
     def __repr__(self) -> str:
         return f"LocalPrefect(api_url={self.api_url!r}, home={self.home!r})"
-
-    @property
-    def started(self) -> bool:
-        return self.home is not None
 
     @property
     def auth(self) -> Optional[Tuple[str, str]]:
@@ -173,21 +168,16 @@ class LocalPrefect(Harness):
         return user, password
 
     def _start(self) -> None:
-        """Start the server (and the flows) and wait until they are ready."""
-        self.home = Path(tempfile.mkdtemp(prefix="deploytrigger-prefect-"))
+        """Start the server (and the flows), wait until they are ready; ``home`` goes at stop."""
+        home = self.home = Path(tempfile.mkdtemp(prefix="deploytrigger-prefect-"))
+        self.on_stop(self._forget_home, home)
         self._start_server()
         if self.serve_flows:
             self._start_flows()
 
-    def _stop(self) -> None:
-        """Stop the flows and the server; delete ``home``."""
-        children = [child for child in (self._flows, self._server) if child is not None]
-        self._flows = self._server = None
-        for child in children:
-            child.stop()
-        if self.home is not None:
-            shutil.rmtree(self.home, ignore_errors=True)
-            self.home = None
+    def _forget_home(self, home: Path) -> None:
+        shutil.rmtree(home, ignore_errors=True)
+        self.home = self._server = None
 
     def restart_server(self) -> None:
         """Stop the server and start it again: same port, same database.
@@ -200,7 +190,6 @@ class LocalPrefect(Harness):
         if self._server is None:
             raise RuntimeError(f"{self!r} is not started")
         self._server.stop()
-        self._server = None
         self._start_server()
 
     def missing_deployments(self) -> List[str]:
@@ -219,15 +208,15 @@ class LocalPrefect(Harness):
 
     def _start_server(self) -> None:
         assert self.home is not None
-        server = Child(
-            "prefect server",
-            server_command(self.port, self.python),
-            self._environment(),
-            self.home / "server.log",
-        )
-        self._server = server
-        self._wait_until(
-            lambda: server_healthy(self.api_url), "GET /api/health to answer true", server
+        self._server = self.run(
+            Service(
+                "prefect server",
+                server_command(self.port, self.python),
+                self._environment(),
+                self.home / "server.log",
+                ready=lambda: server_healthy(self.api_url),
+                timeout=self.startup_timeout,
+            )
         )
 
     def _start_flows(self) -> None:
@@ -236,27 +225,21 @@ class LocalPrefect(Harness):
         auth_string = self._extra_env.get(AUTH_STRING_VARIABLE)
         if auth_string:
             defaults["PREFECT_API_AUTH_STRING"] = auth_string
-        flows = self._flows = Child(
-            self.flows_script.name,
-            [self.python or sys.executable, str(self.flows_script)],
-            self._environment(defaults),
-            self.home / "flows.log",
-            cwd=self.flows_script.parent,
-        )
-        self._wait_until(
-            lambda: not self.missing_deployments(),
-            f"deployments {', '.join(self.deployments)} to exist",
-            flows,
+        self.run(
+            Service(
+                self.flows_script.name,
+                [self.python or sys.executable, str(self.flows_script)],
+                self._environment(defaults),
+                self.home / "flows.log",
+                ready=lambda: not self.missing_deployments(),
+                cwd=self.flows_script.parent,
+                timeout=self.startup_timeout,
+            )
         )
 
     def _environment(self, defaults: Optional[Mapping[str, str]] = None) -> Dict[str, str]:
         assert self.home is not None
         return prefect_environment(self.home, self.api_url, defaults, self._extra_env)
-
-    def _wait_until(self, ready: Callable[[], bool], what: str, watched: Child) -> None:
-        """Wait for ``ready`` while the server and the flows keep running."""
-        children = [child for child in (self._server, self._flows) if child is not None]
-        wait_until(ready, what, children=children, watched=watched, timeout=self.startup_timeout)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

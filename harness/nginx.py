@@ -17,8 +17,7 @@ processes, configured as a user would (:func:`nginx_config`, also shown in
   acted), the client decides (deploytrigger resends a create with the same
   idempotency key).
 
-The harness runs Debian's ``nginx`` (installed by
-:func:`~harness.system_packages.ensure_program` when missing and we are root)
+The harness runs Debian's ``nginx`` (``make system-packages`` installs it)
 with its own prefix and config in a temporary directory, in the foreground
 (``daemon off``) in its own process group, and stops it by pid. Its access log
 is JSON, one line per request with the upstream(s) tried and their statuses
@@ -41,11 +40,10 @@ import socket
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 from urllib.parse import urlsplit
 
-from harness.processes import Child, Harness, free_port, wait_until
-from harness.system_packages import ensure_program, find_program
+from harness.processes import Harness, Service, free_port, system_program
 
 READ_TIMEOUT = "3600s"
 """``proxy_read_timeout``: idle time nginx allows on a connection, websockets included.
@@ -55,11 +53,6 @@ already do, but a wait may sit on one socket for hours between events.
 """
 STARTUP_TIMEOUT_SECONDS = 60.0
 """How long nginx may take to accept connections."""
-
-
-def nginx_available() -> bool:
-    """Whether ``nginx`` is installed (it can still be installed when we are root)."""
-    return find_program("nginx") is not None
 
 
 def split_backends(backend_urls: Sequence[str]) -> Tuple[List[str], str]:
@@ -204,7 +197,6 @@ class Nginx(Harness):
         api_url: ``http://127.0.0.1:<port><path>``, the backends' API path through nginx.
         backends: Each backend's ``host:port``.
         prefix: nginx's prefix while started.
-        child: The nginx master process while started (its workers are in its group).
     """
 
     def __init__(
@@ -221,14 +213,9 @@ class Nginx(Harness):
         self.startup_timeout = startup_timeout
         self._given_base = base_dir
         self.prefix: Optional[Path] = None
-        self.child: Optional[Child] = None
 
     def __repr__(self) -> str:
         return f"Nginx(api_url={self.api_url!r}, backends={self.backends!r})"
-
-    @property
-    def started(self) -> bool:
-        return self.prefix is not None
 
     @property
     def config_path(self) -> Path:
@@ -237,14 +224,18 @@ class Nginx(Harness):
         return self.prefix / "nginx.conf"
 
     def command(self) -> List[str]:
-        """The command that runs nginx in the foreground with this prefix and config."""
+        """The command that runs nginx in the foreground with this prefix and config.
+
+        Raises:
+            RuntimeError: nginx is not installed (the message says how to install it).
+        """
         assert self.prefix is not None
-        program = ensure_program("nginx", "nginx")
+        program = system_program("nginx")
         prefix = str(self.prefix)
         return [program, "-p", prefix, "-e", f"{prefix}/error.log", "-c", str(self.config_path)]
 
-    def prepare(self) -> List[str]:
-        """Make the prefix and write the config; returns :meth:`command` (nothing is started)."""
+    def prepare(self) -> None:
+        """Make the prefix and write the config (nothing is started)."""
         if self._given_base is not None:
             self._given_base.mkdir(parents=True, exist_ok=True)
             self.prefix = self._given_base.resolve()
@@ -254,7 +245,6 @@ class Nginx(Harness):
         (self.prefix / "tmp").mkdir(exist_ok=True)
         (self.prefix / "logs").mkdir(exist_ok=True)
         self.config_path.write_text(nginx_config(self.port, self.backends, prefix=self.prefix))
-        return self.command()
 
     def accepting(self) -> bool:
         """Whether something accepts TCP connections on nginx's port."""
@@ -273,24 +263,26 @@ class Nginx(Harness):
             return []
         return [parse_access(line) for line in lines if line.strip()]
 
-    def _start(self) -> None:
-        command = self.prepare()
+    def service(self, env: Mapping[str, str], timeout: float = STARTUP_TIMEOUT_SECONDS) -> Service:
+        """nginx as a :class:`~harness.processes.Service` (not started), after :meth:`prepare`."""
         assert self.prefix is not None
-        env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")}
-        self.child = Child("nginx", command, env, self.prefix / "nginx.out", cwd=self.prefix)
-        wait_until(
-            self.accepting,
-            f"nginx to listen on port {self.port}",
-            children=[self.child],
-            watched=self.child,
-            timeout=self.startup_timeout,
+        return Service(
+            "nginx",
+            self.command(),
+            env,
+            self.prefix / "nginx.out",
+            ready=self.accepting,
+            cwd=self.prefix,
+            timeout=timeout,
         )
 
-    def _stop(self) -> None:
-        if self.child is not None:
-            self.child.stop(grace=10)
-            self.child = None
-        if self.prefix is not None:
-            if self._given_base is None:
-                shutil.rmtree(self.prefix, ignore_errors=True)
-            self.prefix = None
+    def _start(self) -> None:
+        self.prepare()
+        self.on_stop(self._forget_prefix)
+        env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")}
+        self.run(self.service(env, self.startup_timeout))
+
+    def _forget_prefix(self) -> None:
+        if self.prefix is not None and self._given_base is None:
+            shutil.rmtree(self.prefix, ignore_errors=True)
+        self.prefix = None

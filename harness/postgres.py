@@ -1,11 +1,13 @@
 """A throwaway PostgreSQL cluster for a Prefect server, on a free loopback port.
 
-It uses the PostgreSQL 15 programs (``initdb``, ``pg_ctl``) from
-``/usr/lib/postgresql/15/bin``, or any on ``PATH``, and runs them as the
-``postgres`` user when this process is root (PostgreSQL refuses root)::
+``initdb`` makes the cluster; ``postgres`` then runs in the foreground as a
+:class:`~harness.processes.Service`, stopped by pid with a fast shutdown
+(SIGINT). Both run as the ``postgres`` user when this process is root
+(PostgreSQL refuses root). The programs are Debian's ``postgresql`` package's
+(``make system-packages`` installs it)::
 
-    with postgres() as url:   # None when PostgreSQL is not installed
-        env = {"PREFECT_API_DATABASE_CONNECTION_URL": url} if url else {}
+    with postgres() as url:
+        env = {"PREFECT_API_DATABASE_CONNECTION_URL": url}
 
 No database driver is imported here: the Prefect server connects with
 ``asyncpg`` (the ``server`` extra).
@@ -20,25 +22,12 @@ import signal
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Iterator, List, Optional
+from typing import Dict, Iterator, List, Optional
 
-from harness.processes import alive, command_line, free_port, tail, wait_gone
+from harness.processes import Service, free_port, system_program
 
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
-"""Where Debian installs the PostgreSQL 15 programs; preferred over ``PATH``."""
-
-
-def postgres_bin(name: str) -> Optional[str]:
-    """The path of PostgreSQL program ``name`` (version 15 preferred), or None when absent."""
-    candidate = PG_BIN / name
-    if candidate.is_file():
-        return str(candidate)
-    return shutil.which(name)
-
-
-def postgres_available() -> bool:
-    """Whether ``initdb`` and ``pg_ctl`` are installed."""
-    return postgres_bin("initdb") is not None and postgres_bin("pg_ctl") is not None
+STARTUP_TIMEOUT_SECONDS = 60.0
+"""How long ``postgres`` may take to accept connections."""
 
 
 def _as_postgres() -> List[str]:
@@ -71,92 +60,62 @@ class Postgres:
         """The SQLAlchemy URL Prefect's server wants (``asyncpg`` driver)."""
         return f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/postgres"
 
-    @property
-    def log_path(self) -> Path:
-        """The server's log file, inside ``data_dir``."""
-        return self.data_dir / "postgres.log"
+    def ready(self) -> bool:
+        """Whether the server accepts connections (``pg_isready``)."""
+        check = [system_program("pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(self.port)]
+        return subprocess.run(check, timeout=30).returncode == 0
 
-    def start(self) -> None:
-        """Create the cluster and start it; returns when it accepts connections.
+    def service(self, env: Dict[str, str], timeout: float = STARTUP_TIMEOUT_SECONDS) -> Service:
+        """Create the cluster (``initdb``); the server as a :class:`Service`, not started.
 
         Raises:
-            RuntimeError: A PostgreSQL program is missing or failed (its output
-                and the server log's tail are included).
+            RuntimeError: PostgreSQL is not installed, or ``initdb`` failed (its
+                output is included).
         """
-        initdb, pg_ctl = postgres_bin("initdb"), postgres_bin("pg_ctl")
-        if initdb is None or pg_ctl is None:
-            raise RuntimeError("PostgreSQL is not installed (initdb and pg_ctl not found)")
+        initdb = system_program("initdb")
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if os.geteuid() == 0:
             shutil.chown(self.data_dir, "postgres", "postgres")
-        self._run([initdb, "-D", str(self.data_dir), "-A", "trust", "-U", "postgres", "-E", "UTF8"])
-        options = (
-            f"-p {self.port} -k {self.data_dir} -c listen_addresses=127.0.0.1 "
-            "-c max_connections=300 -c fsync=off -c synchronous_commit=off"
-        )
-        start = [pg_ctl, "-D", str(self.data_dir), "-o", options, "-l", str(self.log_path)]
-        self._run([*start, "-w", "-t", "60", "start"])
-
-    def pid(self) -> Optional[int]:
-        """The postmaster's pid from ``postmaster.pid``, or None when it is not running."""
-        try:
-            pid = int((self.data_dir / "postmaster.pid").read_text().split("\n", 1)[0])
-        except (OSError, ValueError):
-            return None
-        return pid if alive(pid) else None
-
-    def stop(self) -> None:
-        """Stop the server (``pg_ctl stop -m fast``, else signals). Safe to call again."""
-        pg_ctl = postgres_bin("pg_ctl")
-        pid = self.pid()
-        if pid is None:
-            return
-        if pg_ctl is not None:
-            with contextlib.suppress(subprocess.SubprocessError, OSError):
-                subprocess.run(
-                    [*_as_postgres(), pg_ctl, "-D", str(self.data_dir), "-m", "fast", "-w", "stop"],
-                    capture_output=True,
-                    timeout=60,
-                )
-        if alive(pid) and "postgres" in command_line(pid):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGQUIT)  # immediate shutdown, children included
-            if not wait_gone(pid, 10):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-
-    def _run(self, args: List[str]) -> None:
+        init = [initdb, "-D", str(self.data_dir), "-A", "trust", "-U", "postgres", "-E", "UTF8"]
         done = subprocess.run(
-            [*_as_postgres(), *args],
+            [*_as_postgres(), *init],
             capture_output=True,
             text=True,
             timeout=120,
-            start_new_session=True,  # the postmaster pg_ctl forks leaves our process group
             cwd="/",  # postgres may not be allowed into our working directory
         )
         if done.returncode != 0:
-            raise RuntimeError(
-                f"{' '.join(args[:2])} failed ({done.returncode}):\n{done.stdout}{done.stderr}"
-                f"\n{tail(self.log_path)}"
-            )
+            raise RuntimeError(f"initdb failed ({done.returncode}):\n{done.stdout}{done.stderr}")
+        server = [system_program("postgres"), "-D", str(self.data_dir), "-p", str(self.port)]
+        server += ["-k", str(self.data_dir), "-c", "listen_addresses=127.0.0.1"]
+        server += ["-c", "max_connections=300", "-c", "fsync=off", "-c", "synchronous_commit=off"]
+        return Service(
+            "postgres",
+            [*_as_postgres(), *server],
+            env,
+            self.data_dir.parent / "postgres.log",
+            ready=self.ready,
+            cwd=Path("/"),
+            timeout=timeout,
+            stop_signal=signal.SIGINT,  # fast shutdown: clients are disconnected
+        )
 
 
 @contextlib.contextmanager
-def postgres() -> Iterator[Optional[str]]:
-    """A throwaway PostgreSQL for a Prefect server, deleted afterwards.
+def postgres() -> Iterator[str]:
+    """A throwaway PostgreSQL for a Prefect server, stopped and deleted afterwards.
 
     Yields:
-        Its ``postgresql+asyncpg://`` URL, or None when PostgreSQL is not installed.
+        Its ``postgresql+asyncpg://`` URL.
+
+    Raises:
+        RuntimeError: PostgreSQL is not installed, or did not start.
     """
-    if not postgres_available():
-        yield None
-        return
     base = Path(tempfile.mkdtemp(prefix="deploytrigger-pg-"))
     os.chmod(base, 0o755)
     cluster = Postgres(base / "data")
     try:
-        cluster.start()
-        yield cluster.url
+        with cluster.service({"PATH": os.environ.get("PATH", "/usr/bin:/bin")}):
+            yield cluster.url
     finally:
-        cluster.stop()
         shutil.rmtree(base, ignore_errors=True)

@@ -1,32 +1,42 @@
-"""Child processes for test servers: own process group, output in a log file, stopped by pid.
+"""The harness's child processes, run by mirakuru: own session, output in a log, stopped by pid.
 
-The local server, the production stack and its command line share these: a
-:class:`Child` is started in a new session (so its whole process group can be
-signalled), :func:`wait_until` polls for readiness while watching the
-children, :func:`stop_group` stops a group by pid, also one started by
-another process (the stack's ``down``), and :class:`Harness` is what starts
-children and must stop them whatever happens.
+A :class:`Service` is a mirakuru executor: ``start()`` runs the command in a
+session of its own and returns once ``ready()`` is true (or raises, with the
+last lines of its log, when it exits or takes too long, after killing it);
+``stop()`` sends SIGTERM to its process group, then SIGKILL, and also ends the
+processes it started that left the group (mirakuru marks them through their
+environment). Every service still running when Python exits is killed.
+
+:func:`system_program` finds the programs the harness runs from Debian's
+packages (installed by ``make system-packages``, never by a test run)::
+
+    with Service("nginx", [system_program("nginx"), ...], env, log, ready=accepting):
+        ...
 """
 
 from __future__ import annotations
 
-import atexit
 import contextlib
+import glob
 import os
+import shutil
 import signal
 import socket
 import subprocess
-import time
 from collections import deque
 from pathlib import Path
-from typing import Callable, Iterable, List, Mapping, Optional, Sequence, TypeVar
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, TypeVar
 
-STOP_GRACE_SECONDS = 15.0
-"""How long a process group gets between SIGTERM and SIGKILL."""
-READY_POLL_SECONDS = 0.5
-"""How often :func:`wait_until` asks whether something is ready."""
+from mirakuru import Executor, SimpleExecutor
+from mirakuru.base import ENV_UUID
+from mirakuru.exceptions import ExecutorError, ProcessFinishedWithError
+
 LOG_TAIL_LINES = 40
 """How many lines of a log an error message shows."""
+PACKAGES = {"nginx": "nginx", "redis-server": "redis-server", "initdb": "postgresql"}
+"""The Debian package of each program the harness runs (``make system-packages`` installs them)."""
+SEARCH_PATH = ["/usr/sbin", "/sbin", *sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True)]
+"""Where Debian puts programs a user's ``PATH`` may lack (daemons; PostgreSQL's, newest first)."""
 
 
 def free_port() -> int:
@@ -36,66 +46,20 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def alive(pid: int) -> bool:
-    """Whether process ``pid`` exists and has not exited (an exited child of ours is reaped)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        reaped, _ = os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:  # not our child
-        reaped = 0
-    if reaped:
-        return False
-    with contextlib.suppress(OSError, IndexError):
-        if Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z":
-            return False
-    return True
+def system_program(name: str) -> str:
+    """The path of program ``name`` on ``PATH`` or in :data:`SEARCH_PATH`.
 
-
-def command_line(pid: int) -> str:
-    """The command line of process ``pid``, space-separated; empty when unknown."""
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except OSError:
-        return ""
-
-
-def wait_gone(pid: int, seconds: float) -> bool:
-    """Wait up to ``seconds`` for process ``pid`` to exit; whether it did."""
-    deadline = time.monotonic() + seconds
-    while alive(pid):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.1)
-    return True
-
-
-def stop_group(pid: int, *, marker: str = "", grace: float = STOP_GRACE_SECONDS) -> None:
-    """Stop the process group led by ``pid``: SIGTERM, then SIGKILL after ``grace`` seconds.
-
-    A group whose leader has already exited still gets SIGKILL, for whatever
-    the leader left behind in it.
-
-    Args:
-        pid: The leader's pid, which is also the group's id.
-        marker: When given, a running leader is signalled only if its command
-            line contains it, so that a recycled pid (from an old state file)
-            is never signalled.
-        grace: Seconds between SIGTERM and SIGKILL.
+    Raises:
+        RuntimeError: It is not installed; the message says which package to install.
     """
-    if alive(pid):
-        if marker and marker not in command_line(pid):
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGTERM)
-        wait_gone(pid, grace)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signal.SIGKILL)
-    wait_gone(pid, 5)
+    found = shutil.which(name) or shutil.which(name, path=os.pathsep.join(SEARCH_PATH))
+    if found is None:
+        package = PACKAGES.get(name, name)
+        raise RuntimeError(
+            f"{name} is not installed: run 'make system-packages' as root "
+            f"(or 'apt-get install -y {package}')"
+        )
+    return found
 
 
 def tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
@@ -107,20 +71,26 @@ def tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
         return ""
 
 
-class Child:
-    """A command started in its own process group (session), its output appended to a log file.
+class Service(Executor):
+    """A command in a session of its own, its output appended to a log file, ready when ``ready()``.
 
     Args:
         name: What error messages call it.
         args: The command and its arguments.
-        env: Its whole environment.
+        env: Its whole environment (not merged into this process's).
         log_path: The file that receives its standard output and error.
+        ready: Whether it is ready; :meth:`start` returns once it is. By
+            default it is ready once started.
         cwd: Its working directory; this process's by default.
+        timeout: Seconds :meth:`start` waits for ``ready`` at most, and
+            :meth:`stop` for the process to end before SIGKILL.
+        stop_signal: What :meth:`stop` sends first.
+
+    A service is started once; start a new one to run the command again.
 
     Attributes:
         name: As given.
         log_path: As given.
-        process: The started process.
     """
 
     def __init__(
@@ -129,103 +99,107 @@ class Child:
         args: Sequence[str],
         env: Mapping[str, str],
         log_path: Path,
+        *,
+        ready: Optional[Callable[[], bool]] = None,
         cwd: Optional[Path] = None,
+        timeout: float = 60.0,
+        stop_signal: int = signal.SIGTERM,
     ) -> None:
         self.name = name
         self.log_path = log_path
-        with open(log_path, "ab") as log:
-            self.process = subprocess.Popen(
-                list(args),
-                env=dict(env),
-                cwd=cwd,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        self._env = dict(env)
+        self._ready = ready
+        self._log = open(log_path, "ab")  # noqa: SIM115 (closed once the process has its copy)
+        super().__init__(
+            list(args),
+            cwd=None if cwd is None else str(cwd),
+            timeout=timeout,
+            sleep=0.5,
+            stop_signal=stop_signal,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
 
     def __repr__(self) -> str:
-        return f"Child({self.name!r}, pid={self.pid})"
+        return f"Service({self.name!r}, pid={self.pid})"
 
     @property
-    def pid(self) -> int:
-        """The process's pid, which is also its process group's id."""
-        return self.process.pid
+    def envvars(self) -> Dict[str, str]:
+        """The environment given, plus mirakuru's marker (which finds what the process starts).
 
-    def running(self) -> bool:
-        """Whether the process has not exited yet."""
-        return self.process.poll() is None
+        mirakuru merges its ``envvars`` into this process's environment; a
+        service gets exactly the one it is given (mirakuru 3 reads this property).
+        """
+        return {**self._env, ENV_UUID: super().envvars[ENV_UUID]}
 
-    def stop(self, grace: float = STOP_GRACE_SECONDS) -> None:
-        """Stop the process and its whole process group (see :func:`stop_group`)."""
-        stop_group(self.pid, grace=grace)
-        self.process.wait()
+    @property
+    def pid(self) -> Optional[int]:
+        """The process's pid (its process group's id) while started, else None."""
+        return None if self.process is None else self.process.pid
+
+    def pre_start_check(self) -> bool:
+        """Never already running: each service gets its own free port."""
+        return False
+
+    def after_start_check(self) -> bool:
+        """Whether it is ready."""
+        return self._ready is None or self._ready()
+
+    def start(self) -> Service:
+        """Start the process and wait until it is ready.
+
+        Raises:
+            RuntimeError: It exited, or was not ready in time (it is killed);
+                the message shows the last lines of its log.
+        """
+        try:
+            super().start()
+        except ExecutorError as exc:
+            raise RuntimeError(
+                f"{self.name}: {exc}; last lines of {self.log_path.name}:\n{self.log_tail()}"
+            ) from None
+        finally:
+            self._log.close()  # the process has its own copy
+        return self
+
+    def stop(
+        self, stop_signal: Optional[int] = None, expected_returncode: Optional[int] = None
+    ) -> Service:
+        """Stop the process and its whole group; whatever its exit code. Safe to call again."""
+        try:
+            super().stop(stop_signal, expected_returncode)
+        except ProcessFinishedWithError:
+            self._clear_process()
+        return self
 
     def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
         """The last ``lines`` lines of the process's output."""
         return tail(self.log_path, lines)
 
 
-def wait_until(
-    ready: Callable[[], bool],
-    what: str,
-    *,
-    children: Iterable[Child],
-    watched: Child,
-    timeout: float,
-) -> None:
-    """Poll ``ready`` until it returns true.
-
-    Args:
-        ready: The readiness check.
-        what: What is waited for, for error messages.
-        children: Processes that must keep running meanwhile.
-        watched: The process whose log the timeout error shows.
-        timeout: Seconds to wait at most.
-
-    Raises:
-        RuntimeError: One of ``children`` exited, or ``timeout`` passed; the
-            message shows the tail of the relevant log.
-    """
-    deadline = time.monotonic() + timeout
-    watching: List[Child] = list(children)
-    while not ready():
-        for child in watching:
-            if not child.running():
-                raise RuntimeError(
-                    f"{child.name} exited with code {child.process.returncode} "
-                    f"while waiting for {what}; last lines of {child.log_path.name}:\n"
-                    f"{child.log_tail()}"
-                )
-        if time.monotonic() > deadline:
-            raise RuntimeError(
-                f"gave up after {timeout:.0f} s waiting for {what}; "
-                f"last lines of {watched.log_path.name}:\n{watched.log_tail()}"
-            )
-        time.sleep(READY_POLL_SECONDS)
-
-
 _H = TypeVar("_H", bound="Harness")
+_E = TypeVar("_E", bound=SimpleExecutor)
 
 
 class Harness:
-    """Runs child processes; stopped at the end, on a failed start, and when Python exits.
+    """Services started together and stopped together, the last started first: a context manager.
 
-    A context manager: ``with Subclass(...) as started:``. Subclasses provide
-    :attr:`started`, :meth:`_start` and :meth:`_stop`.
+    ``with Subclass(...) as started:``. A subclass starts its pieces in
+    :meth:`_start`, each through :meth:`run`, and registers any other clean-up
+    (a temporary directory) with :meth:`on_stop`; a failed start stops what
+    had started. Whatever is still running when Python exits is killed by mirakuru.
     """
+
+    _cleanup: Optional[contextlib.ExitStack] = None
 
     @property
     def started(self) -> bool:
         """Whether :meth:`start` has run and :meth:`stop` has not since."""
-        raise NotImplementedError
+        return self._cleanup is not None
 
     def _start(self) -> None:
         """Start every piece and wait until it is ready."""
-        raise NotImplementedError
-
-    def _stop(self) -> None:
-        """Stop whatever has been started, also after a partial start."""
         raise NotImplementedError
 
     def __enter__(self: _H) -> _H:
@@ -237,9 +211,6 @@ class Harness:
     def start(self: _H) -> _H:
         """Start everything and wait until it is ready.
 
-        Returns:
-            This object, started.
-
         Raises:
             RuntimeError: Already started; or a process exited or was not ready
                 in time (the message shows its log's tail), and everything
@@ -247,7 +218,7 @@ class Harness:
         """
         if self.started:
             raise RuntimeError(f"{self!r} is already started")
-        atexit.register(self.stop)
+        self._cleanup = contextlib.ExitStack()
         try:
             self._start()
         except BaseException:
@@ -256,10 +227,18 @@ class Harness:
         return self
 
     def stop(self) -> None:
-        """Stop every process started here and delete their files. Safe to call again."""
-        self._stop()
-        atexit.unregister(self.stop)
+        """Stop every process started here, the last started first. Safe to call again."""
+        cleanup, self._cleanup = self._cleanup, None
+        if cleanup is not None:
+            cleanup.close()
 
-    def detach(self) -> None:
-        """Leave everything running when this process exits."""
-        atexit.unregister(self.stop)
+    def run(self, executor: _E) -> _E:
+        """Start ``executor`` (a :class:`Service`), wait until it is ready; stopped at stop."""
+        self.on_stop(executor.stop)
+        executor.start()
+        return executor
+
+    def on_stop(self, callback: Callable[..., object], *args: Any, **kwargs: Any) -> None:
+        """Call ``callback(*args, **kwargs)`` when stopping, before what was registered earlier."""
+        assert self._cleanup is not None, "only while starting or started"
+        self._cleanup.callback(callback, *args, **kwargs)

@@ -6,8 +6,8 @@ production integration test runs against::
     with ProdStack(Path("examples/flows.py")) as stack:
         print(stack.api_url)   # http://127.0.0.1:<port>/api, deployments in stack.pool
 
-The pieces, each stopped by pid (the context manager, ``atexit``, or a later
-process given :attr:`ProdStack.state`):
+The pieces, each a process stopped by pid, the last started first (the
+context manager, or mirakuru when Python exits):
 
 1. a throwaway PostgreSQL cluster (:class:`~harness.postgres.Postgres`);
 2. the Prefect server with ``PREFECT_API_DATABASE_CONNECTION_URL`` pointing at it;
@@ -15,9 +15,10 @@ process given :attr:`ProdStack.state`):
    (``prefect server start --no-services``), the background services once in a
    process of their own (``prefect server services start``), nginx in front of
    the API servers (:mod:`harness.nginx`), whose URL is the stack's
-   ``api_url``, and by default a Redis server (:mod:`harness.redis`) for
-   Prefect's Redis messaging (``prefect-redis``), through which every API
-   server's events websocket sees the events of all of them;
+   ``api_url``, and by default a Redis server (pytest-redis's
+   ``RedisExecutor``) for Prefect's Redis messaging (``prefect-redis``),
+   through which every API server's events websocket sees the events of all
+   of them;
 3. a ``process`` work pool and deployments of a flows script (:data:`DEPLOYMENTS`),
    created over REST with a ``set_working_directory`` pull step, so a worker
    runs the flow from the script's directory (no image, no storage block);
@@ -27,20 +28,18 @@ process given :attr:`ProdStack.state`):
 
 This module imports nothing from Prefect; the interpreter needs the ``server``
 extra (Prefect and ``asyncpg``) and PostgreSQL's programs; scale-out also
-``prefect-redis`` and Debian's ``nginx`` and ``redis-server`` (installed on
-first use when missing and we are root).
+``prefect-redis`` and Debian's ``nginx`` and ``redis-server`` (``make
+system-packages`` installs the three).
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import os
 import shutil
-import signal
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional
 from urllib.parse import quote
 
 import requests
@@ -53,11 +52,16 @@ from harness.local_server import (
 )
 from harness.nginx import Nginx
 from harness.postgres import Postgres
-from harness.processes import Child, Harness, free_port, wait_gone, wait_until
-from harness.redis import Redis
+from harness.processes import Harness, Service, free_port, system_program
+
+if TYPE_CHECKING:
+    from mirakuru import SimpleExecutor
+    from pytest_redis.executor import RedisExecutor
 
 POOL_NAME = "prod-pool"
 """The work pool's default name."""
+POSTGRES = "postgres"
+"""The database's name among :attr:`ProdStack.children`."""
 SERVER = "server"
 """The server's name among :attr:`ProdStack.children`; the workers are ``prod-worker-<n>``.
 
@@ -69,6 +73,25 @@ BALANCER = "nginx"
 """The load balancer's process, nginx (scale-out only)."""
 REDIS = "redis"
 """The Redis server's process (scale-out with Redis messaging only)."""
+
+
+def prefect_redis_settings(host: str, port: int, db: int = 0) -> Dict[str, str]:
+    """The settings that make a Prefect server use the Redis at ``host:port`` for messaging.
+
+    Broker and cache (events between API servers), causal ordering of events,
+    and concurrency lease storage, as Prefect's scale-out guide has them.
+    Every process of a stack (API servers, services) needs the same ones.
+    """
+    return {
+        "PREFECT_MESSAGING_BROKER": "prefect_redis.messaging",
+        "PREFECT_MESSAGING_CACHE": "prefect_redis.messaging",
+        "PREFECT_SERVER_EVENTS_CAUSAL_ORDERING": "prefect_redis.ordering",
+        "PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE": "prefect_redis.lease_storage",
+        "PREFECT_REDIS_MESSAGING_HOST": host,
+        "PREFECT_REDIS_MESSAGING_PORT": str(port),
+        "PREFECT_REDIS_MESSAGING_DB": str(db),
+    }
+
 
 _INT = {"type": "integer"}
 _NUMBER = {"type": "number"}
@@ -129,7 +152,8 @@ class ProdStack(Harness):
         redis: The Redis server while started (scale-out with ``redis`` only).
         base_dir: The directory with ``pg/``, ``home/`` and ``*.log`` while started.
         postgres: The database while started.
-        children: The servers, services, nginx, Redis and workers by name, while started.
+        children: The database, Redis, servers, services, nginx and workers by
+            name, in the order they started, while started.
 
     Raises:
         ValueError: ``workers`` is below zero or ``api_servers`` below one.
@@ -172,34 +196,32 @@ class ProdStack(Harness):
         self.backend_urls: List[str] = []
         self.postgres: Optional[Postgres] = None
         self.nginx: Optional[Nginx] = None
-        self.redis: Optional[Redis] = None
-        self.children: Dict[str, Child] = {}
+        self.redis: Optional[RedisExecutor] = None
+        self.children: Dict[str, SimpleExecutor] = {}
 
     def __repr__(self) -> str:
         return f"ProdStack(api_url={self.api_url!r}, base_dir={str(self.base_dir)!r})"
 
     @property
-    def started(self) -> bool:
-        return self.base_dir is not None
+    def redis_url(self) -> Optional[str]:
+        """``redis://127.0.0.1:<port>/0`` while the stack's Redis runs, else None."""
+        return None if self.redis is None else f"redis://{self.redis.host}:{self.redis.port}/0"
 
     @property
     def state(self) -> Dict[str, Any]:
-        """What another process needs to find and stop the stack (JSON-serialisable)."""
+        """What the stack is made of, for people and scripts (JSON-serialisable)."""
         return {
             "api_url": self.api_url,
-            "port": self.port,
             "pool": self.pool,
             "base_dir": str(self.base_dir),
-            "postgres": {
-                "port": self.postgres.port if self.postgres else None,
-                "data_dir": str(self.postgres.data_dir) if self.postgres else None,
-                "url": self.postgres.url if self.postgres else None,
-            },
+            "database": self.postgres.url if self.postgres else None,
             "backends": list(self.backend_urls),
-            "redis": self.redis.url if self.redis else None,
-            "pids": {name: child.pid for name, child in self.children.items()},
-            "markers": {name: marker(name) for name in self.children},
-            "logs": {name: str(child.log_path) for name, child in self.children.items()},
+            "redis": self.redis_url,
+            "pids": {
+                name: child.process.pid
+                for name, child in self.children.items()
+                if child.process is not None
+            },
             "deployments": sorted(self.deployments),
         }
 
@@ -210,10 +232,12 @@ class ProdStack(Harness):
             self.base_dir = self._given_base
         else:
             self.base_dir = Path(tempfile.mkdtemp(prefix="deploytrigger-prod-"))
+        self.on_stop(self._forget)
         os.chmod(self.base_dir, 0o755)  # postgres must reach its data dir inside
         (self.base_dir / "home").mkdir(exist_ok=True)
         self.postgres = Postgres(self.base_dir / "pg")
-        self.postgres.start()
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+        self._run(POSTGRES, self.postgres.service(env, self.startup_timeout))
         if self.api_servers == 1:
             self._start_server()
         else:
@@ -222,19 +246,12 @@ class ProdStack(Harness):
         if self.workers:
             self._start_workers()
 
-    def _stop(self) -> None:
-        """Stop the workers, nginx, the servers, Redis and PostgreSQL by pid; delete base_dir."""
-        for name in sorted(self.children, key=stop_order):
-            self.children.pop(name).stop()
-        self.nginx = None
-        self.redis = None
-        if self.postgres is not None:
-            self.postgres.stop()
-            self.postgres = None
-        if self.base_dir is not None:
-            if self._given_base is None:
-                shutil.rmtree(self.base_dir, ignore_errors=True)
-            self.base_dir = None
+    def _forget(self) -> None:
+        """Delete base_dir (a temporary one) once every process has stopped."""
+        if self.base_dir is not None and self._given_base is None:
+            shutil.rmtree(self.base_dir, ignore_errors=True)
+        self.base_dir = self.postgres = self.nginx = self.redis = None
+        self.children = {}
 
     def environment(self, extra: Optional[Mapping[str, str]] = None) -> Dict[str, str]:
         """The environment of the server and the workers, plus ``extra``."""
@@ -246,7 +263,7 @@ class ProdStack(Harness):
             "PREFECT_LOGGING_LEVEL": "INFO",
         }
         if self.redis is not None:
-            ours.update(self.redis.prefect_settings())
+            ours.update(prefect_redis_settings(self.redis.host, self.redis.port))
         home = self.base_dir / "home"
         return prefect_environment(home, self.api_url, ours, extra, self._extra_env)
 
@@ -303,44 +320,57 @@ class ProdStack(Harness):
         Raises:
             KeyError: No child has that name.
         """
-        child = self.children[name]
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(child.pid, signal.SIGKILL)
-        child.process.wait(30)
-        wait_gone(child.pid, 10)
+        self.children[name].kill()
 
     def _start_server(self) -> None:
         self.port = free_port()
         self.api_url = f"http://127.0.0.1:{self.port}/api"
         self.backend_urls = [self.api_url]
-        server = self._spawn(SERVER, server_command(self.port))
-        self._wait_until(self.healthy, "GET /api/health to answer true", server)
+        self._run(SERVER, self._service(SERVER, server_command(self.port), ready=self.healthy))
 
     def _start_scaled_out(self) -> None:
         """Redis, API-only servers (the first one migrates the database), the services, nginx."""
         assert self.base_dir is not None
         if self.use_redis:
-            self.redis = Redis(self.base_dir / "redis")
-            self.redis.base_dir.mkdir(exist_ok=True)
-            child = self._spawn(REDIS, self.redis.command())
-            self._wait_until(self.redis.answers, "redis-server to answer PING", child)
+            from pytest_redis.executor import RedisExecutor
+
+            (self.base_dir / "redis").mkdir(exist_ok=True)
+            self.redis = RedisExecutor(
+                system_program("redis-server"),
+                databases=1,
+                redis_timeout=0,  # never close an idle client
+                loglevel="notice",
+                host="127.0.0.1",
+                port=free_port(),
+                datadir=self.base_dir / "redis",
+                startup_timeout=int(self.startup_timeout),
+            )
+            self._run(REDIS, self.redis)
         ports = [free_port() for _ in range(self.api_servers)]
         self.backend_urls = [f"http://127.0.0.1:{port}/api" for port in ports]
         self.port = free_port()
         self.api_url = f"http://127.0.0.1:{self.port}/api"
         names = [f"{SERVER}-{index}" for index in range(self.api_servers)]
-        first = self._spawn(names[0], [*server_command(ports[0]), "--no-services"])
-        self._wait_until(lambda: server_healthy(self.backend_urls[0]), f"{names[0]} health", first)
         migrated = {"PREFECT_API_DATABASE_MIGRATE_ON_START": "false"}
-        for name, port in zip(names[1:], ports[1:]):
-            self._spawn(name, [*server_command(port), "--no-services"], migrated)
-        self._spawn(SERVICES, [*prefect_command(), "server", "services", "start"], migrated)
-        for name, url in zip(names[1:], self.backend_urls[1:]):
-            child = self.children[name]
-            self._wait_until(functools.partial(server_healthy, url), f"{name} health", child)
+        servers = [
+            self._service(
+                name,
+                [*server_command(port), "--no-services"],
+                None if index == 0 else migrated,
+                ready=functools.partial(server_healthy, url),
+            )
+            for index, (name, port, url) in enumerate(zip(names, ports, self.backend_urls))
+        ]
+        self._run(names[0], servers[0])  # migrates the database before the others start
+        for name, server in zip(names[1:], servers[1:]):
+            self._run(name, server)
+        self._run(
+            SERVICES,
+            self._service(SERVICES, [*prefect_command(), "server", "services", "start"], migrated),
+        )
         self.nginx = Nginx(self.backend_urls, port=self.port, base_dir=self.base_dir / "nginx")
-        nginx = self._spawn(BALANCER, self.nginx.prepare())
-        self._wait_until(self.healthy, "GET /api/health through nginx", nginx)
+        self.nginx.prepare()
+        self._run(BALANCER, self.nginx.service(self.environment(), self.startup_timeout))
 
     def _create_pool_and_deployments(self) -> None:
         with requests.Session() as http:
@@ -355,44 +385,33 @@ class ProdStack(Harness):
         names = [f"prod-worker-{index}" for index in range(self.workers)]
         for name in names:
             args = [*prefect_command(), "worker", "start", "--pool", self.pool, "--name", name]
-            self._spawn(name, [*args, "--type", "process", "--limit", str(self.worker_limit)])
-        self._wait_until(
-            lambda: set(names) <= set(self.online_workers()),
-            f"workers {', '.join(names)} to report to pool {self.pool!r}",
-            self.children[names[-1]],
+            args += ["--type", "process", "--limit", str(self.worker_limit)]
+            last = name == names[-1]
+            ready = (lambda: set(names) <= set(self.online_workers())) if last else None
+            self._run(name, self._service(name, args, ready=ready))
+
+    def _service(
+        self,
+        name: str,
+        args: List[str],
+        env: Optional[Mapping[str, str]] = None,
+        ready: Optional[Callable[[], bool]] = None,
+    ) -> Service:
+        """A Prefect process of the stack, run from base_dir, its output in ``<name>.log``."""
+        assert self.base_dir is not None
+        return Service(
+            name,
+            args,
+            self.environment(env),
+            self.base_dir / f"{name}.log",
+            ready=ready,
+            cwd=self.base_dir,
+            timeout=self.startup_timeout,
         )
 
-    def _spawn(self, name: str, args: List[str], env: Optional[Mapping[str, str]] = None) -> Child:
-        assert self.base_dir is not None
-        log = self.base_dir / f"{name}.log"
-        child = Child(name, args, self.environment(env), log, cwd=self.base_dir)
-        self.children[name] = child
-        return child
-
-    def _wait_until(self, ready: Callable[[], bool], what: str, watched: Child) -> None:
-        children = self.children.values()
-        wait_until(ready, what, children=children, watched=watched, timeout=self.startup_timeout)
-
-
-def marker(name: str) -> str:
-    """Text in the command line of the stack's process ``name``, checked before signalling it."""
-    if name == BALANCER:
-        return "nginx: master"
-    if name == REDIS:
-        return "redis-server"
-    if name == SERVICES:
-        return "services start"
-    if name == SERVER or name.startswith(f"{SERVER}-"):
-        return "server start"
-    return "worker start"
-
-
-def stop_order(name: str) -> int:
-    """Where process ``name`` comes when stopping: workers, nginx, services, servers, Redis."""
-    order = {BALANCER: 1, SERVICES: 2, REDIS: 4}
-    if name == SERVER or name.startswith(f"{SERVER}-"):
-        return 3
-    return order.get(name, 0)
+    def _run(self, name: str, executor: SimpleExecutor) -> None:
+        """Start ``executor`` as child ``name`` and wait until it is ready."""
+        self.children[name] = self.run(executor)
 
 
 def _post(http: requests.Session, url: str, body: Mapping[str, Any]) -> Dict[str, Any]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -20,13 +19,8 @@ from typing import Any, Iterator, List, Tuple
 import pytest
 import requests
 
-from harness.nginx import Nginx, nginx_available, nginx_config, parse_access
+from harness.nginx import Nginx, nginx_config, parse_access
 from harness.processes import free_port
-
-pytestmark = pytest.mark.skipif(
-    not nginx_available() and os.geteuid() != 0,
-    reason="nginx is not installed and this is not root (apt-get install -y nginx)",
-)
 
 
 class Backend:

@@ -1,11 +1,11 @@
-"""The production stack's options and process bookkeeping (nothing is started here)."""
+"""The production stack's options (nothing is started here)."""
 
 from __future__ import annotations
 
 import pytest
 from conftest import FLOWS_SCRIPT
 
-from harness.prod_stack import BALANCER, REDIS, SERVICES, ProdStack, marker, stop_order
+from harness.prod_stack import ProdStack, prefect_redis_settings
 
 
 def test_a_stack_needs_an_api_server_but_may_have_no_workers() -> None:
@@ -22,27 +22,13 @@ def test_redis_messaging_comes_with_several_api_servers_unless_turned_off() -> N
     assert not ProdStack(FLOWS_SCRIPT, api_servers=1).use_redis
 
 
-def test_processes_stop_workers_first_then_nginx_the_services_the_servers_and_redis() -> None:
-    names = [REDIS, "server-1", SERVICES, "prod-worker-1", "server-0", BALANCER, "prod-worker-0"]
-    assert sorted(names, key=stop_order) == [
-        "prod-worker-1",
-        "prod-worker-0",
-        BALANCER,
-        SERVICES,
-        "server-1",
-        "server-0",
-        REDIS,
-    ]
-    assert stop_order("server") == stop_order("server-0")
-
-
-def test_each_process_is_signalled_only_when_its_command_line_holds_its_marker() -> None:
-    names = ["server", "server-1", SERVICES, BALANCER, REDIS, "w"]
-    assert {name: marker(name) for name in names} == {
-        "server": "server start",
-        "server-1": "server start",
-        SERVICES: "services start",
-        BALANCER: "nginx: master",
-        REDIS: "redis-server",
-        "w": "worker start",
+def test_every_process_of_a_stack_gets_prefects_redis_messaging_settings() -> None:
+    assert prefect_redis_settings("127.0.0.1", 6390) == {
+        "PREFECT_MESSAGING_BROKER": "prefect_redis.messaging",
+        "PREFECT_MESSAGING_CACHE": "prefect_redis.messaging",
+        "PREFECT_SERVER_EVENTS_CAUSAL_ORDERING": "prefect_redis.ordering",
+        "PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE": "prefect_redis.lease_storage",
+        "PREFECT_REDIS_MESSAGING_HOST": "127.0.0.1",
+        "PREFECT_REDIS_MESSAGING_PORT": "6390",
+        "PREFECT_REDIS_MESSAGING_DB": "0",
     }

@@ -29,7 +29,7 @@ import requests
 from helpers.server_http import raw
 
 import deploytrigger
-from harness.processes import Child, free_port, wait_until
+from harness.processes import Service, free_port
 from harness.proxy import Proxy, Received
 
 pytestmark = pytest.mark.integration
@@ -196,16 +196,15 @@ def test_a_gunicorn_app_with_four_workers_costs_one_request_per_trigger_plus_one
         "app:app",
     ]
     app_url = f"http://127.0.0.1:{port}"
-    gunicorn = Child("gunicorn", command, env, tmp_path / "gunicorn.log")
-    try:
 
-        def healthy() -> bool:
-            try:
-                return requests.get(f"{app_url}/health", timeout=5).text == "ok"
-            except requests.RequestException:
-                return False
+    def healthy() -> bool:
+        try:
+            return requests.get(f"{app_url}/health", timeout=5).text == "ok"
+        except requests.RequestException:
+            return False
 
-        wait_until(healthy, "the gunicorn app", children=[gunicorn], watched=gunicorn, timeout=60)
+    gunicorn = Service("gunicorn", command, env, tmp_path / "gunicorn.log", ready=healthy)
+    with gunicorn:
         # the boot check at import, in the master only (--preload)
         assert proxy.by_endpoint() == {resolves(pooled_deployment): 1}
         master_ports = {request.client_port for request in proxy.received}
@@ -225,8 +224,6 @@ def test_a_gunicorn_app_with_four_workers_costs_one_request_per_trigger_plus_one
         with ThreadPoolExecutor(SENDERS) as pool:
             answers = list(pool.map(trigger, range(TRIGGERS)))
         elapsed = time.monotonic() - started
-    finally:
-        gunicorn.stop()
 
     received = list(proxy.received)
     firsts = first_attempts(received)

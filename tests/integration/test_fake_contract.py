@@ -27,7 +27,7 @@ from helpers.server_http import server_session
 import deploytrigger
 from deploytrigger import Client, StateType
 from deploytrigger.testing import FakePrefect
-from harness.processes import Child
+from harness.processes import Service
 
 pytestmark = pytest.mark.integration
 
@@ -544,12 +544,11 @@ def test_prefects_own_run_deployment_triggers_and_waits_on_the_fake(
         )
         script = tmp_path / "trigger.py"
         script.write_text(PREFECT_CHILD)
-        child = Child("prefect run_deployment", [sys.executable, str(script), "etl/nightly"],
-                      env, tmp_path / "child.log")  # fmt: skip
-        try:
+        child = Service("prefect run_deployment", [sys.executable, str(script), "etl/nightly"],
+                        env, tmp_path / "child.log")  # fmt: skip
+        with child:
+            assert child.process is not None
             code = child.process.wait(timeout=120)
-        finally:
-            child.stop()
         output = (tmp_path / "child.log").read_text()
         assert code == 0, output
         assert f"RESULT {outcome} [('x', 1), ('y', 2)]" in output

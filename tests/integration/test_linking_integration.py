@@ -24,7 +24,7 @@ from helpers.server_http import raw, task_runs_of
 
 import deploytrigger
 from deploytrigger import Client, StateType, parent_run
-from harness.processes import Child
+from harness.processes import Service
 
 pytestmark = pytest.mark.integration
 
@@ -384,7 +384,7 @@ def test_4_processes_under_one_parent_get_100_distinct_placeholders(
     with client.flow_run("deploytrigger-4-processes") as parent:
         env = prefect_env(api_url, tmp_path / "home", PREFECT__FLOW_RUN_ID=str(parent.id))
         children = [
-            Child(
+            Service(
                 f"fanout-{i}",
                 [sys.executable, str(script), "25"],
                 env,
@@ -393,16 +393,20 @@ def test_4_processes_under_one_parent_get_100_distinct_placeholders(
             )
             for i in range(4)
         ]
+        codes = []
         try:
             deadline = time.monotonic() + SUBPROCESS_TIMEOUT
             for child in children:
-                child.process.wait(timeout=max(1.0, deadline - time.monotonic()))
+                child.start()
+            for child in children:
+                assert child.process is not None
+                codes.append(child.process.wait(timeout=max(1.0, deadline - time.monotonic())))
         finally:
             for child in children:
                 child.stop()
     outputs = []
-    for child in children:
-        assert child.process.returncode == 0, child.log_tail()
+    for child, code in zip(children, codes):
+        assert code == 0, child.log_tail()
         outputs += json.loads(child.log_path.read_text().strip().splitlines()[-1])
     placeholders = task_runs_of(api_url, parent.id)
     assert len(placeholders) == 100

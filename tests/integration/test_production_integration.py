@@ -19,18 +19,10 @@ import requests
 from conftest import FLOWS_SCRIPT
 
 from deploytrigger import Client, StateType
-from harness.postgres import postgres_available
 from harness.prod_stack import DEPLOYMENTS, ProdStack
 from harness.proxy import Proxy
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(
-        not postgres_available(),
-        reason="PostgreSQL 15 binaries (initdb, pg_ctl) are not installed: "
-        "the production stack needs them",
-    ),
-]
+pytestmark = pytest.mark.integration
 
 ADD = "add/add-dep"
 LATER = dt.timedelta(hours=1)  # runs nobody should execute during the test

@@ -31,7 +31,6 @@ change's time the test's own.
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 import uuid
@@ -43,25 +42,11 @@ import requests
 from conftest import FLOWS_SCRIPT
 
 from deploytrigger import Client, StateType
-from harness.nginx import nginx_available
-from harness.postgres import postgres_available
 from harness.prod_stack import DEPLOYMENTS, ProdStack
-from harness.redis import redis_available
 
 websocket = pytest.importorskip("websocket", reason="websocket-client (the events extra)")
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(
-        not postgres_available(),
-        reason="PostgreSQL 15 binaries (initdb, pg_ctl) are not installed: "
-        "two API servers need a shared PostgreSQL",
-    ),
-    pytest.mark.skipif(
-        not (nginx_available() and redis_available()) and os.geteuid() != 0,
-        reason="nginx and redis-server are not installed, and only root installs them here",
-    ),
-]
+pytestmark = pytest.mark.integration
 
 SLEEPY = "sleepy/sleepy-dep"
 EVENT_DEADLINE = 60.0  # seconds for an event to arrive with Redis: measured well under 1 s

@@ -41,19 +41,11 @@ from conftest import FLOWS_SCRIPT
 
 from deploytrigger import FIRST_COMPLETED, Client, StateType
 from deploytrigger.models import FlowRun
-from harness.postgres import postgres_available
-from harness.processes import Child
+from harness.processes import Service
 from harness.prod_stack import DEPLOYMENTS, ProdStack
 from harness.proxy import Proxy, Rule
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(
-        not postgres_available(),
-        reason="PostgreSQL 15 binaries (initdb, pg_ctl) are not installed: "
-        "two API servers need a shared PostgreSQL",
-    ),
-]
+pytestmark = pytest.mark.integration
 
 ADD = "add/add-dep"
 RUNS = 300
@@ -78,23 +70,20 @@ def stack() -> Iterator[ProdStack]:
 
 
 @pytest.fixture(scope="module")
-def executor(stack: ProdStack) -> Iterator[Child]:
+def executor(stack: ProdStack) -> Iterator[Service]:
     """The quick executor, polling nginx for the scheduled runs of ``add/add-dep``."""
     assert stack.base_dir is not None
     flow, name = ADD.split("/")
     deployment = http("GET", f"{stack.api_url}/deployments/name/{flow}/{name}")
     args = [sys.executable, str(EXECUTOR), str(FLOWS_SCRIPT), "add", deployment["id"]]
-    child = Child(
+    with Service(
         "quick-executor",
         [*args, "--threads", "8"],
         stack.environment(),
         stack.base_dir / "quick-executor.log",
         cwd=FLOWS_SCRIPT.parent,
-    )
-    try:
+    ) as child:
         yield child
-    finally:
-        child.stop()
 
 
 def http(method: str, url: str, body: Any = None) -> Any:
@@ -148,7 +137,7 @@ def kill_when(stack: ProdStack, survivor: str, tag: str, stop: threading.Event) 
     return seen
 
 
-def wait_while_they_end(client: Client, runs: List[FlowRun], executor: Child) -> List[FlowRun]:
+def wait_while_they_end(client: Client, runs: List[FlowRun], executor: Service) -> List[FlowRun]:
     """The runs once all are final, waited for as long as one turns final every STALL seconds."""
     handles = [client.handle(run, poll_interval=1) for run in runs]
     pending = handles
@@ -164,7 +153,7 @@ def wait_while_they_end(client: Client, runs: List[FlowRun], executor: Child) ->
 
 
 def test_run_many_creates_300_runs_exactly_once_with_an_api_server_killed_mid_way(
-    stack: ProdStack, executor: Child
+    stack: ProdStack, executor: Service
 ) -> None:
     survivor = stack.backend_urls[0]
     tag = f"scale-{uuid.uuid4().hex[:8]}"
