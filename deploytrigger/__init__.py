@@ -7,8 +7,8 @@
 
 ``import deploytrigger`` is cheap: only the exceptions are loaded with the
 package. Every other public name is imported from its module the first time
-it is used (PEP 562), so a script pays for ``requests`` when it makes a
-:class:`Client`, and for ``tenacity`` only when a request has to be retried.
+it is used (PEP 562), so a script pays for ``requests`` and ``tenacity`` when
+it makes a :class:`Client`.
 """
 
 from typing import TYPE_CHECKING, Any, Dict, List

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import requests
+import tenacity
 from requests.adapters import HTTPAdapter
 
 from .._helpers.deadline import Deadline
@@ -35,11 +36,7 @@ from .bodies import encode_body
 from .csrf import MUTATING_METHODS, CsrfTokens, is_csrf_refusal
 from .errors import csrf_error, detail_of, json_or_error, reason, transport_error
 from .ratelimit import RateBudget, shared_budget
-from .retries import RETRY_STATUSES, RetryableStatus, parse_retry_after, retrying, sent_nothing
-
-if TYPE_CHECKING:
-    import tenacity
-
+from .retries import retrying
 
 logger = logging.getLogger("deploytrigger")
 
@@ -210,7 +207,6 @@ class Transport:
     ) -> Tuple[requests.Response, int]:
         """Send one request, retried as allowed; the last answer and how many attempts it took."""
         attempts = 0
-        budget = Deadline(self.settings.retry_budget, self._clock)
 
         def send() -> requests.Response:
             nonlocal attempts
@@ -218,18 +214,23 @@ class Transport:
             if self.rate_budget is not None:
                 self._take_slot(method, shown, deadline)
             started = time.monotonic()
+            response = self._session.request(
+                method,
+                url,
+                data=data,
+                headers=headers or None,
+                timeout=self.settings.request_timeout,
+                verify=self.settings.verify,
+                stream=True,  # the body is read below, where a failure to read it is told apart
+            )
             try:
-                response = self._session.request(
-                    method,
-                    url,
-                    data=data,
-                    headers=headers or None,
-                    timeout=self.settings.request_timeout,
-                    verify=self.settings.verify,
-                )
+                response.content  # noqa: B018 - read the body, as requests does without stream
             except ValueError as exc:
-                if not _closed_under_us(exc):
-                    raise
+                # requests maps what urllib3 raises reading a body to its own errors;
+                # a ValueError here is the file under it closed while read ("I/O
+                # operation on closed file"). Seen from 16 threads sharing a session
+                # beside a CPU hog: likely urllib3 pooled the connection before its
+                # last close, and another thread closed it. As uncertain as a reset.
                 raise requests.exceptions.ConnectionError(
                     f"the connection was closed under the answer: {exc}"
                 ) from exc
@@ -247,60 +248,42 @@ class Transport:
                     self.rate_budget.limited()
                 elif response.status_code < 400:
                     self.rate_budget.succeeded()
-            if response.status_code in RETRY_STATUSES:
-                raise RetryableStatus(
-                    response, parse_retry_after(response.headers.get("Retry-After"))
-                )
             return response
 
         def log_retry(state: tenacity.RetryCallState) -> None:
-            exc = state.outcome.exception() if state.outcome else None
-            reason = (
-                exc.response.status_code if isinstance(exc, RetryableStatus) else type(exc).__name__
-            )
-            wait = state.next_action.sleep if state.next_action else 0.0
-            logger.debug("%s %s failed (%s); retrying in %.2fs", method, shown, reason, wait)
+            assert state.outcome is not None and state.next_action is not None
+            failure = state.outcome.exception()
+            why = type(failure).__name__ if failure else state.outcome.result().status_code
+            wait = state.next_action.sleep
+            logger.debug("%s %s failed (%s); retrying in %.2fs", method, shown, why, wait)
 
-        failure: Optional[Exception] = None
+        max_retries = self.settings.max_retries
+        policy = retrying(
+            max_retries=max_retries,
+            idempotent=idempotent,
+            first_contact_retries=(
+                FIRST_CONTACT_RETRIES if max_retries is None and not self._answered else None
+            ),
+            deadline=deadline,
+            budget=Deadline(self.settings.retry_budget, self._clock),
+            sleep=self._sleep,
+            backoff=self._backoff,
+            before_sleep=log_retry,
+        )
         try:
-            response = send()
-        except Exception as first_failure:
-            failure = first_failure
-        if failure is not None:
-            # Only now is tenacity (and asyncio with it) needed: it decides about
-            # the attempt that failed as if it had made it, then retries. It runs
-            # outside the ``except`` above, so its errors carry no implicit context.
-            max_retries = self.settings.max_retries
-            if max_retries is None and not self._answered and sent_nothing(failure):
-                max_retries = FIRST_CONTACT_RETRIES
-            policy = retrying(
-                max_retries=max_retries,
-                idempotent=idempotent,
-                deadline=deadline,
-                budget=budget,
-                sleep=self._sleep,
-                backoff=self._backoff,
-                before_sleep=log_retry,
-            )
-            last: Optional[requests.exceptions.RequestException] = None
-            try:
-                response = policy(_replay(failure, send))
-            except RetryableStatus as exc:
-                response = exc.response
-            except requests.exceptions.RequestException as exc:
-                last = exc
-            if last is not None:
-                # One failure, one cause: the requests error itself, without the
-                # urllib3 chain behind it or its frames (its message says it all).
-                _one_level(last)
-                raise transport_error(
-                    last,
-                    method,
-                    shown,
-                    attempts,
-                    timeout=self.settings.request_timeout,
-                    api_url=self.shown_url,
-                ) from last
+            response = policy(send)
+        except requests.exceptions.RequestException as exc:
+            # One failure, one cause: the requests error itself, without the
+            # urllib3 chain behind it or its frames (its message says it all).
+            _one_level(exc)
+            raise transport_error(
+                exc,
+                method,
+                shown,
+                attempts,
+                timeout=self.settings.request_timeout,
+                api_url=self.shown_url,
+            ) from exc
         return response, attempts
 
     def _take_slot(self, method: str, shown: str, deadline: Optional[Deadline]) -> None:
@@ -340,43 +323,9 @@ class Transport:
         return answer
 
 
-CLOSED_FILE = "I/O operation on closed file"
-"""What ``http.client`` raises (a ``ValueError``) reading an answer whose connection was closed.
-
-Seen once from 16 threads sharing one session beside a CPU hog: urllib3's last
-close of an answer it had read raised it inside ``requests``. The likely cause
-(not proven): urllib3 hands the connection back to its pool before that close,
-and another thread that finds the pooled connection dropped closes it, answer
-included. The request is then as uncertain as after a reset, and is retried
-(or not) as one.
-"""
-
-
-def _closed_under_us(exc: ValueError) -> bool:
-    """Whether ``exc`` is :data:`CLOSED_FILE`, to be sent on as a ``requests.ConnectionError``.
-
-    Any other ``ValueError`` (``requests``' own ``InvalidURL`` included) is not.
-    """
-    return not isinstance(exc, requests.exceptions.RequestException) and CLOSED_FILE in str(exc)
-
-
 def _one_level(exc: BaseException) -> None:
     """Cut what is chained behind ``exc`` and its frames, so it shows as one line of cause."""
     exc.__cause__ = None
     exc.__context__ = None
     exc.__suppress_context__ = True
     exc.__traceback__ = None
-
-
-def _replay(
-    failure: Exception, send: Callable[[], requests.Response]
-) -> Callable[[], requests.Response]:
-    """``send``, except that the first call raises ``failure`` (an attempt already made)."""
-    pending = [failure]
-
-    def attempt() -> requests.Response:
-        if pending:
-            raise pending.pop()
-        return send()
-
-    return attempt

@@ -9,24 +9,36 @@ from typing import Any, Callable, Iterable, List, Optional
 import pytest
 import requests
 from helpers.fake_time import FakeTime
-from urllib3.exceptions import MaxRetryError, NewConnectionError
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    MaxRetryError,
+    NewConnectionError,
+    ProtocolError,
+    ProxyError,
+)
 
 from deploytrigger._helpers.deadline import Deadline
 from deploytrigger._http.retries import (
     MAX_RETRY_AFTER,
-    RetryableStatus,
-    is_retryable,
+    RETRY_STATUSES,
     parse_retry_after,
     retrying,
+    sent_nothing,
 )
 
 NOW = dt.datetime(2026, 11, 23, 20, 0, 0, tzinfo=dt.timezone.utc)
 
 
-def status(code: int, retry_after: Optional[float] = None) -> RetryableStatus:
+def status(code: int, retry_after: Optional[float] = None) -> requests.Response:
+    """An answer with ``code`` (and a ``Retry-After`` header in seconds)."""
     response = requests.Response()
     response.status_code = code
-    return RetryableStatus(response, retry_after)
+    if retry_after is not None:
+        response.headers["Retry-After"] = f"{retry_after:g}"
+    return response
+
+
+OK = status(200)
 
 
 def refused() -> requests.ConnectionError:
@@ -77,7 +89,20 @@ def test_unreadable_retry_after_is_none(header: Optional[str]) -> None:
     assert parse_retry_after(header, now=NOW) is None
 
 
-# -- is_retryable ------------------------------------------------------------------------
+# -- what is retried ----------------------------------------------------------------------
+
+
+def is_retried(outcome: Any, idempotent: bool) -> bool:
+    """Whether the policy sends a request again after ``outcome`` (an answer or an error)."""
+    call = scripted([outcome, OK])
+    policy = retrying(
+        max_retries=1, idempotent=idempotent, sleep=FakeTime(0.0).sleep, backoff=lambda s: 0.0
+    )
+    try:
+        policy(call)
+    except Exception as exc:
+        assert exc is outcome  # not retried: the error itself, not a tenacity RetryError
+    return bool(call.count == 2)  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize(
@@ -114,18 +139,34 @@ def test_unreadable_retry_after_is_none(header: Optional[str]) -> None:
     ],
 )
 def test_retryable_matrix(
-    make_error: Callable[[], BaseException], if_idempotent: bool, if_not_idempotent: bool
+    make_error: Callable[[], Any], if_idempotent: bool, if_not_idempotent: bool
 ) -> None:
-    error = make_error()
+    assert is_retried(make_error(), idempotent=True) is if_idempotent
+    assert is_retried(make_error(), idempotent=False) is if_not_idempotent
 
-    assert is_retryable(error, idempotent=True) is if_idempotent
-    assert is_retryable(error, idempotent=False) is if_not_idempotent
+
+def test_a_proxy_that_cannot_be_connected_to_means_the_request_never_left() -> None:
+    timed_out = ConnectTimeoutError(None, "Connection to proxy.test timed out")
+    reason = ProxyError("Unable to connect to proxy", timed_out)
+    error = requests.exceptions.ProxyError(MaxRetryError(None, "/api/health", reason=reason))
+
+    assert sent_nothing(error)
+    assert is_retried(error, idempotent=False)
+
+
+def test_the_reasons_type_not_the_text_says_a_request_never_left() -> None:
+    # A reset after sending, on a URL that happens to contain the name of a connect error.
+    reset = ProtocolError("Connection aborted.", ConnectionResetError(104, "reset by peer"))
+    url = "/api/deployments/name/NewConnectionError/nightly"
+    error = requests.ConnectionError(MaxRetryError(None, url, reason=reset))
+
+    assert not sent_nothing(error)
+    assert not is_retried(error, idempotent=False)
 
 
 def test_500_is_never_a_retryable_status() -> None:
-    from deploytrigger._http.retries import RETRY_STATUSES
-
     assert frozenset({408, 429, 502, 503}) == RETRY_STATUSES
+    assert not is_retried(status(500), idempotent=True)
 
 
 # -- retrying ------------------------------------------------------------------------------
@@ -151,8 +192,7 @@ def test_retrying_sends_max_retries_plus_one_attempts_then_raises_the_last_error
     call = scripted([status(503)])
     policy = retrying(max_retries=3, idempotent=True, sleep=time.sleep, backoff=lambda s: 1.0)
 
-    with pytest.raises(RetryableStatus):
-        policy(call)
+    assert policy(call).status_code == 503  # the last answer, for the caller to raise
 
     assert call.count == 4  # type: ignore[attr-defined]
     assert time.sleeps == [1.0, 1.0, 1.0]
@@ -162,8 +202,7 @@ def test_retrying_zero_retries_sends_once() -> None:
     time = FakeTime(1000.0)
     call = scripted([status(503)])
 
-    with pytest.raises(RetryableStatus):
-        retrying(max_retries=0, idempotent=True, sleep=time.sleep)(call)
+    assert retrying(max_retries=0, idempotent=True, sleep=time.sleep)(call).status_code == 503
 
     assert call.count == 1  # type: ignore[attr-defined]
     assert time.sleeps == []
@@ -171,25 +210,25 @@ def test_retrying_zero_retries_sends_once() -> None:
 
 def test_retrying_waits_at_least_what_retry_after_asks() -> None:
     time = FakeTime(1000.0)
-    call = scripted([status(429, retry_after=7.0), "ok"])
+    call = scripted([status(429, retry_after=7.0), OK])
     policy = retrying(max_retries=3, idempotent=False, sleep=time.sleep, backoff=lambda s: 1.0)
 
-    assert policy(call) == "ok"
+    assert policy(call) is OK
     assert time.sleeps == [7.0]
 
 
 def test_retrying_uses_backoff_when_it_is_longer_than_retry_after() -> None:
     time = FakeTime(1000.0)
-    call = scripted([status(429, retry_after=0.2), "ok"])
+    call = scripted([status(429, retry_after=0.2), OK])
     policy = retrying(max_retries=3, idempotent=True, sleep=time.sleep, backoff=lambda s: 1.0)
 
-    assert policy(call) == "ok"
+    assert policy(call) is OK
     assert time.sleeps == [1.0]
 
 
 def test_retrying_does_not_retry_a_non_idempotent_read_timeout() -> None:
     time = FakeTime(1000.0)
-    call = scripted([requests.ReadTimeout("read timed out"), "ok"])
+    call = scripted([requests.ReadTimeout("read timed out"), OK])
 
     with pytest.raises(requests.ReadTimeout):
         retrying(max_retries=3, idempotent=False, sleep=time.sleep)(call)
@@ -200,13 +239,12 @@ def test_retrying_does_not_retry_a_non_idempotent_read_timeout() -> None:
 def test_retrying_starts_no_retry_whose_retry_after_outlasts_the_deadline() -> None:
     time = FakeTime(1000.0)
     deadline = Deadline(5.0, time.clock)
-    call = scripted([status(429, retry_after=7.0), "ok"])
+    call = scripted([status(429, retry_after=7.0), OK])
     policy = retrying(
         max_retries=3, idempotent=True, deadline=deadline, sleep=time.sleep, backoff=lambda s: 1.0
     )
 
-    with pytest.raises(RetryableStatus):
-        policy(call)
+    assert policy(call).status_code in RETRY_STATUSES
 
     assert call.count == 1  # type: ignore[attr-defined]
     assert time.sleeps == []
@@ -231,8 +269,7 @@ def test_default_backoff_starts_near_half_a_second_and_is_capped() -> None:
     time = FakeTime(1000.0)
     call = scripted([status(503)])
 
-    with pytest.raises(RetryableStatus):
-        retrying(max_retries=8, idempotent=True, sleep=time.sleep)(call)
+    retrying(max_retries=8, idempotent=True, sleep=time.sleep)(call)
 
     assert len(time.sleeps) == 8
     assert 0.5 <= time.sleeps[0] <= 1.5
@@ -243,7 +280,7 @@ def test_default_backoff_starts_near_half_a_second_and_is_capped() -> None:
 def test_retrying_calls_before_sleep_once_per_retry() -> None:
     time = FakeTime(1000.0)
     seen: List[int] = []
-    call = scripted([status(503), status(503), "ok"])
+    call = scripted([status(503), status(503), OK])
     policy = retrying(
         max_retries=5,
         idempotent=True,
@@ -252,28 +289,27 @@ def test_retrying_calls_before_sleep_once_per_retry() -> None:
         before_sleep=lambda state: seen.append(state.attempt_number),
     )
 
-    assert policy(call) == "ok"
+    assert policy(call) is OK
     assert seen == [1, 2]
 
 
 # -- 408, maintenance, the retry budget ---------------------------------------------------
 
 
-def maintenance(code: int = 503) -> RetryableStatus:
-    response = requests.Response()
-    response.status_code = code
+def maintenance(code: int = 503) -> requests.Response:
+    response = status(code)
     response.headers["Prefect-Maintenance"] = "true"
-    return RetryableStatus(response, None)
+    return response
 
 
 def test_408_is_retried_only_for_idempotent_requests() -> None:
-    assert is_retryable(status(408), idempotent=True)
-    assert not is_retryable(status(408), idempotent=False)
+    assert is_retried(status(408), idempotent=True)
+    assert not is_retried(status(408), idempotent=False)
 
 
 def test_an_answer_in_maintenance_is_retried_even_when_not_idempotent() -> None:
-    assert maintenance().maintenance and not status(503).maintenance
-    assert is_retryable(maintenance(), idempotent=False)
+    assert is_retried(maintenance(), idempotent=False)
+    assert not is_retried(status(503), idempotent=False)
 
 
 def test_answers_in_maintenance_do_not_count_against_max_retries() -> None:
@@ -281,10 +317,9 @@ def test_answers_in_maintenance_do_not_count_against_max_retries() -> None:
     call = scripted([maintenance(), maintenance(), maintenance(), status(503), status(503)])
     policy = retrying(max_retries=1, idempotent=True, sleep=time.sleep, backoff=lambda s: 1.0)
 
-    with pytest.raises(RetryableStatus) as info:
-        policy(call)
+    last = policy(call)
 
-    assert not info.value.maintenance  # the counted retry was used up by 503s
+    assert "Prefect-Maintenance" not in last.headers  # the counted retry was used up by 503s
     assert call.count == 5  # type: ignore[attr-defined]
 
 
@@ -296,8 +331,7 @@ def test_maintenance_is_bounded_by_the_retry_budget() -> None:
         max_retries=0, idempotent=True, budget=budget, sleep=time.sleep, backoff=lambda s: 3.0
     )
 
-    with pytest.raises(RetryableStatus):
-        policy(call)
+    assert policy(call).status_code in RETRY_STATUSES
 
     assert time.sleeps == [3.0, 3.0, 3.0, 1.0]
     assert call.count == 5  # type: ignore[attr-defined]
@@ -309,8 +343,7 @@ def test_without_max_retries_the_budget_alone_stops_retrying() -> None:
     budget = Deadline(60.0, time.clock)
     policy = retrying(max_retries=None, idempotent=True, budget=budget, sleep=time.sleep)
 
-    with pytest.raises(RetryableStatus):
-        policy(call)
+    assert policy(call).status_code in RETRY_STATUSES
 
     assert sum(time.sleeps) == pytest.approx(60.0)
     assert len(time.sleeps) >= 8  # exponential backoff, capped: many retries fit in a minute
@@ -336,12 +369,11 @@ def test_the_earlier_of_budget_and_deadline_wins() -> None:
 
 def test_a_retry_after_beyond_the_budget_is_not_waited_for() -> None:
     time = FakeTime(1000.0)
-    call = scripted([status(429, retry_after=30.0), "ok"])
+    call = scripted([status(429, retry_after=30.0), OK])
     policy = retrying(
         max_retries=None, idempotent=True, budget=Deadline(20.0, time.clock), sleep=time.sleep
     )
 
-    with pytest.raises(RetryableStatus):
-        policy(call)
+    assert policy(call).status_code in RETRY_STATUSES
 
     assert time.sleeps == []

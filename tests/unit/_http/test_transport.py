@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from typing import Any, Dict, List, Optional
 
 import pytest
@@ -217,24 +218,42 @@ def test_a_slot_before_the_deadline_is_waited_for(http: Any, fake_time: FakeTime
     assert len(http.calls) == 2
 
 
+class ClosedUnderTheReader(io.BufferedReader):
+    """An answer's body whose connection another thread closes while it is read."""
+
+    def __init__(self, message: str = "I/O operation on closed file.") -> None:
+        super().__init__(io.BytesIO(b"true"))
+        self.message = message
+
+    def read(self, size: Optional[int] = -1) -> bytes:
+        raise ValueError(self.message)
+
+    read1 = read
+
+
 def test_an_answer_closed_under_the_reader_is_a_connection_failure_retried_when_idempotent(
-    fake_time: FakeTime, monkeypatch: pytest.MonkeyPatch
+    http: Any, fake_time: FakeTime
 ) -> None:
-    answers: List[Any] = [ValueError("I/O operation on closed file."), ValueError("bad value")]
-
-    def request(*args: Any, **kwargs: Any) -> requests.Response:
-        if answers:
-            raise answers.pop(0)
-        response = requests.Response()
-        response.status_code, response._content = 200, b"true"
-        return response
-
+    http.get(HEALTH, body=ClosedUnderTheReader())
+    http.get(HEALTH, body=ValueError("bad value"))  # raised before any answer: not ours
     with make_client(fake_time) as client:
-        monkeypatch.setattr(client._transport._session, "request", request)
         with pytest.raises(ValueError, match="bad value"):  # any other ValueError is not ours
             client._transport.request("GET", "/health")
-        answers.insert(0, ValueError("I/O operation on closed file."))
+        http.replace(responses.GET, HEALTH, body=ClosedUnderTheReader())
+        http.add(responses.GET, HEALTH, json=True)
         assert client._transport.request("GET", "/health") is True  # retried once
-        answers.insert(0, ValueError("I/O operation on closed file."))
+        http.post(FLOWS, body=ClosedUnderTheReader())
         with pytest.raises(ConnectionFailedError, match="closed under the answer"):
             client._transport.request("POST", "/flows/", body={}, idempotent=False)
+
+
+def test_any_value_error_reading_the_answer_is_a_connection_failure_whatever_its_text(
+    http: Any, fake_time: FakeTime
+) -> None:
+    # A buffered reader closed under its reader says "read of closed file".
+    http.get(HEALTH, body=ClosedUnderTheReader("read of closed file"))
+    http.get(HEALTH, json=True)
+    with make_client(fake_time) as client:
+        assert client._transport.request("GET", "/health") is True
+
+    assert len(http.calls) == 2
