@@ -116,6 +116,7 @@ class Service(Executor):
             timeout=timeout,
             sleep=0.5,
             stop_signal=stop_signal,
+            envvars=self._env,  # mirakuru 2 (Python 3.8, 3.9) merges it into this process's
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,
