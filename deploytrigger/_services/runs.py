@@ -254,8 +254,9 @@ class Runs:
         """
         caller = tracing.current_traceparent()  # before our own span becomes the current one
         shown = describe_ref(request.ref)
-        named = None if isinstance(request.ref, uuid.UUID) else shown
-        with tracing.client_span(tracing.CREATE_SPAN, {DEPLOYMENT_NAME: named}) as span:
+        by_id = isinstance(request.ref, uuid.UUID)
+        given = {DEPLOYMENT_ID: shown} if by_id else {DEPLOYMENT_NAME: shown}
+        with tracing.client_span(tracing.CREATE_SPAN, given) as span:
             run = self._trigger(request, caller)
             tracing.set_attributes(span, run_attributes(run))
         return run
