@@ -235,11 +235,15 @@ class Runs:
     def create_from_deployment(
         self, request: RunRequest, parent_task_run_id: Optional[Union[uuid.UUID, str]]
     ) -> FlowRun:
-        """Create the run ``request`` describes (its deployment given by id), unlinked."""
+        """Create the run ``request`` describes (its deployment given by id), unlinked.
+
+        Linked to no parent, it carries the caller's current span's trace label.
+        """
         deployment_id = as_uuid(request.ref, "deployment_id")
         body = dict(request.body)
         if parent_task_run_id is not None:
             body["parent_task_run_id"] = str(as_uuid(parent_task_run_id, "parent_task_run_id"))
+        body.update(self._parents.trace_labels(tracing.current_traceparent()))
         return self.create(deployment_id, body, str(deployment_id))
 
     def trigger(self, request: RunRequest) -> FlowRun:

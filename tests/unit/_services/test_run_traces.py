@@ -153,6 +153,14 @@ def test_label_is_sent_only_to_servers_that_take_it(
     assert paths(api).count("GET /admin/version") == 1  # asked once per client
 
 
+def test_a_run_created_from_a_deployment_by_id_carries_the_caller_s_span(
+    api: responses.RequestsMock, client: Client, spans: InMemorySpanExporter
+) -> None:
+    with trace.get_tracer("app").start_as_current_span("request") as caller, parent_run(PARENT):
+        client.create_flow_run_from_deployment(DEPLOYMENT_ID)
+    assert created_labels(api) == {LABEL: traceparent_of(caller)}  # it links no parent
+
+
 def test_child_under_a_parent_inherits_the_parent_s_label(
     api: responses.RequestsMock, client: Client, spans: InMemorySpanExporter
 ) -> None:
