@@ -25,7 +25,7 @@ from .._helpers import tracing
 from .._helpers.arguments import PAGE_LIMIT, DeploymentRef
 from .._http.errors import refine
 from .._http.transport import Transport
-from .._parents.context import DYNAMIC_KEYS, ParentRun, current_parent, pushed
+from .._parents.context import DYNAMIC_KEYS, ParentRun, pushed
 from ..exceptions import (
     APIError,
     BadRequestError,
@@ -118,9 +118,13 @@ class Parents:
         return {"labels": {tracing.TRACEPARENT_LABEL: traceparent}}
 
     def link(
-        self, deployment: Deployment, ref: DeploymentRef, parameters: Mapping[str, Any]
-    ) -> Optional[Link]:
-        """The placeholder task run linking a new run to the current parent run, if any.
+        self,
+        parent: ParentRun,
+        deployment: Deployment,
+        ref: DeploymentRef,
+        parameters: Mapping[str, Any],
+    ) -> Link:
+        """The placeholder task run linking a new run to ``parent`` (``current_parent()``).
 
         Created as the server version's ``run_deployment`` creates it (see
         ``placeholders.py``), with an id chosen here. ``POST /task_runs/`` returns
@@ -137,9 +141,6 @@ class Parents:
         Raises:
             FlowRunNotFoundError: the parent run does not exist.
         """
-        parent = current_parent()
-        if parent is None:
-            return None
         from .placeholders import placeholder_payload, task_key  # only under a parent
 
         deployment_name = self._deployments.full_name(ref, deployment)

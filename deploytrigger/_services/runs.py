@@ -279,15 +279,15 @@ class Runs:
         if stale:
             deployment, cached = self._deployments.resolve(ref, refresh=True)
             check_parameter_names(deployment, body["parameters"], shown)
-        link = (
-            self._parents.link(deployment, ref, body["parameters"]) if request.as_subflow else None
-        )
-        if link is not None:
+        parent = current_parent()
+        link = None
+        parent_labels: Optional[Mapping[str, Any]] = None
+        if parent is not None and request.as_subflow:
+            link = self._parents.link(parent, deployment, ref, body["parameters"])
             body["parent_task_run_id"] = str(link.task_run_id)
-            parent_labels: Optional[Mapping[str, Any]] = link.parent_labels
-        else:
-            parent = current_parent()  # unlinked: its labels only if known without a request
-            parent_labels = None if parent is None else parent.labels
+            parent_labels = link.parent_labels
+        elif parent is not None:  # unlinked: its labels only if known without a request
+            parent_labels = parent.labels
         body.update(self._parents.trace_labels(tracing.child_traceparent(parent_labels, caller)))
         gone = False
         try:
