@@ -1,7 +1,8 @@
 """An OpenTelemetry SDK that keeps the finished spans in memory, for the tracing tests.
 
-The SDK's tracer provider is process-wide and set once: :func:`finished_spans`
-installs it on first use and every test clears what it recorded.
+The SDK's tracer provider is process-wide and set once: :func:`span_exporter`
+installs it on first use, and the ``spans`` fixture (``tests/conftest.py``) clears
+what it recorded around each test.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterator
 
 import pytest
-from helpers.otel import span_exporter, trace_id_in, traceparent_of
+from helpers.otel import trace_id_in, traceparent_of
 from helpers.server_http import raw
 
 from opentelemetry import trace  # isort: skip  (after the skip of helpers.otel)
@@ -40,14 +40,6 @@ WAIT = 180.0
 def client(api_url: str) -> Iterator[Client]:
     with Client(api_url, request_timeout=30, max_retries=10) as shared:
         yield shared
-
-
-@pytest.fixture
-def spans() -> Iterator[InMemorySpanExporter]:
-    exporter = span_exporter()
-    exporter.clear()
-    yield exporter
-    exporter.clear()
 
 
 def labels_of(api_url: str, flow_run_id: Any) -> Dict[str, Any]:

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from typing import Iterator
 
 import pytest
-from helpers.otel import span_exporter, traceparent_of
+from helpers.otel import traceparent_of
 
 from opentelemetry import propagate, trace  # isort: skip  (after the skip of helpers.otel)
 from opentelemetry.propagators.textmap import TextMapPropagator  # isort: skip
@@ -18,14 +17,6 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import (  # isort: s
 from deploytrigger._helpers import tracing
 
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
-
-
-@pytest.fixture
-def spans() -> Iterator[InMemorySpanExporter]:
-    exporter = span_exporter()
-    exporter.clear()
-    yield exporter
-    exporter.clear()
 
 
 def test_no_traceparent_without_a_current_span(spans: InMemorySpanExporter) -> None:

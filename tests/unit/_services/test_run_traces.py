@@ -10,7 +10,7 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import pytest
 import responses
-from helpers.otel import span_exporter, traceparent_of
+from helpers.otel import traceparent_of
 from helpers.parent_stubs import (  # noqa: F401 - the autouse fixture
     API,
     DEPLOYMENT_ID,
@@ -18,6 +18,7 @@ from helpers.parent_stubs import (  # noqa: F401 - the autouse fixture
     OTHER,
     PARENT,
     no_ambient_parent,
+    sent,
 )
 from helpers.server_json import deployment_json, flow_run_json
 
@@ -32,14 +33,6 @@ from deploytrigger import Client, parent_run
 LABEL = "__OTEL_TRACEPARENT"
 PARENT_TRACEPARENT = "00-11111111111111111111111111111111-2222222222222222-01"
 CREATE = f"/deployments/{DEPLOYMENT_ID}/create_flow_run"
-
-
-@pytest.fixture
-def spans() -> Iterator[InMemorySpanExporter]:
-    exporter = span_exporter()
-    exporter.clear()
-    yield exporter
-    exporter.clear()
 
 
 @pytest.fixture
@@ -81,14 +74,6 @@ def placeholder_with_labels(labels: Dict[str, Any]) -> Any:
         return 201, {}, json.dumps({"id": task_run_id, "labels": labels})
 
     return answer
-
-
-def sent(mock: responses.RequestsMock, method: str, path: str) -> List[Dict[str, Any]]:
-    return [
-        json.loads(call.request.body or b"null")
-        for call in mock.calls
-        if call.request.method == method and call.request.url == API + path
-    ]
 
 
 def paths(mock: responses.RequestsMock) -> List[str]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Iterator
+from typing import Any, Dict, Iterator
 
 import pytest
 import requests
@@ -21,15 +21,23 @@ def fake() -> Iterator[FakePrefect]:
         yield started
 
 
-def test_a_run_keeps_the_labels_it_was_created_with_over_the_server_s(fake: FakePrefect) -> None:
-    deployment = fake.add_deployment("etl/nightly")
+def create_run(fake: FakePrefect, deployment_id: Any, labels: Dict[str, str]) -> Dict[str, Any]:
+    """``create_flow_run`` with ``labels``, as a client sends it; the run the fake answers."""
     response = requests.post(
-        f"{fake.api_url}/deployments/{deployment.id}/create_flow_run",
-        json={"labels": {LABEL: TRACEPARENT, "prefect.flow.id": "mine"}},
+        f"{fake.api_url}/deployments/{deployment_id}/create_flow_run",
+        json={"labels": labels},
         timeout=10,
     )
     assert response.status_code == 201, response.text
-    labels = response.json()["labels"]
+    run: Dict[str, Any] = response.json()
+    return run
+
+
+def test_a_run_keeps_the_labels_it_was_created_with_over_the_server_s(fake: FakePrefect) -> None:
+    deployment = fake.add_deployment("etl/nightly")
+    labels = create_run(fake, deployment.id, {LABEL: TRACEPARENT, "prefect.flow.id": "mine"})[
+        "labels"
+    ]
     assert labels == {
         LABEL: TRACEPARENT,
         "prefect.flow.id": "mine",
@@ -39,11 +47,7 @@ def test_a_run_keeps_the_labels_it_was_created_with_over_the_server_s(fake: Fake
 
 def test_a_task_run_carries_its_flow_run_s_labels(fake: FakePrefect) -> None:
     deployment = fake.add_deployment("etl/nightly")
-    parent = requests.post(
-        f"{fake.api_url}/deployments/{deployment.id}/create_flow_run",
-        json={"labels": {LABEL: TRACEPARENT}},
-        timeout=10,
-    ).json()
+    parent = create_run(fake, deployment.id, {LABEL: TRACEPARENT})
     body = {"flow_run_id": parent["id"], "task_key": "k", "dynamic_key": "0", "labels": {"a": "b"}}
     task_run = requests.post(f"{fake.api_url}/task_runs/", json=body, timeout=10).json()
     assert task_run["labels"] == {
@@ -59,11 +63,7 @@ def test_a_child_linked_under_a_labelled_parent_inherits_its_trace_label(
     fake: FakePrefect,
 ) -> None:
     deployment = fake.add_deployment("etl/nightly")
-    parent = requests.post(
-        f"{fake.api_url}/deployments/{deployment.id}/create_flow_run",
-        json={"labels": {LABEL: TRACEPARENT}},
-        timeout=10,
-    ).json()
+    parent = create_run(fake, deployment.id, {LABEL: TRACEPARENT})
     with deploytrigger.parent_run(uuid.UUID(parent["id"])):
         child = deploytrigger.run_deployment("etl/nightly", timeout=0)
     assert child.parent_task_run_id is not None
