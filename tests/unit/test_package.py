@@ -95,6 +95,18 @@ def test_a_first_trigger_loads_no_handles_websocket_logs_results_or_linking() ->
     assert [name for name in loaded if name not in baseline] == ["deploytrigger.models"]
 
 
+def test_a_trigger_and_a_wait_load_no_opentelemetry_when_the_app_did_not() -> None:
+    with FakePrefect(set_environment=False) as api:
+        api.add_deployment("add/add-dep")
+        env = {**os.environ, "PREFECT_API_URL": api.api_url}
+        code = (
+            "import deploytrigger\n"
+            "run = deploytrigger.run_deployment('add/add-dep', timeout=30, poll_interval=0)\n"
+            "assert run.is_final(), run.state"
+        )
+        assert loaded_after(code, ("opentelemetry", "opentelemetry.trace"), env) == []
+
+
 RUN_ID = "11111111-2222-3333-4444-555555555555"
 RUN = {
     "id": RUN_ID,
