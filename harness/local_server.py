@@ -254,11 +254,12 @@ def _interrupt(signum: int, frame: Optional[FrameType]) -> None:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Keep a local server up until Ctrl-C or SIGTERM; return the exit code.
 
-    Both stop every process started here (the flows, then the server) before it returns.
+    Both stop every process started here (the flows, then the server) before it
+    returns; more of them while it stops are ignored, so that none is left running.
     """
     parser = argparse.ArgumentParser(
         prog="python -m harness.local_server",
-        description="Start a throwaway local Prefect server and keep it up until Ctrl-C.",
+        description="Start a throwaway local Prefect server; keep it up until Ctrl-C or SIGTERM.",
     )
     parser.add_argument("--flows", type=Path, help="a flows script to serve, run by path")
     parser.add_argument(
@@ -272,7 +273,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "--port", type=int, help="the server's port on 127.0.0.1 (default: a free one)"
     )
     options = parser.parse_args(argv)
-    previous = signal.signal(signal.SIGTERM, _interrupt)
+    handlers = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         with LocalPrefect(
             options.flows, deployments=options.deployment, port=options.port
@@ -285,11 +287,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                     time.sleep(3600)
             except KeyboardInterrupt:
                 print("stopping", flush=True)
+                for number in handlers:  # the stop is not cut short
+                    signal.signal(number, signal.SIG_IGN)
     except KeyboardInterrupt:  # while starting: what had started is stopped
         print("stopped while starting", flush=True)
         return 130
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for number, handler in handlers.items():
+            signal.signal(number, handler)
     return 0
 
 
