@@ -472,6 +472,16 @@ def test_the_example_servers_deployments_are_read_from_the_flows_script() -> Non
     assert echo == {"anyOf": [{"type": "object"}, {"type": "null"}]}
 
 
+def test_the_quickstart_page_lists_every_deployment_of_the_example_server() -> None:
+    section = QUICKSTART.read_text("utf-8").split("The example server\n", 1)[1]
+    for served in served_deployments(FLOWS_SCRIPT.read_text("utf-8")):
+        flow, deployment = served.name.split("/")
+        listed = f"``{served.name}``" in section or (
+            deployment == f"{flow}-dep" and f"``{flow}``" in section
+        )
+        assert listed, served.name
+
+
 def test_a_renamed_deployment_or_parameter_breaks_a_first_day_example() -> None:
     import deploytrigger
 
