@@ -1,5 +1,7 @@
 # Two entry points do all set-up on a fresh machine (only Python needed):
 #   make demo   a real local Prefect server and flow, triggered and awaited by deploytrigger
+#   make server the example server (examples/flows.py served by a local Prefect server) kept up
+#               until Ctrl-C; SERVER_ARGS="--port 4200" picks its port
 #   make test   ruff, mypy, lint-imports, the docs build, then two jobs at once: the whole test
 #               suite on .venv (unit + integration, the version matrix against Prefect 2.20.25
 #               included) and nox (noxfile.py: the unit suite on Python 3.8-3.13, the lowest
@@ -10,7 +12,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-suite test-pythons test-matrix lint docs bench clean prod-up prod-down bench-scale \
+.PHONY: demo server test test-suite test-pythons test-matrix lint docs bench clean prod-up prod-down bench-scale \
 	system-packages
 
 $(STAMP): setup.cfg setup.py pyproject.toml harness/requirements/server.txt
@@ -34,18 +36,25 @@ system-packages:
 	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; \
 	fi
 
-# The demo's own environment: deploytrigger and the pinned local server, nothing else.
+# The demo's own environment: deploytrigger, the pinned local server and what harness/ runs it with.
 DEMO_VENV ?= .venv-demo
 DEMO_STAMP := $(DEMO_VENV)/.installed
 
-$(DEMO_STAMP): setup.cfg setup.py pyproject.toml harness/requirements/server.txt
+$(DEMO_STAMP): setup.cfg setup.py pyproject.toml harness/requirements/server.txt \
+		harness/requirements/harness.txt
 	$(PYTHON) -m venv $(DEMO_VENV)
 	$(DEMO_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(DEMO_VENV)/bin/python -m pip install --quiet -e . -r harness/requirements/server.txt
+	$(DEMO_VENV)/bin/python -m pip install --quiet -e . -r harness/requirements/server.txt \
+	  -r harness/requirements/harness.txt
 	touch $(DEMO_STAMP)
 
 demo: $(DEMO_STAMP)
 	$(DEMO_VENV)/bin/python -m examples.demo
+
+# It prints the line to paste into another shell: export PREFECT_API_URL=http://127.0.0.1:PORT/api
+server: $(DEMO_STAMP)
+	PYTHONPATH=$(CURDIR) $(DEMO_VENV)/bin/python -m harness.local_server --flows examples/flows.py \
+	  --deployment add/add-dep $(SERVER_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check deploytrigger harness tests examples benchmarks noxfile.py

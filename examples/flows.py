@@ -1,7 +1,8 @@
 """Example Prefect flows that the demo and the integration tests serve.
 
-Run with a Prefect installation (the ``server`` extra) and ``PREFECT_API_URL``
-pointing at a server: ``python -m examples.flows``. Each flow becomes one
+``make server`` serves them on a throwaway local server; or run
+``python -m examples.flows`` with Prefect installed and ``PREFECT_API_URL``
+pointing at a server. Each flow becomes one
 deployment, named ``<flow>/<deployment>`` as listed in ``DEPLOYMENTS``.
 ``add/add-dep`` carries the deployment default ``y=10``: a run given only ``x``
 shows that the server merges run parameters over deployment defaults.
@@ -184,4 +185,6 @@ DEPLOYMENTS["parent"] = parent.to_deployment(name="parent-dep")
 
 
 if __name__ == "__main__":
-    serve(*DEPLOYMENTS.values(), limit=50)
+    # No pausing of the deployments on shutdown: it asks the server, and with the server
+    # gone first it retries for good, so that SIGTERM and SIGINT seemed ignored.
+    serve(*DEPLOYMENTS.values(), limit=50, pause_on_shutdown=False)

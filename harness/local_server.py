@@ -9,11 +9,11 @@ Everything Prefect runs in child processes (``prefect server start`` and
 ``python <flows script>``) with their own ``PREFECT_HOME`` in a temporary
 directory, so the user's Prefect profile, settings and database are never
 touched. This module imports nothing from Prefect; only the interpreter that
-runs it needs Prefect installed (the ``server`` extra). Run it to keep a server
-up until Ctrl-C::
+runs it needs Prefect installed (``make server`` uses ``.venv-demo``). Run it to
+keep a server up until Ctrl-C or SIGTERM, which stop every process it started::
 
     python -m harness.local_server --flows examples/flows.py \\
-        --deployment add/add-dep
+        --deployment add/add-dep [--port 4200]
 """
 
 from __future__ import annotations
@@ -22,10 +22,12 @@ import argparse
 import importlib.util
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
 from pathlib import Path
+from types import FrameType
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 from urllib.parse import quote
 
@@ -121,6 +123,7 @@ class LocalPrefect(Harness):
         python: The interpreter that runs the server and the flows script, e.g.
             one from :func:`~harness.server_venv.server_python`
             with another Prefect version; this one by default.
+        port: The server's TCP port on 127.0.0.1; a free one by default.
 
     Attributes:
         port: The server's TCP port on 127.0.0.1, chosen when constructed.
@@ -141,6 +144,7 @@ class LocalPrefect(Harness):
         startup_timeout: float = 180.0,
         env: Optional[Mapping[str, str]] = None,
         python: Optional[Path] = None,
+        port: Optional[int] = None,
     ) -> None:
         if flows_script is not None and not Path(flows_script).is_file():
             raise FileNotFoundError(f"no flows script at {flows_script}")
@@ -148,7 +152,7 @@ class LocalPrefect(Harness):
         self.deployments: Tuple[str, ...] = tuple(deployments)
         self.serve_flows = serve_flows and self.flows_script is not None
         self.startup_timeout = startup_timeout
-        self.port = free_port()
+        self.port = free_port() if port is None else port
         self.api_url = f"http://127.0.0.1:{self.port}/api"
         self.home: Optional[Path] = None
         self._extra_env: Dict[str, str] = dict(env or {})
@@ -242,11 +246,20 @@ class LocalPrefect(Harness):
         return prefect_environment(self.home, self.api_url, defaults, self._extra_env)
 
 
+def _interrupt(signum: int, frame: Optional[FrameType]) -> None:
+    """A signal handler that stops the server as Ctrl-C does."""
+    raise KeyboardInterrupt
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Keep a local server up until Ctrl-C; return the exit code."""
+    """Keep a local server up until Ctrl-C or SIGTERM; return the exit code.
+
+    Both stop every process started here (the flows, then the server) before it
+    returns; more of them while it stops are ignored, so that none is left running.
+    """
     parser = argparse.ArgumentParser(
         prog="python -m harness.local_server",
-        description="Start a throwaway local Prefect server and keep it up until Ctrl-C.",
+        description="Start a throwaway local Prefect server; keep it up until Ctrl-C or SIGTERM.",
     )
     parser.add_argument("--flows", type=Path, help="a flows script to serve, run by path")
     parser.add_argument(
@@ -256,15 +269,32 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         metavar="FLOW/DEPLOYMENT",
         help="a deployment the flows script serves, waited for (repeatable)",
     )
+    parser.add_argument(
+        "--port", type=int, help="the server's port on 127.0.0.1 (default: a free one)"
+    )
     options = parser.parse_args(argv)
-    with LocalPrefect(options.flows, deployments=options.deployment) as prefect:
-        print(f"Prefect server ready: PREFECT_API_URL={prefect.api_url}", flush=True)
-        print(f"Logs in {prefect.home}. Ctrl-C to stop.", flush=True)
-        try:
-            while True:
-                time.sleep(3600)
-        except KeyboardInterrupt:
-            print("stopping")
+    handlers = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        with LocalPrefect(
+            options.flows, deployments=options.deployment, port=options.port
+        ) as prefect:
+            print("Prefect server ready. In another shell:", flush=True)
+            print(f"    export PREFECT_API_URL={prefect.api_url}", flush=True)
+            print(f"Logs in {prefect.home}. Ctrl-C to stop.", flush=True)
+            try:
+                while True:
+                    time.sleep(3600)
+            except KeyboardInterrupt:
+                print("stopping", flush=True)
+                for number in handlers:  # the stop is not cut short
+                    signal.signal(number, signal.SIG_IGN)
+    except KeyboardInterrupt:  # while starting: what had started is stopped
+        print("stopped while starting", flush=True)
+        return 130
+    finally:
+        for number, handler in handlers.items():
+            signal.signal(number, handler)
     return 0
 
 
