@@ -154,7 +154,9 @@ class Client:
     def read_flow_runs(self, flow_run_ids: Iterable[Union[uuid.UUID, str]]) -> List[FlowRun]:
         """Read many flow runs, one request per 200 ids: in the order given, each once.
 
-        Ids the server does not know are left out of the answer.
+        Ids the server does not know are left out of the answer. A server that
+        answers such a request with 500 gets one request per run instead (see
+        "Many runs" in the guides).
         """
         return self._runs.read_flow_runs([as_uuid(value, "flow_run_ids") for value in flow_run_ids])
 

@@ -15,7 +15,7 @@ from helpers.server_http import server_session
 from deploytrigger import Client
 from deploytrigger._helpers import profiles
 from harness.local_server import LocalPrefect
-from harness.server_venv import server_python
+from harness.server_venv import pinned_prefect_version, pinned_versions, server_python, version_key
 
 FLOWS_SCRIPT = Path(__file__).resolve().parent.parent / "examples" / "flows.py"
 #: The deployments that ``examples/flows.py`` serves, as ``"<flow>/<deployment>"``.
@@ -193,10 +193,14 @@ def auth_prefect() -> Iterator[LocalPrefect]:
 # -- the server version matrix (tests/integration/test_matrix_integration.py) ---------------
 
 ROOT = Path(__file__).resolve().parent.parent
-MATRIX_FLOWS_SCRIPT = Path(__file__).resolve().parent / "servers" / "matrix_flows.py"
-#: Every server version the matrix knows; the last one is this environment's own Prefect.
-MATRIX_VERSIONS: Tuple[str, ...] = ("2.20.25", "3.0.0", "3.4.25", "3.8.8")
-OWN_PREFECT_VERSION = "3.8.8"
+SERVER_PINS = ROOT / "tests" / "servers"
+MATRIX_FLOWS_SCRIPT = SERVER_PINS / "matrix_flows.py"
+#: The Prefect of this environment and of the session server (harness/requirements/server.txt).
+OWN_PREFECT_VERSION = pinned_prefect_version()
+#: Every server version the matrix knows, oldest first: one per pins file, and our own.
+MATRIX_VERSIONS: Tuple[str, ...] = tuple(
+    sorted({*pinned_versions(SERVER_PINS), OWN_PREFECT_VERSION}, key=version_key)
+)
 #: What a plain ``pytest`` (``make test``) runs the matrix tests against.
 DEFAULT_MATRIX_VERSIONS = "2.20.25"
 MATRIX_DEPLOYMENTS: Tuple[str, ...] = (
@@ -258,7 +262,7 @@ def matrix_prefect(prefect_version: str) -> Iterator[LocalPrefect]:
     """
     python = None
     if prefect_version != OWN_PREFECT_VERSION:
-        python = server_python(prefect_version, ROOT / ".venv-servers", ROOT / "tests" / "servers")
+        python = server_python(prefect_version, ROOT / ".venv-servers", SERVER_PINS)
     with LocalPrefect(MATRIX_FLOWS_SCRIPT, deployments=MATRIX_DEPLOYMENTS, python=python) as server:
         yield server
 

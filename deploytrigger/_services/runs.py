@@ -10,6 +10,7 @@ handles, batches and log following read through. Results are read by
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
 from datetime import datetime, timezone
 from typing import (
@@ -40,11 +41,13 @@ from .._waits.run_reader import cancel_if_interrupted, cancel_if_timed_out
 from ..exceptions import (
     BadRequestError,
     DeploymentNotFoundError,
+    DeployTriggerError,
     FlowRunNotFoundError,
     InvalidArgumentError,
     InvalidResponseError,
     NotFoundError,
     ParameterRejectedError,
+    ServerError,
 )
 from ..models import FlowRun, LogRecord, State
 from .deployments import Deployments, json_list, read_or_not_found
@@ -62,6 +65,9 @@ if TYPE_CHECKING:
 
 
 logger = logging.getLogger("deploytrigger")
+
+BATCH_FAILURE_STATUS = 500
+"""The status of a batch read the server cannot answer, while it reads each run by id."""
 
 
 def cancel_state(message: Optional[str]) -> Dict[str, Any]:
@@ -124,6 +130,8 @@ class Runs:
         self.poller = poller
         self._make_results = results
         self._results: Optional[Results] = None
+        self._fallback_lock = threading.Lock()
+        self._fallback_warned = False  # the one-by-one reads were announced
 
     # -- reading ----------------------------------------------------------------------
 
@@ -145,22 +153,63 @@ class Runs:
     def read_flow_runs(
         self, flow_run_ids: Sequence[uuid.UUID], *, deadline: Optional[Deadline] = None
     ) -> List[FlowRun]:
-        """Many runs, one ``POST /flow_runs/filter`` per 200; unknown ids are left out."""
+        """Many runs, one ``POST /flow_runs/filter`` per 200; unknown ids are left out.
+
+        A page the server answers with 500 is read one run at a time instead
+        (Prefect 3.8 fails to filter a run with an integer parameter beyond 64
+        bits, yet reads it by id); the first time, a warning says so.
+        """
         unique = list(dict.fromkeys(flow_run_ids))
         found: Dict[uuid.UUID, FlowRun] = {}
         for start in range(0, len(unique), PAGE_LIMIT):
-            body = flow_runs_filter(unique[start : start + PAGE_LIMIT])
+            for run in self._read_page(unique[start : start + PAGE_LIMIT], deadline):
+                found[run.id] = run
+        return [found[run_id] for run_id in unique if run_id in found]
+
+    def _read_page(
+        self, run_ids: Sequence[uuid.UUID], deadline: Optional[Deadline]
+    ) -> List[FlowRun]:
+        """At most a page of runs in one ``POST /flow_runs/filter``, or one by one after a 500."""
+        body = flow_runs_filter(run_ids)
+        try:
             data = self._transport.request(
                 "POST", "/flow_runs/filter", body=body, deadline=deadline
             )
-            if not isinstance(data, list):
-                raise InvalidResponseError(
-                    f"POST /flow_runs/filter answered {type(data).__name__}, not a list"
-                )
-            for item in data:
-                run = FlowRun.from_json(item, api_url=self._transport.api_url)
-                found[run.id] = run
-        return [found[run_id] for run_id in unique if run_id in found]
+        except ServerError as exc:
+            if exc.status_code != BATCH_FAILURE_STATUS:
+                raise  # 502-504: an outage or a proxy, which one-by-one reads would not outlive
+            return self._read_one_by_one(run_ids, exc, deadline)
+        if not isinstance(data, list):
+            raise InvalidResponseError(
+                f"POST /flow_runs/filter answered {type(data).__name__}, not a list"
+            )
+        return [FlowRun.from_json(item, api_url=self._transport.api_url) for item in data]
+
+    def _read_one_by_one(
+        self, run_ids: Sequence[uuid.UUID], batch_error: ServerError, deadline: Optional[Deadline]
+    ) -> List[FlowRun]:
+        """The runs of a page the server could not filter, each by ``GET /flow_runs/{id}``.
+
+        Raises:
+            ServerError: ``batch_error``, when a run cannot be read by id either.
+        """
+        with self._fallback_lock:
+            first, self._fallback_warned = not self._fallback_warned, True
+        if first:
+            logger.warning(
+                "the server could not answer a batch read of flow runs (%s); reading such "
+                "runs one by one with GET /flow_runs/{id} (logged once per client)",
+                batch_error,
+            )
+        runs = []
+        for run_id in run_ids:
+            try:
+                runs.append(self.read_flow_run(run_id, deadline=deadline))
+            except FlowRunNotFoundError:
+                continue  # as the batch read, leave out the runs the server does not know
+            except DeployTriggerError as exc:
+                raise batch_error from exc
+        return runs
 
     def read_flow_run_states(
         self, flow_run_id: uuid.UUID, *, deadline: Optional[Deadline] = None

@@ -1,4 +1,7 @@
-"""The fake Prefect API answers as a real Prefect 3.8.8 server does, scenario by scenario.
+"""The fake Prefect API answers as the real session server does, scenario by scenario.
+
+The session server is the Prefect that ``harness/requirements/server.txt`` pins,
+and the fake claims that version too.
 
 Every test body runs twice, through the ``target`` fixture: against the real
 local server of the session (``prefect`` in conftest.py, serving
@@ -28,6 +31,7 @@ import deploytrigger
 from deploytrigger import Client, StateType
 from deploytrigger.testing import FakePrefect
 from harness.processes import Service
+from harness.server_venv import pinned_prefect_version
 
 pytestmark = pytest.mark.integration
 
@@ -315,7 +319,7 @@ def test_deployments_of_a_flow_are_listed_by_name(target: Target) -> None:
 
 def test_server_endpoints_health_version_and_csrf(target: Target) -> None:
     assert target.get("/health").json() is True
-    assert target.get("/admin/version").json() == "3.8.8"
+    assert target.get("/admin/version").json() == pinned_prefect_version()
     csrf = target.get(f"/csrf-token?client={uuid.uuid4()}")
     assert (csrf.status_code, csrf.json()) == (422, {"detail": "CSRF protection is disabled."})
     assert target.get("/flow_runs/filter").status_code == 405

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import uuid
 from typing import Any, List
 
@@ -32,10 +33,12 @@ from helpers.fake_time import FakeTime
 from helpers.server_json import flow_run_json
 
 from deploytrigger import (
+    APIError,
     Client,
     ConnectionFailedError,
     FlowRunNotFoundError,
     InvalidArgumentError,
+    ServerError,
     StateType,
 )
 
@@ -340,3 +343,113 @@ def test_read_flow_run_states_of_an_unknown_run_is_empty_and_a_bad_id_is_refused
     with pytest.raises(InvalidArgumentError):
         client.read_flow_run_states("not-a-uuid")
     assert len(http.calls) == 1
+
+
+# -- a batch read the server cannot answer ------------------------------------------------
+
+FILTER = f"{RUN.rsplit('/flow_runs/', 1)[0]}/flow_runs/filter"
+OTHER_ID = uuid.UUID(int=11)
+OTHER_RUN = RUN.replace(str(RUN_ID), str(OTHER_ID))
+UNFILTERABLE = {"exception_message": "Internal Server Error"}  # Prefect 3.8.8's 500 body
+
+
+def fallback_warnings(caplog: pytest.LogCaptureFixture) -> List[str]:
+    return [
+        record.getMessage()
+        for record in caplog.records
+        if record.levelno == logging.WARNING and "one by one" in record.getMessage()
+    ]
+
+
+def stub_unfilterable_runs(http: responses.RequestsMock, state: str = "COMPLETED") -> None:
+    http.post(FILTER, json=UNFILTERABLE, status=500)
+    http.get(RUN, json=flow_run_json(state, shape="api"))
+    http.get(OTHER_RUN, json=flow_run_json(state, shape="api", run_id=OTHER_ID))
+
+
+def test_a_batch_read_answered_500_reads_the_runs_one_by_one_and_warns(
+    client: Client, http: responses.RequestsMock, caplog: pytest.LogCaptureFixture
+) -> None:
+    stub_unfilterable_runs(http)
+
+    runs = client.read_flow_runs([OTHER_ID, RUN_ID, OTHER_ID])
+
+    assert [run.id for run in runs] == [OTHER_ID, RUN_ID]
+    assert [(c.request.method, c.request.url) for c in http.calls] == [
+        ("POST", FILTER),
+        ("GET", OTHER_RUN),
+        ("GET", RUN),
+    ]
+    (warning,) = fallback_warnings(caplog)
+    assert "POST /flow_runs/filter" in warning or FILTER in warning
+    assert "500" in warning and "GET /flow_runs/{id}" in warning
+
+
+def test_the_fallback_warning_is_logged_once_per_client(
+    client: Client,
+    http: responses.RequestsMock,
+    fake_time: FakeTime,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    stub_unfilterable_runs(http)
+
+    for _ in range(3):
+        assert [run.id for run in client.read_flow_runs([RUN_ID])] == [RUN_ID]
+    assert len(fallback_warnings(caplog)) == 1
+    assert len(calls_to(http, "POST", FILTER)) == 3  # each read tries the batch first
+    with make_client(fake_time) as another:
+        another.read_flow_runs([RUN_ID])
+    assert len(fallback_warnings(caplog)) == 2
+
+
+def test_a_run_the_server_does_not_know_is_left_out_of_the_one_by_one_reads(
+    client: Client, http: responses.RequestsMock
+) -> None:
+    http.post(FILTER, json=UNFILTERABLE, status=500)
+    http.get(RUN, json=flow_run_json("RUNNING", shape="api"))
+    http.get(OTHER_RUN, json={"detail": "Flow run not found"}, status=404)
+
+    assert [run.id for run in client.read_flow_runs([OTHER_ID, RUN_ID])] == [RUN_ID]
+
+
+def test_a_run_unreadable_by_id_too_raises_the_batch_reads_error(
+    client: Client, http: responses.RequestsMock
+) -> None:
+    http.post(FILTER, json=UNFILTERABLE, status=500)
+    http.get(RUN, json={"detail": "broken"}, status=500)
+
+    with pytest.raises(ServerError) as info:
+        client.read_flow_runs([RUN_ID])
+
+    assert_deploytrigger_error(info.value, ServerError)
+    assert (info.value.method, info.value.url, info.value.status_code) == ("POST", FILTER, 500)
+    cause = info.value.__cause__
+    assert isinstance(cause, ServerError) and (cause.method, cause.url) == ("GET", RUN)
+    assert len(http.calls) == 2
+
+
+@pytest.mark.parametrize("status", [400, 422, 502, 503, 504])
+def test_a_batch_read_failing_otherwise_than_500_reads_nothing_one_by_one(
+    client: Client, http: responses.RequestsMock, caplog: pytest.LogCaptureFixture, status: int
+) -> None:
+    http.post(FILTER, json={"detail": "no"}, status=status)
+    http.get(RUN, json=flow_run_json("COMPLETED", shape="api"))
+
+    with pytest.raises(APIError) as info:
+        client.read_flow_runs([RUN_ID])
+
+    assert info.value.status_code == status
+    assert calls_to(http, "GET", RUN) == [] and fallback_warnings(caplog) == []
+
+
+def test_wait_all_and_as_completed_finish_runs_the_server_cannot_batch_read(
+    client: Client, http: responses.RequestsMock
+) -> None:
+    stub_unfilterable_runs(http)
+
+    done, not_done = client.wait_all([RUN_ID, OTHER_ID], timeout=60, poll_interval=1)
+    finished = list(client.as_completed([RUN_ID], timeout=60, poll_interval=1))
+
+    assert not_done == [] and sorted(handle.id for handle in done) == sorted([RUN_ID, OTHER_ID])
+    assert all(handle.state is not None and handle.state.is_completed() for handle in done)
+    assert [run.id for run in finished] == [RUN_ID]
