@@ -120,6 +120,7 @@ class Transport:
         body: Any = None,
         idempotent: bool = True,
         deadline: Optional[Deadline] = None,
+        retry: bool = True,
     ) -> Any:
         """Send one request (retried as allowed) and return its JSON answer.
 
@@ -130,6 +131,7 @@ class Transport:
             idempotent: whether sending it twice has the effect of sending it
                 once; only then is a request that may have reached the server retried.
             deadline: no retry starts after it.
+            retry: False sends it once, whatever the settings allow (for a best effort).
 
         Raises:
             TransportError: no HTTP answer (connection, timeout, TLS).
@@ -146,7 +148,9 @@ class Transport:
         fresh_token = False  # whether a token was fetched after this request was refused
         for _ in range(CSRF_ROUNDS + 1):
             generation, headers = self.csrf.headers() if mutating else (0, {})
-            response, tries = self._send(method, url, shown, data, headers, idempotent, deadline)
+            response, tries = self._send(
+                method, url, shown, data, headers, idempotent, deadline, retry
+            )
             attempts += tries
             detail = detail_of(response) if response.status_code == 403 and mutating else None
             if not is_csrf_refusal(response.status_code, detail):
@@ -204,6 +208,7 @@ class Transport:
         headers: Dict[str, str],
         idempotent: bool,
         deadline: Optional[Deadline],
+        retry: bool = True,
     ) -> Tuple[requests.Response, int]:
         """Send one request, retried as allowed; the last answer and how many attempts it took."""
         attempts = 0
@@ -257,7 +262,7 @@ class Transport:
             wait = state.next_action.sleep
             logger.debug("%s %s failed (%s); retrying in %.2fs", method, shown, why, wait)
 
-        max_retries = self.settings.max_retries
+        max_retries = self.settings.max_retries if retry else 0
         policy = retrying(
             max_retries=max_retries,
             idempotent=idempotent,
