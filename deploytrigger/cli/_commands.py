@@ -26,6 +26,7 @@ from .. import (
     FlowRun,
     FlowRunTimeoutError,
     LogRecord,
+    ResultError,
     __version__,
 )
 from ._following import as_completed_ticking, handles_for
@@ -398,6 +399,9 @@ def _for_the_command_line(exc: BaseException) -> str:
     text = str(exc)
     if isinstance(exc, ConfigurationError):
         text = text.replace("pass api_url=...", "pass --api-url URL")
+    if isinstance(exc, ResultError):
+        text = text.replace("pass allow_pickle=True", "pass --allow-pickle")
+        text = text.replace("with allow_pickle=True", "with --allow-pickle")
     return text
 
 
