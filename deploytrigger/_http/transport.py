@@ -14,6 +14,7 @@ removed. It knows nothing about flow runs: the services above it
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from typing import Any, Callable, Dict, Optional, Tuple
 
@@ -36,7 +37,7 @@ from .bodies import encode_body
 from .csrf import MUTATING_METHODS, CsrfTokens, is_csrf_refusal
 from .errors import csrf_error, detail_of, json_or_error, reason, transport_error
 from .ratelimit import RateBudget, shared_budget
-from .retries import retrying
+from .retries import retrying, sent_nothing
 
 logger = logging.getLogger("deploytrigger")
 
@@ -86,6 +87,8 @@ class Transport:
         self._clock = clock
         self._backoff = backoff
         self._answered = False  # whether the server has ever answered this transport
+        self._unreachable_told = False  # whether this outage's warning was logged
+        self._lock = threading.Lock()
         self._route_hint_checked = False  # whether <url>/api/health was asked (``_route_hint``)
         self._route_hint_text: Optional[str] = None
         self.csrf = CsrfTokens(self._fetch_csrf_token)
@@ -240,6 +243,7 @@ class Transport:
                     f"the connection was closed under the answer: {exc}"
                 ) from exc
             self._answered = True
+            self._unreachable_told = False  # the next outage is warned about again
             logger.debug(
                 "%s %s -> %s in %.3fs (attempt %d)",
                 method,
@@ -258,6 +262,8 @@ class Transport:
         def log_retry(state: tenacity.RetryCallState) -> None:
             assert state.outcome is not None and state.next_action is not None
             failure = state.outcome.exception()
+            if failure is not None and self._answered and sent_nothing(failure):
+                self._tell_unreachable()
             why = type(failure).__name__ if failure else state.outcome.result().status_code
             wait = state.next_action.sleep
             logger.debug("%s %s failed (%s); retrying in %.2fs", method, shown, why, wait)
@@ -290,6 +296,21 @@ class Transport:
                 api_url=self.shown_url,
             ) from exc
         return response, attempts
+
+    def _tell_unreachable(self) -> None:
+        """One WARNING per outage: the server that answered before refuses connections now."""
+        with self._lock:
+            if self._unreachable_told:
+                return
+            self._unreachable_told = True
+        budget = f"{round(self.settings.retry_budget, 1):g} s"
+        max_retries = self.settings.max_retries
+        how = (
+            f"retrying for up to {budget}"
+            if max_retries is None
+            else f"retrying up to {max_retries} times within {budget}"
+        )
+        logger.warning("%s is unreachable; %s", self.shown_url, how)
 
     def _take_slot(self, method: str, shown: str, deadline: Optional[Deadline]) -> None:
         """Wait for this request's slot in the rate budget, but not past ``deadline``.

@@ -8,6 +8,7 @@ no retries inside a request) hits every entry point that waits.
 from __future__ import annotations
 
 import io
+import logging
 from typing import Any, Callable, Dict, List
 
 import pytest
@@ -126,6 +127,12 @@ def test_the_cli_polls_on_through_an_outage(
     assert code == 0, err.getvalue()
     assert fake.outage_answers == 3
     assert "COMPLETED" in out.getvalue() or "Completed" in out.getvalue()
+    # The library's warning reaches the terminal, once (the outage is shorter than a minute).
+    warnings = [line for line in err.getvalue().splitlines() if "warning" in line]
+    assert len(warnings) == 1
+    assert warnings[0].startswith("deploytrigger: warning: the server cannot answer (")
+    assert warnings[0].endswith("the wait keeps trying for up to about 5 min more")
+    assert logging.getLogger("deploytrigger").handlers == []  # removed once the command ends
 
 
 def test_runs_given_as_flow_runs_are_waited_through_an_outage_from_the_first_poll(
