@@ -154,7 +154,7 @@ def configure(api_url: Optional[str] = None, **options: Unpack[ClientOptions]) -
     Raises:
         InvalidArgumentTypeError: a keyword that :class:`Client` does not take.
     """
-    unexpected_keywords(options, ClientOptions.__annotations__, "configure")
+    unexpected_keywords(options, ("api_url", *ClientOptions.__annotations__), "configure")
     resolve = functools.partial(resolve_settings, api_url, **settings_options(options))
     _registry.replace(resolve, functools.partial(Client, api_url, **options))
 

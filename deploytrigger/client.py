@@ -70,7 +70,7 @@ class Client:
     """
 
     def __init__(self, api_url: Optional[str] = None, **options: Unpack[ClientOptions]) -> None:
-        unexpected_keywords(options, ClientOptions.__annotations__, "Client")
+        unexpected_keywords(options, ("api_url", *ClientOptions.__annotations__), "Client")
         self.settings: Settings = resolve_settings(api_url, **settings_options(options))
         if self.settings.verify is False:
             warn_insecure_once()

@@ -17,7 +17,7 @@ kept as ``__cause__``)::
     │   ├── PermissionDeniedError   403: credentials lack the permission
     │   │   └── CSRFError           the server's CSRF protection refused even a fresh token
     │   ├── NotFoundError           (also LookupError) 404
-    │   │   ├── DeploymentNotFoundError
+    │   │   ├── DeploymentNotFoundError  .close_names: the names closest to the one asked for
     │   │   └── FlowRunNotFoundError
     │   ├── BadRequestError         (also ValueError) 400, 409, 422: the request was refused
     │   │   └── ParameterRejectedError  the deployment's parameter schema refused a parameter
@@ -195,11 +195,17 @@ class DeploymentNotFoundError(NotFoundError):
 
     Attributes:
         deployment: the id or ``"flow/deployment"`` name that was asked for.
+        close_names: the server's ``"flow/deployment"`` names closest to a name
+            that was asked for, closest first (also in the message); empty when
+            none is close, for an id, or when they could not be read.
     """
 
-    def __init__(self, message: str, *, deployment: str, **context: Any) -> None:
+    def __init__(
+        self, message: str, *, deployment: str, close_names: Sequence[str] = (), **context: Any
+    ) -> None:
         super().__init__(message, **context)
         self.deployment = deployment
+        self.close_names = tuple(close_names)
 
 
 class FlowRunNotFoundError(NotFoundError):

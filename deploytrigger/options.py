@@ -57,7 +57,9 @@ class ClientOptions(SettingsOptions, total=False):
         outage_tolerance: seconds every wait (``run_deployment``, handles, batch
             waits, log following) polls on through a server that cannot answer
             (connection failures, 5xx, 429 after a poll's retries), so that it
-            outlives a restart (300); then the error is raised.
+            outlives a restart (300), counted from the start of the first failed
+            poll; then the error is raised. See the guide "Reliability, settings
+            and security".
         result_reader: ``reader(block, key) -> bytes``, for
             :meth:`~deploytrigger.Client.read_result`: reads a key of a storage
             block other than ``local-file-system`` (S3, GCS, Azure ...) with the

@@ -184,7 +184,9 @@ def resolve_settings(
     Raises:
         ConfigurationError: no API URL anywhere, or a setting that cannot be used.
     """
-    unexpected_keywords(options, SettingsOptions.__annotations__, "resolve_settings")
+    unexpected_keywords(
+        options, ("api_url", "environ", *SettingsOptions.__annotations__), "resolve_settings"
+    )
     api_key = options.get("api_key")
     auth_string = options.get("auth_string")
     verify = options.get("verify")

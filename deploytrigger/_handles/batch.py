@@ -31,7 +31,7 @@ from typing import (
     Union,
 )
 
-from .._helpers.arguments import parse_deployment_ref
+from .._helpers.arguments import RunOptions, parse_deployment_ref, unexpected_keywords
 from .._helpers.deadline import Deadline
 from .._parents.context import propagate
 from .._waits.engine import ALL_COMPLETED, FIRST_COMPLETED, NOTHING
@@ -278,6 +278,10 @@ def _normalize_call(call: Any, index: int) -> Tuple[Union[str, uuid.UUID], Dict[
         raise InvalidArgumentError(
             f"calls[{index}] sets 'timeout': run_many's own timeout applies to every call"
         )
+    # Checked here, not by submit, so that the message names what the caller called.
+    unexpected_keywords(
+        options, ("poll_interval", *RunOptions.__annotations__), f"run_many's calls[{index}]"
+    )
     return name, options
 
 

@@ -46,15 +46,33 @@ class RunOptions(TypedDict, total=False):
 def unexpected_keywords(given: Iterable[str], accepted: Iterable[str], where: str) -> None:
     """Refuse keywords that ``where`` does not take, as Python does for a signature.
 
+    Args:
+        given: the keywords the caller passed.
+        accepted: every keyword ``where`` takes, its named parameters included,
+            in the order the message lists them.
+        where: what the caller called, as the message names it.
+
     Raises:
-        InvalidArgumentTypeError: a keyword is not among ``accepted``.
+        InvalidArgumentTypeError: a keyword is not among ``accepted``; the message
+            suggests the closest accepted name when one is close.
     """
+    accepted = list(accepted)
     unknown = sorted(set(given) - set(accepted))
-    if unknown:
-        names = ", ".join(repr(name) for name in unknown)
-        raise InvalidArgumentTypeError(
-            f"{where} got unexpected keyword argument(s) {names}; it takes {', '.join(accepted)}"
-        )
+    if not unknown:
+        return
+    import difflib  # only for a mistake: the common path never loads it
+
+    plural = "s" if len(unknown) > 1 else ""
+    names = ", ".join(repr(name) for name in unknown)
+    close = {name: difflib.get_close_matches(name, accepted, n=1, cutoff=0.5) for name in unknown}
+    guesses = [
+        match[0] if len(unknown) == 1 else f"{match[0]} (for {name!r})"
+        for name, match in close.items()
+        if match
+    ]
+    takes = f"takes {', '.join(accepted)}"
+    hint = f"; did you mean {', '.join(guesses)}? It {takes}" if guesses else f"; it {takes}"
+    raise InvalidArgumentTypeError(f"{where} got unexpected keyword argument{plural} {names}{hint}")
 
 
 def parse_deployment_ref(name: Any) -> DeploymentRef:

@@ -1,4 +1,5 @@
-"""How a flow run reads to a person: a short ``repr``, a summary, an HTML table.
+"""How a flow run reads to a person: a short ``repr``, a summary, an HTML table;
+and how long a wait lasts, as a person says it (:func:`about`).
 
 Pure functions over anything shaped like a :class:`~deploytrigger.models.FlowRun`
 (:class:`ShownRun`); the model's ``__repr__``, ``summary`` and ``_repr_html_``
@@ -51,6 +52,16 @@ STATE_COLOURS = {
     "CRASHED": "#f97316",
 }
 """Background colour of each state type's badge, close to the Prefect UI's."""
+
+
+def about(seconds: float) -> str:
+    """A finite duration (seconds) rounded as a person says it: "about 40 s", "about 5 min"."""
+    if seconds < 120:
+        step = 1 if seconds < 10 else 5
+        return f"about {max(1, step * round(seconds / step))} s"
+    if seconds < 90 * 60:
+        return f"about {round(seconds / 60)} min"
+    return f"about {round(seconds / 3600, 1):g} h"
 
 
 def _when(value: Optional[datetime]) -> str:

@@ -153,6 +153,16 @@ def reason(exc: BaseException) -> str:
     return text or type(exc).__name__
 
 
+_PLAIN_HTTP_REASONS = ("WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE")
+"""OpenSSL's reasons for a TLS handshake answered in plain HTTP (the second on OpenSSL 3.2+)."""
+
+
+def _plain_http_answer(exc: requests.exceptions.SSLError) -> bool:
+    """Whether the handshake failed because the server answered it in plain HTTP."""
+    text = str(exc).upper()
+    return any(code in text for code in _PLAIN_HTTP_REASONS)
+
+
 def _snippet(text: str, limit: int = 200) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
@@ -170,6 +180,13 @@ def transport_error(
     """The error for a request that got no HTTP answer (``timeout`` it waited, at ``api_url``)."""
     where: Dict[str, Any] = {"method": method, "url": shown, "attempts": attempts}
     if isinstance(exc, requests.exceptions.SSLError):
+        if _plain_http_answer(exc) and api_url.startswith("https://"):
+            plain = "http://" + api_url[len("https://") :]
+            return TLSError(
+                f"TLS failed for {method} {shown}: {reason(exc)}; the server seems to speak "
+                f"plain HTTP, not HTTPS: use {plain}",
+                **where,
+            )
         return TLSError(
             f"TLS failed for {method} {shown}: {reason(exc)}; trust the server's CA with "
             "PREFECT_API_SSL_CERT_FILE or verify=<path>",

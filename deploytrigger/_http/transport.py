@@ -14,6 +14,7 @@ removed. It knows nothing about flow runs: the services above it
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from typing import Any, Callable, Dict, Optional, Tuple
 
@@ -36,7 +37,7 @@ from .bodies import encode_body
 from .csrf import MUTATING_METHODS, CsrfTokens, is_csrf_refusal
 from .errors import csrf_error, detail_of, json_or_error, reason, transport_error
 from .ratelimit import RateBudget, shared_budget
-from .retries import retrying
+from .retries import retrying, sent_nothing
 
 logger = logging.getLogger("deploytrigger")
 
@@ -86,6 +87,8 @@ class Transport:
         self._clock = clock
         self._backoff = backoff
         self._answered = False  # whether the server has ever answered this transport
+        self._unreachable_told = False  # whether this outage's warning was logged
+        self._lock = threading.Lock()
         self._route_hint_checked = False  # whether <url>/api/health was asked (``_route_hint``)
         self._route_hint_text: Optional[str] = None
         self.csrf = CsrfTokens(self._fetch_csrf_token)
@@ -120,6 +123,7 @@ class Transport:
         body: Any = None,
         idempotent: bool = True,
         deadline: Optional[Deadline] = None,
+        retry: bool = True,
     ) -> Any:
         """Send one request (retried as allowed) and return its JSON answer.
 
@@ -130,6 +134,7 @@ class Transport:
             idempotent: whether sending it twice has the effect of sending it
                 once; only then is a request that may have reached the server retried.
             deadline: no retry starts after it.
+            retry: False sends it once, whatever the settings allow (for a best effort).
 
         Raises:
             TransportError: no HTTP answer (connection, timeout, TLS).
@@ -146,7 +151,9 @@ class Transport:
         fresh_token = False  # whether a token was fetched after this request was refused
         for _ in range(CSRF_ROUNDS + 1):
             generation, headers = self.csrf.headers() if mutating else (0, {})
-            response, tries = self._send(method, url, shown, data, headers, idempotent, deadline)
+            response, tries = self._send(
+                method, url, shown, data, headers, idempotent, deadline, retry
+            )
             attempts += tries
             detail = detail_of(response) if response.status_code == 403 and mutating else None
             if not is_csrf_refusal(response.status_code, detail):
@@ -204,6 +211,7 @@ class Transport:
         headers: Dict[str, str],
         idempotent: bool,
         deadline: Optional[Deadline],
+        retry: bool = True,
     ) -> Tuple[requests.Response, int]:
         """Send one request, retried as allowed; the last answer and how many attempts it took."""
         attempts = 0
@@ -235,6 +243,7 @@ class Transport:
                     f"the connection was closed under the answer: {exc}"
                 ) from exc
             self._answered = True
+            self._unreachable_told = False  # the next outage is warned about again
             logger.debug(
                 "%s %s -> %s in %.3fs (attempt %d)",
                 method,
@@ -253,11 +262,13 @@ class Transport:
         def log_retry(state: tenacity.RetryCallState) -> None:
             assert state.outcome is not None and state.next_action is not None
             failure = state.outcome.exception()
+            if failure is not None and self._answered and sent_nothing(failure):
+                self._tell_unreachable()
             why = type(failure).__name__ if failure else state.outcome.result().status_code
             wait = state.next_action.sleep
             logger.debug("%s %s failed (%s); retrying in %.2fs", method, shown, why, wait)
 
-        max_retries = self.settings.max_retries
+        max_retries = self.settings.max_retries if retry else 0
         policy = retrying(
             max_retries=max_retries,
             idempotent=idempotent,
@@ -285,6 +296,21 @@ class Transport:
                 api_url=self.shown_url,
             ) from exc
         return response, attempts
+
+    def _tell_unreachable(self) -> None:
+        """One WARNING per outage: the server that answered before refuses connections now."""
+        with self._lock:
+            if self._unreachable_told:
+                return
+            self._unreachable_told = True
+        budget = f"{round(self.settings.retry_budget, 1):g} s"
+        max_retries = self.settings.max_retries
+        how = (
+            f"retrying for up to {budget}"
+            if max_retries is None
+            else f"retrying up to {max_retries} times within {budget}"
+        )
+        logger.warning("%s is unreachable; %s", self.shown_url, how)
 
     def _take_slot(self, method: str, shown: str, deadline: Optional[Deadline]) -> None:
         """Wait for this request's slot in the rate budget, but not past ``deadline``.

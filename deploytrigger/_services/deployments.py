@@ -9,9 +9,10 @@ one is gone (a 404 on create) or stale (an unknown parameter).
 
 from __future__ import annotations
 
+import logging
 import threading
 import uuid
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple, Type, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple, Type, TypeVar, Union
 from urllib.parse import quote
 
 from .._helpers.arguments import (
@@ -36,8 +37,15 @@ if TYPE_CHECKING:
     from .._helpers.deadline import Deadline
 
 
+logger = logging.getLogger("deploytrigger")
+
+T = TypeVar("T")
+
 DEFAULT_DEPLOYMENT_CACHE_TTL = 300.0
 """Seconds a resolved deployment is reused by ``run_deployment``."""
+
+CLOSE_NAMES = 3
+"""The most names a :class:`~deploytrigger.DeploymentNotFoundError` offers."""
 
 
 def read_or_not_found(
@@ -116,10 +124,56 @@ class Deployments:
         path = "/deployments/name/{}/{}".format(
             quote(flow_name, safe=""), quote(deployment_name, safe="")
         )
-        data = read_or_not_found(
-            self._transport, path, "deployment", name, DeploymentNotFoundError, deployment=name
-        )
+        try:
+            data = read_or_not_found(
+                self._transport, path, "deployment", name, DeploymentNotFoundError, deployment=name
+            )
+        except DeploymentNotFoundError as exc:
+            if exc.hint is not None:  # the URL is what is wrong, not the name
+                raise
+            close = self._close_names(describe_ref(ref))
+            if not close:
+                raise
+            offer = " or ".join(repr(close_name) for close_name in close)
+            raise DeploymentNotFoundError(
+                f"{exc}; did you mean {offer}?",
+                deployment=name,
+                close_names=close,
+                **exc.context(),
+            ) from None
         return Deployment.from_json(data)
+
+    def _close_names(self, name: str) -> Tuple[str, ...]:
+        """The ``flow/deployment`` names closest to ``name``; none when they cannot be read.
+
+        A best effort after a 404, never before: one ``POST /deployments/filter``
+        (the first 200 deployments by name) and one ``POST /flows/filter`` for
+        their flows' names, neither retried.
+        """
+        import difflib  # only after a 404: a trigger never loads it
+
+        try:
+            deployments = self._filter(
+                "/deployments/filter", {"sort": "NAME_ASC"}, Deployment.from_json
+            )
+            flow_ids = sorted({str(deployment.flow_id) for deployment in deployments})
+            if not flow_ids:
+                return ()
+            flows = self._filter(
+                "/flows/filter", {"flows": {"id": {"any_": flow_ids}}}, Flow.from_json
+            )
+            flow_names = {flow.id: flow.name for flow in flows}
+            names = [f"{flow_names[d.flow_id]}/{d.name}" for d in deployments]
+        except Exception as exc:  # a suggestion must never hide the error it is for
+            logger.debug("no close names for deployment %r: %s", name, exc)
+            return ()
+        return tuple(difflib.get_close_matches(name, names, n=CLOSE_NAMES, cutoff=0.5))
+
+    def _filter(self, path: str, body: Dict[str, Any], parse: Callable[[Any], T]) -> List[T]:
+        """The first page (200 rows) a filter request answers, parsed; sent once, not retried."""
+        page = {**body, "limit": PAGE_LIMIT}
+        data = self._transport.request("POST", path, body=page, retry=False)
+        return [parse(item) for item in json_list(data, path.split("/")[1])]
 
     def read_flow(self, flow_id: Union[uuid.UUID, str]) -> Flow:
         """A flow by id."""

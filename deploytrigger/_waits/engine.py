@@ -7,8 +7,12 @@ request that failed. One transient-error policy serves every wait
 fails because the server cannot answer (a connection failure, a 5xx or a 429
 still failing after the request's own retries), the wait keeps the last
 result it saw and polls on, for up to ``outage_tolerance`` seconds of
-continuous failure; then the error is raised. A wait whose deadline passes
-during an outage ends with what it last saw.
+continuous failure (counted from the start of the first failed poll, so that
+a poll's own retries count too); then the error is raised. A wait whose
+deadline passes during an outage ends with what it last saw. The outage is
+logged: a WARNING at the first failed poll saying how long the wait keeps
+trying, again at most once every :data:`OUTAGE_WARNING_EVERY` seconds, and
+an INFO line when the server answers again.
 
 Nothing here sends a request: ``fetch`` is the caller's. Time is injected
 (:class:`Poller`'s ``sleep`` and ``clock``) so tests never sleep. The loop is
@@ -36,6 +40,7 @@ or once the listener has given up, every wait is the plain polling wait.
 from __future__ import annotations
 
 import logging
+import math
 import time
 import uuid
 from dataclasses import dataclass
@@ -51,6 +56,7 @@ from typing import (
 )
 
 from .._helpers.deadline import Deadline
+from .._helpers.display import about
 from ..exceptions import RateLimitedError, ServerError, TransportError
 
 logger = logging.getLogger("deploytrigger")
@@ -66,6 +72,9 @@ ALL_COMPLETED = "ALL_COMPLETED"
 DEFAULT_OUTAGE_TOLERANCE = 300.0
 """Seconds a wait polls on through a server that cannot answer before raising."""
 
+
+OUTAGE_WARNING_EVERY = 60.0
+"""Seconds between the warnings of one wait about the same outage."""
 
 RECHECK_INTERVAL = 0.05
 """Seconds before re-reading a run whose final event came before its record was final."""
@@ -266,26 +275,34 @@ class _Pace:
 
 
 class _Outage:
-    """One wait's patience with a server that cannot answer: since when it has not."""
+    """One wait's patience with a server that cannot answer: since when it has not, and
+    what was said about it."""
 
     def __init__(self, poller: Poller, deadline: Deadline) -> None:
         self._poller = poller
         self._deadline = deadline
-        self._since: Optional[float] = None
+        self._since: Optional[float] = None  # when the first failed poll of the outage began
+        self._warned: Optional[float] = None  # when the outage was last warned about
 
     def poll(self, fetch: Callable[[], T], last: Union[T, _Nothing]) -> T:
         """``fetch()``; when the server cannot answer, ``last`` while the outage is tolerable."""
+        started = self._poller.clock()
         try:
             result = fetch()
         except Exception as exc:
             if not is_transient(exc) or isinstance(last, _Nothing):
                 raise
-            self._endure(exc)
+            self._endure(exc, started)
             return last
-        self._since = None
+        if self._since is not None and self._warned is not None:
+            logger.info(
+                "the server answers again after %s; the wait goes on",
+                about(self._poller.clock() - self._since),
+            )
+        self._since = self._warned = None
         return result
 
-    def _endure(self, exc: Exception) -> None:
+    def _endure(self, exc: Exception, started: float) -> None:
         """Return to poll on, sleep out a ``Retry-After`` that outlasts the deadline, or raise."""
         remaining = self._deadline.remaining()
         retry_after = getattr(exc, "retry_after", None)
@@ -296,11 +313,25 @@ class _Outage:
             return  # out of time: the wait ends with what it last saw
         now = self._poller.clock()
         if self._since is None:
-            self._since = now
+            self._since = started
         if now - self._since >= self._poller.outage_tolerance:
             raise exc
-        logger.warning(
-            "the server did not answer (%s); polling on for up to %gs more",
-            exc,
-            self._poller.outage_tolerance - (now - self._since),
-        )
+        if self._warned is None or now - self._warned >= OUTAGE_WARNING_EVERY:
+            # A poll that starts just before the tolerance ends may take as long as this one.
+            left = self._poller.outage_tolerance - (now - self._since) + (now - started)
+            if remaining is not None:
+                left = min(left, remaining)
+            _warn_outage(exc, now - self._since, left, first=self._warned is None)
+            self._warned = now
+
+
+def _warn_outage(exc: Exception, lasted: float, left: float, *, first: bool) -> None:
+    """One WARNING line about an outage: what failed, and how long the wait keeps trying."""
+    keeps = "until it answers" if math.isinf(left) else f"for up to {about(left)} more"
+    unreachable = isinstance(exc, TransportError)
+    if first:
+        what = "is unreachable" if unreachable else "cannot answer"
+        logger.warning("the server %s (%s); the wait keeps trying %s", what, exc, keeps)
+        return
+    what = "is still unreachable" if unreachable else "still cannot answer"
+    logger.warning("the server %s after %s; the wait keeps trying %s", what, about(lasted), keeps)

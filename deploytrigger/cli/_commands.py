@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
@@ -14,6 +15,7 @@ from typing import (
     Any,
     Dict,
     Iterable,
+    Iterator,
     NoReturn,
     Optional,
     Sequence,
@@ -26,6 +28,7 @@ from .. import (
     FlowRun,
     FlowRunTimeoutError,
     LogRecord,
+    ResultError,
     __version__,
 )
 from ._following import as_completed_ticking, handles_for
@@ -36,6 +39,7 @@ from ._output import (
     EXIT_INTERRUPTED,
     WAIT_EXIT_CODES,
     Output,
+    WarningLines,
     error,
     exit_code_for_error,
     exit_code_for_run,
@@ -372,7 +376,9 @@ def main(
         debug = bool(getattr(args, "debug", False))
         if debug:
             _log_to(out.stderr)
-        return _COMMANDS[args.command](args, out, state)
+            return _COMMANDS[args.command](args, out, state)
+        with _warnings_to(out):
+            return _COMMANDS[args.command](args, out, state)
     except KeyboardInterrupt:
         run = state.get("run")
         if run is not None and not state.get("cancelled"):
@@ -398,7 +404,22 @@ def _for_the_command_line(exc: BaseException) -> str:
     text = str(exc)
     if isinstance(exc, ConfigurationError):
         text = text.replace("pass api_url=...", "pass --api-url URL")
+    if isinstance(exc, ResultError):
+        text = text.replace("pass allow_pickle=True", "pass --allow-pickle")
+        text = text.replace("with allow_pickle=True", "with --allow-pickle")
     return text
+
+
+@contextlib.contextmanager
+def _warnings_to(out: Output) -> Iterator[None]:
+    """The library's warnings on stderr while a command runs."""
+    handler = WarningLines(out)
+    logger = logging.getLogger("deploytrigger")
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
 
 
 def _log_to(stream: TextIO) -> None:

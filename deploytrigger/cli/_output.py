@@ -6,6 +6,7 @@ Results go to stdout; progress and errors to stderr (:class:`Output`).
 from __future__ import annotations
 
 import json
+import logging
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Any, Dict, Iterable, List, Optional, TextIO, Tuple, Union
 
@@ -270,3 +271,25 @@ def error(out: Output, message: str) -> None:
     """One line on stderr: ``deploytrigger: error: ...``."""
     out.clear_live()
     print(f"deploytrigger: error: {one_line(message)}", file=out.stderr, flush=True)
+
+
+class WarningLines(logging.Handler):
+    """The library's warnings as ``deploytrigger: warning: ...`` lines on stderr.
+
+    Attached to the ``deploytrigger`` logger while a command runs (but under
+    ``--debug``, which shows every record), so that a wait riding out an
+    outage says so on the terminal.
+    """
+
+    def __init__(self, out: Output) -> None:
+        super().__init__(logging.WARNING)
+        self._out = out
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed record is logging's to report, not a crash
+            self.handleError(record)
+            return
+        self._out.clear_live()
+        print(f"deploytrigger: warning: {one_line(message)}", file=self._out.stderr, flush=True)

@@ -7,9 +7,7 @@ line here; on Ctrl-C with ``--cancel-on-interrupt`` the cancel is confirmed.
 from __future__ import annotations
 
 import argparse
-import difflib
 import time
-import uuid
 from typing import Any, Dict, Optional
 
 from .. import Client, DeploymentNotFoundError, DeployTriggerError, FlowRun
@@ -53,7 +51,9 @@ def run_command(args: argparse.Namespace, out: Output, state: Dict[str, Any]) ->
             )
         except DeploymentNotFoundError as exc:
             if exc.hint is None:  # no hint about the URL: the name is what is wrong
-                state["hint"] = _closest_deployments(args)
+                # The library's message offers exc.close_names, if any.
+                what = "them" if exc.close_names else "the deployments"
+                state["hint"] = f" (`deploytrigger deployments` lists {what})"
             raise
         state["run"] = run
         if args.no_wait:
@@ -99,31 +99,6 @@ def _confirm_cancel(client: Client, run: FlowRun, out: Output) -> FlowRun:
         shown = "Unknown" if run.state is None else run.state.name
         error(out, f"the cancel was not accepted: flow run {run.id} is {shown}")
     return run
-
-
-CLOSEST_DEPLOYMENTS = 3
-"""Names offered when the deployment given is unknown."""
-
-
-def _closest_deployments(args: argparse.Namespace) -> str:
-    """``; did you mean 'add/add-dep'? ...``: the deployments closest to the one given.
-
-    A best effort after the error: its requests are not retried.
-    """
-    name = str(args.deployment)
-    try:
-        with Client(getattr(args, "api_url", None), max_retries=0) as client:
-            deployments = client.read_deployments()
-            flows: Dict[uuid.UUID, str] = {}
-            for deployment in deployments:
-                if deployment.flow_id not in flows:
-                    flows[deployment.flow_id] = client.read_flow(deployment.flow_id).name
-    except DeployTriggerError:
-        return " (`deploytrigger deployments` lists the deployments)"
-    names = [f"{flows[d.flow_id]}/{d.name}" for d in deployments]
-    close = difflib.get_close_matches(name, names, n=CLOSEST_DEPLOYMENTS, cutoff=0.5)
-    offer = f"; did you mean {' or '.join(repr(n) for n in close)}?" if close else ""
-    return offer + " (`deploytrigger deployments` lists them)"
 
 
 def _link(run: FlowRun) -> str:

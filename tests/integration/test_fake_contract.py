@@ -307,6 +307,17 @@ def test_missing_things_answer_404_with_the_servers_detail(target: Target) -> No
             client.cancel_flow_run(nobody)
 
 
+def test_an_unknown_name_is_answered_with_the_closest_names(target: Target) -> None:
+    with target.client() as client:
+        with pytest.raises(deploytrigger.DeploymentNotFoundError) as caught:
+            client.run_deployment("add/add-deq", timeout=0)
+        add_flow_id = client.read_deployments(flow_name="add")[0].flow_id
+    assert caught.value.close_names[0] == "add/add-dep"
+    assert "answered 404); did you mean 'add/add-dep'" in str(caught.value)
+    flows = target.post("/flows/filter", {"flows": {"id": {"any_": [str(add_flow_id)]}}})
+    assert (flows.status_code, [flow["name"] for flow in flows.json()]) == (200, ["add"])
+
+
 def test_deployments_of_a_flow_are_listed_by_name(target: Target) -> None:
     with target.client() as client:
         listed = client.read_deployments(flow_name="add")

@@ -79,6 +79,18 @@ def test_untrusted_certificate_fails_with_a_clear_tls_error(https_proxy: Proxy) 
     assert https_proxy.matching() == []  # nothing got past the handshake
 
 
+def test_https_to_the_plain_http_server_says_so_and_gives_the_http_url(api_url: str) -> None:
+    assert api_url.startswith("http://")
+    secure = "https://" + api_url[len("http://") :]
+    with Client(secure) as client, pytest.raises(TLSError) as caught:
+        client.read_deployment_by_name(DEPLOYMENT)
+    message = str(caught.value)
+    assert message.endswith(f"the server seems to speak plain HTTP, not HTTPS: use {api_url}")
+    assert caught.value.attempts == 1
+    with Client(api_url) as client:  # the URL it suggests works
+        assert client.read_deployment_by_name(DEPLOYMENT).name == "add-dep"
+
+
 def test_ssl_cert_file_setting_trusts_the_local_ca(
     https_proxy: Proxy,
     certificates: Tuple[Path, Path, Path],

@@ -19,11 +19,13 @@ from helpers.client_stubs import (  # noqa: F401 - the fixtures: client, fake_ti
 from helpers.fake_time import FakeTime
 from helpers.server_json import deployment_json
 
+import deploytrigger
 from deploytrigger import (
     Client,
     ClientOptions,
     ConfigurationError,
     InvalidArgumentError,
+    InvalidArgumentTypeError,
 )
 
 pytestmark = pytest.mark.isolated_environment
@@ -69,6 +71,16 @@ def test_client_repr_hides_the_key_and_url_credentials(fake_time: FakeTime) -> N
     assert KEY not in shown
     assert "URLPASSWORD" not in shown
     assert "prefect.test" in shown
+
+
+@pytest.mark.parametrize("make", [Client, deploytrigger.configure], ids=["Client", "configure"])
+def test_url_instead_of_api_url_is_answered_with_api_url(make: Any) -> None:
+    with pytest.raises(InvalidArgumentTypeError) as caught:
+        make(url=API)
+
+    message = str(caught.value)
+    assert "unexpected keyword argument 'url'; did you mean api_url? It takes api_url, " in message
+    assert message.startswith(f"{make.__name__} got ")
 
 
 # -- options: each checked, as the environment's values are ------------------------------

@@ -8,12 +8,14 @@ no retries inside a request) hits every entry point that waits.
 from __future__ import annotations
 
 import io
+import logging
 from typing import Any, Callable, Dict, List
 
 import pytest
 from helpers.fake_prefect import API, FakePrefect, FakeTime, fake, make_client, time  # noqa: F401 - the fixtures
 
 from deploytrigger import Client, ConnectionFailedError, FlowRun, ServerError, StateType, cli
+from deploytrigger.cli._output import WarningLines
 
 TOLERANCE = 60.0
 INTERVAL = 5.0
@@ -126,6 +128,13 @@ def test_the_cli_polls_on_through_an_outage(
     assert code == 0, err.getvalue()
     assert fake.outage_answers == 3
     assert "COMPLETED" in out.getvalue() or "Completed" in out.getvalue()
+    # The library's warning reaches the terminal, once (the outage is shorter than a minute).
+    warnings = [line for line in err.getvalue().splitlines() if "warning" in line]
+    assert len(warnings) == 1
+    assert warnings[0].startswith("deploytrigger: warning: the server cannot answer (")
+    assert warnings[0].endswith("the wait keeps trying for up to about 5 min more")
+    handlers = logging.getLogger("deploytrigger").handlers
+    assert not any(isinstance(h, WarningLines) for h in handlers)  # removed once it ends
 
 
 def test_runs_given_as_flow_runs_are_waited_through_an_outage_from_the_first_poll(

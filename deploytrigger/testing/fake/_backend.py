@@ -92,6 +92,7 @@ class Backend(DeploymentEndpoints, TaskRunAndLogEndpoints):
             ("GET", r"/admin/version", self._version),
             ("GET", r"/csrf-token", self._csrf_token),
             ("POST", r"/flows/", self._create_flow),
+            ("POST", r"/flows/filter", self._filter_flows),
             ("GET", rf"/flows/({_UUID})", self._read_flow),
             ("POST", r"/deployments/filter", self._filter_deployments),
             ("GET", rf"/deployments/name/({_SEGMENT})/({_SEGMENT})", self._read_deployment_by_name),

@@ -97,6 +97,16 @@ class DeploymentEndpoints:
         flow = self.flows.get(bodies.canonical(flow_id))
         return (200, flow) if flow else (404, records.not_found("Flow not found"))
 
+    def _filter_flows(self, *, body: Any, **_: Any) -> Answer:
+        limit, offset = bodies.page(body)
+        ids = bodies.any_of(body, "flows", "id", uuids=True)
+        found = [
+            flow
+            for flow in sorted(self.flows.values(), key=lambda flow: flow["name"])
+            if ids is None or flow["id"] in ids
+        ]
+        return 200, found[offset : offset + limit]
+
     def _read_deployment(self, deployment_id: str, **_: Any) -> Answer:
         deployment = self.deployments.get(bodies.canonical(deployment_id))
         if deployment is None:

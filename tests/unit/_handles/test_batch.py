@@ -262,6 +262,22 @@ def test_run_many_refuses_malformed_calls_before_any_request(
         client.run_many(["add/add-dep"], max_workers=0)
 
 
+@pytest.mark.parametrize(
+    "call", [("add/add-dep", {"parameter": {}}), {"name": "add/add-dep", "parameter": {}}]
+)
+def test_run_many_names_itself_and_the_call_for_a_typo_in_a_calls_options(
+    client: Client, fake: FakePrefect, call: Any
+) -> None:
+    with pytest.raises(InvalidArgumentTypeError) as caught:
+        client.run_many(["add/add-dep"] * 3 + [call])
+
+    assert str(caught.value).startswith(
+        "run_many's calls[3] got unexpected keyword argument 'parameter'; "
+        "did you mean parameters? It takes "
+    )
+    assert fake.created == []
+
+
 def test_run_many_raises_the_first_failed_call_after_trying_them_all(
     client: Client, fake: FakePrefect
 ) -> None:

@@ -1,4 +1,5 @@
-"""A flow run's short repr, its Prefect UI link, its HTML table and raise_for_state."""
+"""A flow run's short repr, its Prefect UI link, its HTML table and raise_for_state; durations said
+as a person says them."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from helpers.run_stubs import RUN_ID
 from helpers.server_json import flow_run_json
 
 from deploytrigger import FlowRun
+from deploytrigger._helpers.display import about
 from deploytrigger._helpers.urls import ui_base_url, ui_url
 from deploytrigger.exceptions import DeployTriggerError, FlowRunFailedError
 
@@ -102,3 +104,20 @@ def test_raise_for_state_raises_for_a_run_that_ended_badly(state_type: str) -> N
 def test_raise_for_state_returns_the_run_when_completed_or_not_final(state_type: str) -> None:
     run = run_of(state_type)
     assert run.raise_for_state() is run
+
+
+@pytest.mark.parametrize(
+    ("seconds", "said"),
+    [
+        (0.2, "about 1 s"),
+        (3.4, "about 3 s"),
+        (42, "about 40 s"),
+        (90, "about 90 s"),
+        (120, "about 2 min"),
+        (207.888, "about 3 min"),
+        (300, "about 5 min"),
+        (5400, "about 1.5 h"),
+    ],
+)
+def test_about_rounds_a_duration_as_a_person_says_it(seconds: float, said: str) -> None:
+    assert about(seconds) == said

@@ -5,6 +5,7 @@ Time is injected (``helpers.fake_time``), so no test sleeps and every wait is as
 
 from __future__ import annotations
 
+import re
 from typing import Any, Type
 
 import pytest
@@ -167,6 +168,31 @@ def test_tls_failure_raises_tls_error_without_retrying(
     assert_deploytrigger_error(info.value, TLSError)
     assert len(http.calls) == 1
     assert "PREFECT_API_SSL_CERT_FILE" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "openssl_reason",
+    [
+        "[SSL: WRONG_VERSION_NUMBER] wrong version number (_ssl.c:1006)",
+        "[SSL: RECORD_LAYER_FAILURE] record layer failure (_ssl.c:1000)",  # OpenSSL 3.2+
+    ],
+)
+def test_https_to_a_plain_http_server_suggests_the_http_url_with_credentials_hidden(
+    fake_time: FakeTime, http: responses.RequestsMock, openssl_reason: str
+) -> None:
+    http.get(re.compile(r"https://.*"), body=requests.exceptions.SSLError(openssl_reason))
+    secure = "https://admin:URLPASSWORD@prefect.test:4200/api"
+    client = Client(secure, sleep=fake_time.sleep, clock=fake_time.clock)
+
+    with client, pytest.raises(TLSError) as info:
+        client.read_deployment(DEPLOYMENT_ID)
+
+    message = str(info.value)
+    assert message.endswith(
+        "; the server seems to speak plain HTTP, not HTTPS: use http://***@prefect.test:4200/api"
+    )
+    assert "URLPASSWORD" not in message and "PREFECT_API_SSL_CERT_FILE" not in message
+    assert len(http.calls) == 1
 
 
 def test_500_is_not_retried_and_raises_server_error(

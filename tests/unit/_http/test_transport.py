@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 from typing import Any, Dict, List, Optional
 
 import pytest
@@ -99,6 +100,64 @@ def test_a_server_that_answered_before_is_retried_through_a_restart_for_the_budg
             client._transport.request("GET", "/health")
 
     assert sum(fake_time.sleeps) == pytest.approx(90.0)
+
+
+def unreachable_warnings(caplog: pytest.LogCaptureFixture) -> List[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno == logging.WARNING and "unreachable" in r.getMessage()
+    ]
+
+
+def test_a_server_that_stops_answering_is_warned_about_once_per_outage(
+    http: Any, fake_time: FakeTime, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="deploytrigger")
+    http.get(HEALTH, json=True)
+    with make_client(fake_time) as client:
+        client._transport.request("GET", "/health")
+        http.replace(responses.GET, HEALTH, body=refused())
+        for _ in range(2):  # two requests, one outage: one warning, at its first refusal
+            with pytest.raises(ConnectionFailedError):
+                client._transport.request("GET", "/health")
+        assert unreachable_warnings(caplog) == [f"{API} is unreachable; retrying for up to 90 s"]
+        http.replace(responses.GET, HEALTH, json=True)
+        client._transport.request("GET", "/health")  # it answers: the outage is over
+        http.replace(responses.GET, HEALTH, body=refused())
+        with pytest.raises(ConnectionFailedError):
+            client._transport.request("GET", "/health")
+
+    assert len(unreachable_warnings(caplog)) == 2  # a new outage, a new warning
+
+
+def test_the_unreachable_warning_says_the_retry_count_when_it_is_capped(
+    http: Any, fake_time: FakeTime, caplog: pytest.LogCaptureFixture
+) -> None:
+    http.get(HEALTH, json=True)
+    with make_client(fake_time, max_retries=2, retry_budget=30) as client:
+        client._transport.request("GET", "/health")
+        http.replace(responses.GET, HEALTH, body=refused())
+        with pytest.raises(ConnectionFailedError):
+            client._transport.request("GET", "/health")
+
+    assert unreachable_warnings(caplog) == [
+        f"{API} is unreachable; retrying up to 2 times within 30 s"
+    ]
+
+
+def test_a_server_never_reached_or_a_busy_one_is_not_called_unreachable(
+    http: Any, fake_time: FakeTime, caplog: pytest.LogCaptureFixture
+) -> None:
+    http.get(HEALTH, body=refused())
+    http.get(FLOWS, status=503)
+    with make_client(fake_time) as client:
+        with pytest.raises(ConnectionFailedError):
+            client._transport.request("GET", "/health")  # never answered: a typo, not an outage
+        with pytest.raises(ServerError):
+            client._transport.request("GET", "/flows/")  # busy: it answers
+
+    assert unreachable_warnings(caplog) == []
 
 
 def test_maintenance_answers_are_waited_out_without_using_up_max_retries(

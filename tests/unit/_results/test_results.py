@@ -698,8 +698,19 @@ def test_cli_result_loads_pickles_only_when_allowed(
 ) -> None:
     stored(http, tmp_path, b64(pickle.dumps({"x": (1, 2)})), PICKLE)
     code, out, err = run_cli("result", str(RUN_ID))
-    assert code == 5 and out == "" and "allow_pickle=True" in err
+    assert code == 5 and out == ""
+    assert "pass --allow-pickle if you trust its storage" in err and "allow_pickle" not in err
     assert run_cli("result", str(RUN_ID), "--allow-pickle")[:2] == (0, '{"x": [1, 2]}\n')
+
+
+@pytest.mark.isolated_environment(api_url=API)
+def test_cli_result_of_an_unknown_serializer_names_the_option_not_the_keyword(
+    http: responses.RequestsMock, tmp_path: Path
+) -> None:
+    stored(http, tmp_path, b"...", {"type": "msgpack"})
+    code, out, err = run_cli("result", str(RUN_ID))
+    assert code == 5 and out == ""
+    assert "(and pickle with --allow-pickle)" in err and "allow_pickle" not in err
 
 
 @pytest.mark.isolated_environment(api_url=API)

@@ -28,7 +28,7 @@ from helpers.client_stubs import (  # noqa: F401 - the fixtures: client, fake_ti
     stub_deployment_and_create,
 )
 from helpers.fake_time import FakeTime
-from helpers.server_json import deployment_json, flow_run_json
+from helpers.server_json import FLOW_ID, deployment_json, flow_run_json
 
 from deploytrigger import (
     Client,
@@ -111,7 +111,123 @@ def test_404_on_a_deployment_name_raises_deployment_not_found_naming_it(
     assert isinstance(error, LookupError)
     assert "'add/add-dep'" in str(error)
     assert error.deployment == "add/add-dep"
-    assert len(http.calls) == 1
+    assert error.close_names == ()
+    # The 404, then the look-up of close names (unanswered here, so none offered).
+    assert [c.request.url for c in http.calls] == [BY_NAME, FILTER_DEPLOYMENTS]
+
+
+FILTER_DEPLOYMENTS = f"{API}/deployments/filter"
+FILTER_FLOWS = f"{API}/flows/filter"
+OTHER_FLOW_ID = uuid.UUID("7e1f0a2b-3c4d-4e5f-8a9b-0c1d2e3f4a5b")
+
+
+def stub_close_names(http: responses.RequestsMock) -> None:
+    """A server with add/add-dep, add/add-dev and echo/echo-dep, and no deployment add/ad-dep."""
+    http.get(
+        f"{API}/deployments/name/add/ad-dep", json={"detail": "Deployment not found"}, status=404
+    )
+    http.post(
+        FILTER_DEPLOYMENTS,
+        json=[
+            deployment_json(shape="api"),
+            deployment_json(shape="api", deployment_id=uuid.uuid4(), name="add-dev"),
+            deployment_json(
+                shape="api", deployment_id=uuid.uuid4(), flow_id=OTHER_FLOW_ID, name="echo-dep"
+            ),
+        ],
+    )
+    http.post(
+        FILTER_FLOWS,
+        json=[{"id": str(FLOW_ID), "name": "add"}, {"id": str(OTHER_FLOW_ID), "name": "echo"}],
+    )
+
+
+def test_404_on_a_deployment_name_offers_the_closest_names_in_the_error(
+    client: Client, http: responses.RequestsMock
+) -> None:
+    stub_close_names(http)
+
+    with pytest.raises(DeploymentNotFoundError) as info:
+        client.run_deployment("add/ad-dep", timeout=0)
+
+    error = info.value
+    assert_deploytrigger_error(error, DeploymentNotFoundError)
+    assert error.close_names == ("add/add-dep", "add/add-dev")
+    assert str(error).startswith("deployment 'add/ad-dep' was not found (GET ")
+    assert str(error).endswith("answered 404); did you mean 'add/add-dep' or 'add/add-dev'?")
+    assert error.status_code == 404 and error.deployment == "add/ad-dep"
+    assert [(c.request.method, c.request.url) for c in http.calls] == [
+        ("GET", f"{API}/deployments/name/add/ad-dep"),
+        ("POST", FILTER_DEPLOYMENTS),
+        ("POST", FILTER_FLOWS),
+    ]
+    assert sent_json(http.calls[1]) == {"sort": "NAME_ASC", "limit": 200}
+    assert sent_json(http.calls[2]) == {
+        "flows": {"id": {"any_": sorted([str(FLOW_ID), str(OTHER_FLOW_ID)])}},
+        "limit": 200,
+    }
+
+
+def test_a_deployment_that_exists_costs_no_look_up_of_close_names(
+    client: Client, http: responses.RequestsMock
+) -> None:
+    stub_close_names(http)
+    stub_deployment_and_create(http)
+
+    client.run_deployment("add/add-dep", timeout=0)
+
+    assert [c.request.url for c in http.calls] == [BY_NAME, CREATE]
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        {"status": 503, "json": {"detail": "busy"}},
+        {"status": 200, "json": {"not": "a list"}},
+        {"status": 200, "json": [{"id": "no flow_id"}]},
+    ],
+    ids=["server error", "not a list", "malformed deployment"],
+)
+def test_a_failed_look_up_of_close_names_raises_the_plain_error_at_once(
+    client: Client, http: responses.RequestsMock, failure: Any
+) -> None:
+    http.get(
+        f"{API}/deployments/name/add/ad-dep", json={"detail": "Deployment not found"}, status=404
+    )
+    http.post(FILTER_DEPLOYMENTS, **failure)
+
+    with pytest.raises(DeploymentNotFoundError) as info:
+        client.run_deployment("add/ad-dep", timeout=0)
+
+    assert info.value.close_names == ()
+    assert str(info.value).endswith("answered 404)")
+    assert len(calls_to(http, "POST", FILTER_DEPLOYMENTS)) == 1  # not retried (max_retries=3)
+
+
+def test_a_failed_look_up_of_the_flows_names_raises_the_plain_error(
+    client: Client, http: responses.RequestsMock
+) -> None:
+    stub_close_names(http)
+    http.replace(responses.POST, FILTER_FLOWS, status=502)
+
+    with pytest.raises(DeploymentNotFoundError) as info:
+        client.run_deployment("add/ad-dep", timeout=0)
+
+    assert info.value.close_names == ()
+    assert len(calls_to(http, "POST", FILTER_FLOWS)) == 1
+
+
+def test_no_close_name_leaves_the_message_as_it_was(
+    client: Client, http: responses.RequestsMock
+) -> None:
+    stub_close_names(http)
+    http.get(f"{API}/deployments/name/zzz/qqq", json={"detail": "Deployment not found"}, status=404)
+
+    with pytest.raises(DeploymentNotFoundError) as info:
+        client.run_deployment("zzz/qqq", timeout=0)
+
+    assert info.value.close_names == ()
+    assert "did you mean" not in str(info.value)
 
 
 def test_404_on_a_deployment_id_raises_deployment_not_found_naming_it(
@@ -124,6 +240,8 @@ def test_404_on_a_deployment_id_raises_deployment_not_found_naming_it(
 
     assert str(DEPLOYMENT_ID) in str(info.value)
     assert info.value.deployment == str(DEPLOYMENT_ID)
+    assert info.value.close_names == ()
+    assert len(http.calls) == 1  # an id has no close names: nothing is looked up
 
 
 def test_404_on_create_raises_deployment_not_found_with_the_deployment_asked_for(
@@ -280,7 +398,8 @@ def test_deployment_deleted_for_good_raises_not_found_after_one_fresh_lookup(
 
     with pytest.raises(DeploymentNotFoundError, match="'add/add-dep'"):
         client.run_deployment("add/add-dep", timeout=0)
-    assert [c.request.method for c in http.calls[2:]] == ["POST", "GET"]
+    # The create's 404, one fresh read, then the look-up of close names (unanswered here).
+    assert [c.request.url for c in http.calls[2:]] == [CREATE, BY_NAME, FILTER_DEPLOYMENTS]
 
 
 def test_parameter_new_to_a_cached_deployment_is_checked_against_a_fresh_read(

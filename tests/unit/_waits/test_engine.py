@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from typing import AbstractSet, Any, Callable, Collection, List, Set
 
@@ -363,3 +364,124 @@ def test_a_quick_re_read_follows_final_events_that_the_record_does_not_show_yet(
     assert wakeups.all_final == [all_final]
     assert watch.waits == [RECHECK_INTERVAL if quick else 30.0] * 2
     assert time.sleeps == []  # paused on the watch, never on sleep
+
+
+# -- what an outage logs ----------------------------------------------------------------------
+
+BUSY = ServerError("GET u answered 503", status_code=503, method="GET", url="u", attempts=6)
+
+
+def slow(time: FakeTime, seconds: float, *steps: Any) -> Callable[[], Any]:
+    """``script(*steps)``, each failed step taking ``seconds`` (a request's own retries)."""
+    play = script(*steps)
+
+    def fetch() -> Any:
+        try:
+            return play()
+        except Exception:
+            time.advance(seconds)
+            raise
+
+    return fetch
+
+
+def outage_log(caplog: pytest.LogCaptureFixture) -> List[Any]:
+    """(level, message) of each record logged to ``deploytrigger``."""
+    return [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "deploytrigger"]
+
+
+def test_the_first_failed_poll_warns_at_once_with_a_rounded_budget(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="deploytrigger")
+    time = FakeTime(1000.0)
+    poller = Poller(sleep=time.sleep, clock=time.clock, outage_tolerance=300)
+    fetch = slow(time, 90, "pending", DOWN, "done")  # 90 s: the transport's retries
+
+    poller.poll(fetch, is_done, deadline=Deadline(None, time.clock), interval=5)
+
+    assert outage_log(caplog) == [
+        (
+            "WARNING",
+            "the server is unreachable (connection refused); "
+            "the wait keeps trying for up to about 5 min more",
+        ),
+        ("INFO", "the server answers again after about 95 s; the wait goes on"),
+    ]
+
+
+def test_outage_warnings_repeat_at_most_once_a_minute_with_the_time_so_far() -> None:
+    time = FakeTime(1000.0)
+    poller = Poller(sleep=time.sleep, clock=time.clock, outage_tolerance=300)
+    warned: List[float] = []
+    messages: List[str] = []
+
+    class Recorder(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.levelno == logging.WARNING:
+                warned.append(time.now - 1000)
+                messages.append(record.getMessage())
+
+    handler = Recorder()
+    logging.getLogger("deploytrigger").addHandler(handler)
+    try:
+        with pytest.raises(ServerError):
+            poller.poll(
+                script("pending", BUSY), is_done, deadline=Deadline(None, time.clock), interval=5
+            )
+    finally:
+        logging.getLogger("deploytrigger").removeHandler(handler)
+
+    assert warned == [5, 65, 125, 185, 245]  # polls failed every 5 s from 5 s; raised at 305
+    assert messages[0] == (
+        "the server cannot answer (GET u answered 503); "
+        "the wait keeps trying for up to about 5 min more"
+    )
+    assert messages[1] == (
+        "the server still cannot answer after about 60 s; "
+        "the wait keeps trying for up to about 4 min more"
+    )
+    assert messages[4].startswith("the server still cannot answer after about 4 min;")
+
+
+def test_an_outage_counts_from_the_start_of_the_first_failed_poll() -> None:
+    time = FakeTime(1000.0)
+    poller = Poller(sleep=time.sleep, clock=time.clock, outage_tolerance=300)
+    fetch = slow(time, 90, "pending", DOWN)
+
+    with pytest.raises(ConnectionFailedError):
+        poller.poll(fetch, is_done, deadline=Deadline(None, time.clock), interval=5)
+
+    # Polls begin at 5, 100, 195, 290 and each fails 90 s later; the one that ends at 380
+    # (375 s after the outage began at 5) raises: at most tolerance + one poll's retries.
+    assert time.now - 1000 == 380
+
+
+def test_the_warning_says_the_deadline_when_it_comes_first_and_no_end_without_one(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    time = FakeTime(1000.0)
+    poller = Poller(sleep=time.sleep, clock=time.clock, outage_tolerance=300)
+    poller.poll(script("pending", DOWN), is_done, deadline=Deadline(50, time.clock), interval=5)
+    patient = Poller(sleep=time.sleep, clock=time.clock, outage_tolerance=float("inf"))
+    patient.poll(script("pending", DOWN), is_done, deadline=Deadline(20, time.clock), interval=5)
+
+    warnings = [m for level, m in outage_log(caplog) if level == "WARNING"]
+    assert warnings[0].endswith("the wait keeps trying for up to about 45 s more")
+    assert warnings[-1].endswith("the wait keeps trying for up to about 15 s more")
+    unbounded = Poller(sleep=time.sleep, clock=time.clock, outage_tolerance=float("inf"))
+    caplog.clear()
+    unbounded.poll(
+        script("pending", DOWN, "done"), is_done, deadline=Deadline(None, time.clock), interval=5
+    )
+    assert outage_log(caplog)[0][1].endswith("the wait keeps trying until it answers")
+
+
+def test_a_wait_without_an_outage_logs_nothing(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="deploytrigger")
+    time = FakeTime(1000.0)
+    poller = Poller(sleep=time.sleep, clock=time.clock)
+
+    poller.poll(script("pending", "done"), is_done, deadline=Deadline(None, time.clock), interval=5)
+
+    assert outage_log(caplog) == []

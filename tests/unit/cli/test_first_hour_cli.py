@@ -49,6 +49,29 @@ def test_unknown_deployment_offers_the_closest_names(fake: FakePrefect) -> None:
     assert "`deploytrigger deployments`" in err
 
 
+def test_unknown_deployment_names_come_from_the_error_with_no_look_up_of_the_clis_own(
+    fake: FakePrefect,
+) -> None:
+    for flow in ("echo", "sleepy"):
+        fake.add_deployment(f"{flow}/{flow}-dep")
+    status, _out, err = run_cli("run", "add/add-deq")
+    assert status == 5
+    assert err.rstrip().endswith(
+        "did you mean 'add/add-dep'? (`deploytrigger deployments` lists them)"
+    )
+    assert [(r.method, r.path) for r in fake.requests] == [
+        ("GET", "/deployments/name/add/add-deq"),
+        ("POST", "/deployments/filter"),
+        ("POST", "/flows/filter"),
+    ]
+
+
+def test_unknown_deployment_with_no_close_name_points_to_the_list(fake: FakePrefect) -> None:
+    status, _out, err = run_cli("run", "zzzz/qqqq")
+    assert status == 5 and "did you mean" not in err
+    assert err.rstrip().endswith("(`deploytrigger deployments` lists the deployments)")
+
+
 def test_url_without_api_gets_the_api_hint_not_a_name_offer(fake: FakePrefect) -> None:
     bare = fake.api_url[: -len("/api")]
     status, _out, err = run_cli("--api-url", bare, "run", "add/add-dep")

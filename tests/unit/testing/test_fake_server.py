@@ -206,6 +206,36 @@ def test_unknown_deployment_is_deployment_not_found(fake: FakePrefect) -> None:
         deploytrigger.run_deployment("etl/missing", timeout=0)
 
 
+def test_unknown_deployment_names_the_closest_ones_as_a_real_server_lets_the_client(
+    fake: FakePrefect,
+) -> None:
+    fake.add_deployment("etl/nightly")
+    fake.add_deployment("etl/weekly")
+    fake.add_deployment("echo/echo-dep")
+    with pytest.raises(deploytrigger.DeploymentNotFoundError) as caught:
+        deploytrigger.run_deployment("etl/nigthly", timeout=0)
+    assert caught.value.close_names == ("etl/nightly", "etl/weekly")  # closest first
+    assert [(r.method, r.path) for r in fake.requests] == [
+        ("GET", "/deployments/name/etl/nigthly"),
+        ("POST", "/deployments/filter"),
+        ("POST", "/flows/filter"),
+    ]
+
+
+def test_flows_filter_reads_flows_by_id_sorted_by_name(fake: FakePrefect) -> None:
+    ids = {name: str(fake.add_deployment(f"{name}/dep").flow_id) for name in ("b", "a", "c")}
+    http = requests.Session()
+    url = fake.api_url + "/flows/filter"
+    chosen = http.post(url, json={"flows": {"id": {"any_": [ids["c"], ids["a"]]}}}, timeout=5)
+    assert [flow["name"] for flow in chosen.json()] == ["a", "c"]
+    assert [flow["name"] for flow in http.post(url, json={"limit": 2}, timeout=5).json()] == [
+        "a",
+        "b",
+    ]
+    bad = http.post(url, json={"flows": {"id": {"any_": ["x"]}}}, timeout=5)
+    assert bad.status_code == 422
+
+
 def test_enforced_schema_rejects_a_bad_parameter_with_409(fake: FakePrefect) -> None:
     schema = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
     fake.add_deployment("etl/nightly", parameter_schema=schema, enforce_parameter_schema=True)
