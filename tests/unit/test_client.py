@@ -98,4 +98,3 @@ def test_numbers_given_as_text_are_read_as_the_environment_is() -> None:
     with Client(API, pool_size="4", max_retries="3", outage_tolerance=" 60 ") as client:
         assert client.settings.max_retries == 3
         assert client._poller.outage_tolerance == 60.0
-

@@ -76,6 +76,9 @@ NOT_FOR_A_FIRST_TRIGGER = (
     "deploytrigger._results.results",
     "deploytrigger._services.placeholders",
     "deploytrigger._parents.executor",
+    "deploytrigger._progress.view",
+    "deploytrigger._progress.notebook",
+    "deploytrigger._progress.terminal",
 )
 
 
@@ -93,6 +96,20 @@ def test_a_first_trigger_loads_no_handles_websocket_logs_results_or_linking() ->
         loaded = loaded_after(code, modules, env)
     # The models did load: the trigger ran and parsed its answer.
     assert [name for name in loaded if name not in baseline] == ["deploytrigger.models"]
+
+
+def test_a_wait_in_a_script_loads_no_ipython_and_no_notebook_or_terminal_view() -> None:
+    modules = ("IPython", "deploytrigger._progress.notebook", "deploytrigger._progress.terminal")
+    with FakePrefect(set_environment=False) as api:
+        api.add_deployment("add/add-dep")
+        env = {**os.environ, "PREFECT_API_URL": api.api_url}
+        code = (
+            "import deploytrigger\n"
+            "run = deploytrigger.run_deployment('add/add-dep', poll_interval=0.01)\n"
+            "assert run.state.is_final(), run\n"
+            "assert 'deploytrigger._progress.view' in sys.modules  # it did wait\n"
+        )
+        assert loaded_after(code, modules, env) == []
 
 
 RUN_ID = "11111111-2222-3333-4444-555555555555"
