@@ -55,40 +55,31 @@ def test_a_kernel_is_a_kernel(kernel: FakeKernel) -> None:
     assert view.in_kernel() is True
 
 
-@pytest.mark.usefixtures("no_ipython")
 @pytest.mark.parametrize(
-    "asked, default, expected",
+    "asked, default, outside, inside",
     [
-        (None, "auto", None),
-        (None, "off", None),
-        (None, "on", TerminalView),
-        (True, "off", TerminalView),
-        (True, "auto", TerminalView),
-        (False, "on", None),
+        (None, "auto", None, NotebookView),
+        (None, "on", TerminalView, NotebookView),
+        (None, "off", None, None),
+        (True, "off", TerminalView, NotebookView),
+        (True, "auto", TerminalView, NotebookView),
+        (False, "on", None, None),
+        (False, "auto", None, None),
     ],
 )
-def test_outside_a_kernel_only_asking_shows_the_line(
-    asked: Optional[bool], default: str, expected: Optional[type]
+def test_the_view_follows_progress_then_the_setting_then_whether_this_is_a_kernel(
+    request: pytest.FixtureRequest,
+    asked: Optional[bool],
+    default: str,
+    outside: Optional[type],
+    inside: Optional[type],
 ) -> None:
+    request.getfixturevalue("no_ipython")
     chosen = view.choose(asked, default)
-    assert chosen is None if expected is None else isinstance(chosen, expected)
-
-
-@pytest.mark.parametrize(
-    "asked, default, shows",
-    [
-        (None, "auto", True),
-        (None, "on", True),
-        (None, "off", False),
-        (True, "off", True),
-        (False, "auto", False),
-    ],
-)
-def test_in_a_kernel_the_live_view_shows_unless_turned_off(
-    kernel: FakeKernel, asked: Optional[bool], default: str, shows: bool
-) -> None:
+    assert chosen is None if outside is None else isinstance(chosen, outside)
+    request.getfixturevalue("kernel")
     chosen = view.choose(asked, default)
-    assert isinstance(chosen, NotebookView) if shows else chosen is None
+    assert chosen is None if inside is None else isinstance(chosen, inside)
 
 
 def test_renders_are_a_views_interval_apart_but_the_last_always_comes() -> None:
