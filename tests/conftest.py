@@ -100,6 +100,21 @@ def isolated_environment(request: pytest.FixtureRequest) -> None:
         monkeypatch.setenv("DEPLOYTRIGGER_EVENTS", options.get("events", "off"))
 
 
+@pytest.fixture
+def spans() -> Iterator[Any]:
+    """The in-memory exporter of an OpenTelemetry SDK (``helpers.otel``), cleared around the test.
+
+    Skips the test where ``opentelemetry-sdk`` is not installed.
+    """
+    pytest.importorskip("opentelemetry.sdk", reason="needs opentelemetry-sdk (the unit extra)")
+    from helpers.otel import span_exporter
+
+    exporter = span_exporter()
+    exporter.clear()
+    yield exporter
+    exporter.clear()
+
+
 @pytest.fixture(scope="session")
 def prefect() -> Iterator[LocalPrefect]:
     """A started local Prefect server serving ``examples/flows.py``."""

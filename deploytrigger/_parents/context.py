@@ -40,6 +40,7 @@ from typing import (
     Iterable,
     Iterator,
     List,
+    Mapping,
     MutableMapping,
     Optional,
     Set,
@@ -80,6 +81,10 @@ class ParentRun:
         prefect_keys: Prefect's own counters (``FlowRunContext.task_run_dynamic_keys``)
             when the parent was found in Prefect's context, else None. Left out
             of ``repr`` and comparisons.
+        labels: the parent flow run's labels when known without asking the
+            server (Prefect's context, a run tracked here), else None; its
+            ``__OTEL_TRACEPARENT`` is what children inherit. Left out of
+            ``repr`` and comparisons.
     """
 
     flow_run_id: uuid.UUID
@@ -88,6 +93,7 @@ class ParentRun:
     # Prefect's counter dict when the parent came from its FlowRunContext: shared,
     # so our placeholders and Prefect's own never take the same key.
     prefect_keys: Optional[PrefectKeys] = field(default=None, repr=False, compare=False)
+    labels: Optional[Mapping[str, Any]] = field(default=None, repr=False, compare=False)
 
 
 # -- the thread-local stack ----------------------------------------------------------
@@ -198,7 +204,9 @@ def _prefect_parent() -> Optional[ParentRun]:
         if flow_run is not None:
             detached = bool(getattr(flow_ctx, "detached", False))
             keys = None if detached else flow_ctx.task_run_dynamic_keys
-            return ParentRun(flow_run_id, task_run_id, None, keys)
+            labels = getattr(flow_run, "labels", None)  # absent on Prefect 2's models
+            known = dict(labels) if isinstance(labels, Mapping) else None
+            return ParentRun(flow_run_id, task_run_id, None, keys, known)
         return ParentRun(flow_run_id, task_run_id, str(task_run.dynamic_key))
     except Exception:  # a Prefect version whose contexts look different: do not break the call
         logger.debug("could not read Prefect's run context", exc_info=True)

@@ -7,8 +7,9 @@ a Running flow run that becomes that parent.
 
 The placeholder takes the shape of the server's version: before its first
 placeholder a client asks ``GET /admin/version`` once and keeps the answer
-(a server that does not answer it gets the newest shape). Nothing is asked
-when no run is linked, so a trigger without a parent stays one request.
+(a server that does not answer it gets the newest shape). The same answer
+tells whether the server takes a new run's trace label. Nothing is asked
+when no run is linked and no label is sent, so a plain trigger stays one request.
 """
 
 from __future__ import annotations
@@ -17,12 +18,14 @@ import contextlib
 import logging
 import threading
 import uuid
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple
 
+from .._helpers import tracing
 from .._helpers.arguments import PAGE_LIMIT, DeploymentRef
 from .._http.errors import refine
 from .._http.transport import Transport
-from .._parents.context import DYNAMIC_KEYS, ParentRun, current_parent, pushed
+from .._parents.context import DYNAMIC_KEYS, ParentRun, pushed
 from ..exceptions import (
     APIError,
     BadRequestError,
@@ -43,6 +46,20 @@ MAX_KEY_ATTEMPTS = 32
 """How many dynamic keys one placeholder tries before it shares the task run that holds the
 last one (what Prefect itself would do); other processes racing for the same keys lose
 each round to one winner at most."""
+
+
+@dataclass(frozen=True)
+class Link:
+    """Where a new run sits under its parent.
+
+    Attributes:
+        task_run_id: the placeholder task run, the new run's ``parent_task_run_id``.
+        parent_labels: the parent flow run's labels as the server copied them
+            into the placeholder (empty from a server without labels).
+    """
+
+    task_run_id: uuid.UUID
+    parent_labels: Mapping[str, Any]
 
 
 class Parents:
@@ -80,10 +97,34 @@ class Parents:
                     logger.debug("Prefect server version %s", self._dialect.version)
             return self._dialect
 
+    def trace_labels(self, traceparent: Optional[str]) -> Dict[str, Any]:
+        """The ``labels`` of a new run's body carrying ``traceparent``, if the server takes them.
+
+        Empty without a ``traceparent``, and on a server older than 3.1.11,
+        whose request schemas refuse ``labels`` (then the label is left out and
+        the run is not part of the trace). Asks the server's version once per
+        client, and only when there is a label to send.
+        """
+        if traceparent is None:
+            return {}
+        dialect = self.dialect()
+        if not dialect.run_labels:
+            logger.debug(
+                "Prefect server %s takes no run labels: the new run is not labelled with %s",
+                dialect.version,
+                traceparent,
+            )
+            return {}
+        return {"labels": {tracing.TRACEPARENT_LABEL: traceparent}}
+
     def link(
-        self, deployment: Deployment, ref: DeploymentRef, parameters: Mapping[str, Any]
-    ) -> Optional[uuid.UUID]:
-        """The placeholder task run linking a new run to the current parent run, if any.
+        self,
+        parent: ParentRun,
+        deployment: Deployment,
+        ref: DeploymentRef,
+        parameters: Mapping[str, Any],
+    ) -> Link:
+        """The placeholder task run linking a new run to ``parent`` (``current_parent()``).
 
         Created as the server version's ``run_deployment`` creates it (see
         ``placeholders.py``), with an id chosen here. ``POST /task_runs/`` returns
@@ -93,13 +134,13 @@ class Parents:
         from the server and the next key is tried, so that every call gets its
         own placeholder. A parent with a fixed dynamic key (a task-run parent
         outside a flow run) shares the task run holding it, as Prefect does.
+        The server gives a task run its flow run's labels, so the answer also
+        carries the parent's labels (its trace label among them) at no extra
+        request.
 
         Raises:
             FlowRunNotFoundError: the parent run does not exist.
         """
-        parent = current_parent()
-        if parent is None:
-            return None
         from .placeholders import placeholder_payload, task_key  # only under a parent
 
         deployment_name = self._deployments.full_name(ref, deployment)
@@ -119,7 +160,7 @@ class Parents:
                 task_run_id=wanted,
                 dialect=dialect,
             )
-            task_run_id = self._create_placeholder(payload, parent)
+            task_run_id, labels = self._create_placeholder(payload, parent)
             if task_run_id == wanted:
                 break
             fixed = parent.dynamic_key is not None
@@ -150,10 +191,12 @@ class Parents:
             parent.flow_run_id,
             deployment_name,
         )
-        return task_run_id
+        return Link(task_run_id, labels)
 
-    def _create_placeholder(self, payload: Dict[str, Any], parent: ParentRun) -> uuid.UUID:
-        """``POST /task_runs/``; the id of the task run the server answered with."""
+    def _create_placeholder(
+        self, payload: Dict[str, Any], parent: ParentRun
+    ) -> Tuple[uuid.UUID, Mapping[str, Any]]:
+        """``POST /task_runs/``; the id and the labels of the task run the server answered with."""
         try:
             data = self._transport.request("POST", "/task_runs/", body=payload)
         except BadRequestError as exc:
@@ -166,7 +209,10 @@ class Parents:
                 f"cannot link to parent flow run {parent.flow_run_id}: it was not found",
                 flow_run_id=str(parent.flow_run_id),
             ) from None
-        return parse_uuid(data.get("id") if isinstance(data, dict) else None)
+        if not isinstance(data, dict):
+            return parse_uuid(None), {}
+        labels = data.get("labels")
+        return parse_uuid(data.get("id")), labels if isinstance(labels, dict) else {}
 
     def settle(self, placeholder_id: Optional[uuid.UUID], run: FlowRun) -> None:
         """Finish a placeholder that ``run``, returned for a reused idempotency key, made idle.
@@ -248,13 +294,14 @@ class Parents:
         }
         if "name" in checked:
             body["name"] = checked["name"]
+        body.update(self.trace_labels(tracing.current_traceparent()))
         run = FlowRun.from_json(
             request("POST", "/flow_runs/", body=body), api_url=self._transport.api_url
         )
         logger.info("tracking flow run %s (%s) of flow %s", run.id, run.name, flow_name)
         DYNAMIC_KEYS.mark_new(run.id)
         try:
-            with pushed(ParentRun(run.id)):
+            with pushed(ParentRun(run.id, labels=run.labels)):
                 yield run
         except KeyboardInterrupt:
             self._finish(run, "CANCELLED", "Interrupted (KeyboardInterrupt)", quiet=True)

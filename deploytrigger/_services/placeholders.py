@@ -14,6 +14,10 @@ against the records each server writes):
   on 2.x, ``prefect.deployments.flow_runs.run_deployment.`` on 3.x;
 - ``task_inputs["__parents__"]`` naming a task-run parent: from 3.6 on only.
 
+The same version tells whether ``create_flow_run`` takes ``labels`` (the
+trace label of ``_helpers/tracing.py``): from 3.1.11 on; earlier servers
+refuse the field with a 422.
+
 No version gets ``labels``: Prefect 3.x's client sends an empty mapping, which
 the server stores as it stores an absent one, and Prefect 2.x and 3.0 refuse
 the field (422: their request schemas forbid unknown fields).
@@ -41,6 +45,9 @@ TASK_KEY_PREFIX_2 = "prefect.deployments.deployments.run_deployment."
 PARENTS_INPUT_SINCE = (3, 6)
 """The first Prefect release whose ``run_deployment`` records the calling task run in
 ``task_inputs["__parents__"]``."""
+LABELS_SINCE = (3, 1, 11)
+"""The first Prefect server whose ``create_flow_run`` request schema has ``labels`` (3.1.10
+forbids unknown fields, 3.1.11 declares it)."""
 
 # -- server versions ----------------------------------------------------------------------
 
@@ -53,11 +60,13 @@ class Dialect:
         version: the server's version as it reported it, or None when unknown.
         task_key_prefix: what the task key starts with.
         parents_input: whether a task-run parent goes into ``task_inputs["__parents__"]``.
+        run_labels: whether ``create_flow_run`` (and ``POST /flow_runs/``) take ``labels``.
     """
 
     version: Optional[str]
     task_key_prefix: str = TASK_KEY_PREFIX
     parents_input: bool = True
+    run_labels: bool = True
 
 
 CURRENT = Dialect(None)
@@ -84,8 +93,13 @@ def dialect_for(version: Any) -> Dialect:
         return CURRENT
     shown = str(version).strip()
     if parsed[0] < 3:  # checked against 2.20.25
-        return Dialect(shown, TASK_KEY_PREFIX_2, parents_input=False)
-    return Dialect(shown, TASK_KEY_PREFIX, parents_input=parsed[:2] >= PARENTS_INPUT_SINCE)
+        return Dialect(shown, TASK_KEY_PREFIX_2, parents_input=False, run_labels=False)
+    return Dialect(
+        shown,
+        TASK_KEY_PREFIX,
+        parents_input=parsed[:2] >= PARENTS_INPUT_SINCE,
+        run_labels=parsed >= LABELS_SINCE,
+    )
 
 
 EMPIRICAL_POLICY: Mapping[str, Any] = {

@@ -18,11 +18,13 @@ from typing import (
     Callable,
     Dict,
     List,
+    Mapping,
     Optional,
     Sequence,
     Union,
 )
 
+from .._helpers import tracing
 from .._helpers.arguments import (
     PAGE_LIMIT,
     as_uuid,
@@ -32,6 +34,7 @@ from .._helpers.arguments import (
 from .._helpers.deadline import Deadline
 from .._http.errors import refine
 from .._http.transport import Transport
+from .._parents.context import current_parent
 from .._waits.engine import NOTHING, Poller
 from .._waits.run_reader import cancel_if_interrupted, cancel_if_timed_out
 from ..exceptions import (
@@ -70,6 +73,25 @@ def cancel_state(message: Optional[str]) -> Dict[str, Any]:
             "message": message or "Cancelled by deploytrigger",
         },
         "force": False,
+    }
+
+
+DEPLOYMENT_NAME = "prefect.deployment.name"
+"""Span attributes of ours, in Prefect's ``prefect.`` namespace (its engine's spans use
+``prefect.run.id``); OpenTelemetry has no conventions for workflow runs."""
+DEPLOYMENT_ID = "prefect.deployment.id"
+FLOW_RUN_ID = "prefect.flow_run.id"
+FLOW_RUN_NAME = "prefect.flow_run.name"
+FLOW_RUN_STATE = "prefect.flow_run.state"
+
+
+def run_attributes(run: FlowRun) -> Dict[str, Any]:
+    """The span attributes that describe ``run``: its id, name, deployment and state type."""
+    return {
+        FLOW_RUN_ID: str(run.id),
+        FLOW_RUN_NAME: run.name,
+        DEPLOYMENT_ID: None if run.deployment_id is None else str(run.deployment_id),
+        FLOW_RUN_STATE: None if run.state is None else str(run.state.type.value),
     }
 
 
@@ -213,11 +235,15 @@ class Runs:
     def create_from_deployment(
         self, request: RunRequest, parent_task_run_id: Optional[Union[uuid.UUID, str]]
     ) -> FlowRun:
-        """Create the run ``request`` describes (its deployment given by id), unlinked."""
+        """Create the run ``request`` describes (its deployment given by id), unlinked.
+
+        Linked to no parent, it carries the caller's current span's trace label.
+        """
         deployment_id = as_uuid(request.ref, "deployment_id")
         body = dict(request.body)
         if parent_task_run_id is not None:
             body["parent_task_run_id"] = str(as_uuid(parent_task_run_id, "parent_task_run_id"))
+        body.update(self._parents.trace_labels(tracing.current_traceparent()))
         return self.create(deployment_id, body, str(deployment_id))
 
     def trigger(self, request: RunRequest) -> FlowRun:
@@ -225,8 +251,21 @@ class Runs:
 
         A cached deployment is read again when the server no longer knows it
         (deleted, maybe re-created under the same name) or when it lacks a
-        parameter (the flow gained one).
+        parameter (the flow gained one). The run joins the caller's trace
+        (``_helpers/tracing.py``): under a parent it gets the parent's trace
+        label, else the caller's current span's; the whole trigger is our
+        ``deploytrigger.create_flow_run`` span.
         """
+        caller = tracing.current_traceparent()  # before our own span becomes the current one
+        shown = describe_ref(request.ref)
+        by_id = isinstance(request.ref, uuid.UUID)
+        given = {DEPLOYMENT_ID: shown} if by_id else {DEPLOYMENT_NAME: shown}
+        with tracing.client_span(tracing.CREATE_SPAN, given) as span:
+            run = self._trigger(request, caller)
+            tracing.set_attributes(span, run_attributes(run))
+        return run
+
+    def _trigger(self, request: RunRequest, caller: Optional[str]) -> FlowRun:
         ref, body = request.ref, dict(request.body)
         shown = describe_ref(ref)
         deployment, cached = self._deployments.resolve(ref)
@@ -240,11 +279,16 @@ class Runs:
         if stale:
             deployment, cached = self._deployments.resolve(ref, refresh=True)
             check_parameter_names(deployment, body["parameters"], shown)
-        parent_task_run_id = None
-        if request.as_subflow:
-            parent_task_run_id = self._parents.link(deployment, ref, body["parameters"])
-            if parent_task_run_id is not None:
-                body["parent_task_run_id"] = str(parent_task_run_id)
+        parent = current_parent()
+        link = None
+        parent_labels: Optional[Mapping[str, Any]] = None
+        if parent is not None and request.as_subflow:
+            link = self._parents.link(parent, deployment, ref, body["parameters"])
+            body["parent_task_run_id"] = str(link.task_run_id)
+            parent_labels = link.parent_labels
+        elif parent is not None:  # unlinked: its labels only if known without a request
+            parent_labels = parent.labels
+        body.update(self._parents.trace_labels(tracing.child_traceparent(parent_labels, caller)))
         gone = False
         try:
             run = self.create(deployment.id, body, shown)
@@ -256,7 +300,7 @@ class Runs:
             deployment, _ = self._deployments.resolve(ref, refresh=True)
             run = self.create(deployment.id, body, shown)
         # A reused idempotency_key returns the run created before, linked elsewhere.
-        self._parents.settle(parent_task_run_id, run)
+        self._parents.settle(None if link is None else link.task_run_id, run)
         return run
 
     # -- waiting and cancelling ------------------------------------------------------------
@@ -276,7 +320,8 @@ class Runs:
         ``timeout`` and ``poll_interval`` come checked by the client
         (``check_wait_arguments``). A run given as a :class:`FlowRun` is what
         the wait falls back on if the server cannot answer its first poll. See
-        ``Client.run_deployment`` for the cancel options and ``progress``.
+        ``Client.run_deployment`` for the cancel options and ``progress``. The
+        wait is our ``deploytrigger.wait`` span when the caller traces.
         """
         from .._progress.view import open_progress  # on a wait: a trigger never loads it
 
@@ -294,7 +339,10 @@ class Runs:
             shown.show((fresh,))
             return fresh
 
-        with open_progress(progress, self.poller) as shown:
+        span_attributes = {FLOW_RUN_ID: str(run_id)}
+        with tracing.client_span(tracing.WAIT_SPAN, span_attributes) as span, open_progress(
+            progress, self.poller
+        ) as shown:
             try:
                 found = self.poller.poll(
                     fetch,
@@ -310,7 +358,8 @@ class Runs:
             settled = cancel_if_timed_out(self, found, timeout, cancel_on_timeout)
             if settled is not found:  # cancelled: show the run as read after
                 shown.show((settled,))
-            return settled
+            tracing.set_attributes(span, run_attributes(settled))
+        return settled
 
     def cancel_flow_run(self, flow_run_id: uuid.UUID, message: Optional[str] = None) -> bool:
         """Ask the server to cancel a run; True when it accepted (``Client.cancel_flow_run``)."""

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import uuid
-from typing import Iterator
+from typing import Any, Dict, Iterator, List
 
 import pytest
+import responses
 
 import deploytrigger
 import deploytrigger._parents.context
@@ -37,3 +39,12 @@ def no_ambient_parent(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setattr(deploytrigger._parents.context, "DYNAMIC_KEYS", fresh)
     monkeypatch.setattr(deploytrigger._services.parents, "DYNAMIC_KEYS", fresh)
     yield
+
+
+def sent(mock: responses.RequestsMock, method: str, path: str) -> List[Dict[str, Any]]:
+    """The JSON bodies of the ``method`` requests to ``API + path``, in order."""
+    return [
+        json.loads(call.request.body or b"null")
+        for call in mock.calls
+        if call.request.method == method and call.request.url == API + path
+    ]

@@ -98,15 +98,21 @@ def test_a_first_trigger_loads_no_handles_websocket_logs_results_or_linking() ->
     assert [name for name in loaded if name not in baseline] == ["deploytrigger.models"]
 
 
-def test_a_wait_in_a_script_loads_no_ipython_and_no_notebook_or_terminal_view() -> None:
-    modules = ("IPython", "deploytrigger._progress.notebook", "deploytrigger._progress.terminal")
+def test_a_wait_in_a_script_loads_no_opentelemetry_no_ipython_and_no_progress_view() -> None:
+    modules = (
+        "opentelemetry",
+        "opentelemetry.trace",
+        "IPython",
+        "deploytrigger._progress.notebook",
+        "deploytrigger._progress.terminal",
+    )
     with FakePrefect(set_environment=False) as api:
         api.add_deployment("add/add-dep")
         env = {**os.environ, "PREFECT_API_URL": api.api_url}
         code = (
             "import deploytrigger\n"
-            "run = deploytrigger.run_deployment('add/add-dep', poll_interval=0.01)\n"
-            "assert run.state.is_final(), run\n"
+            "run = deploytrigger.run_deployment('add/add-dep', timeout=30, poll_interval=0)\n"
+            "assert run.is_final(), run.state\n"
             "assert 'deploytrigger._progress.view' in sys.modules  # it did wait\n"
         )
         assert loaded_after(code, modules, env) == []

@@ -13,9 +13,9 @@ import sys
 import typing
 import warnings
 from pathlib import Path
-from typing import Dict
 
 import pytest
+from helpers.profiles import environ, home, write_profiles  # noqa: F401 - the fixture: home
 
 import deploytrigger.settings as settings_module
 from deploytrigger import Client, ConfigurationError
@@ -32,24 +32,6 @@ pytestmark = pytest.mark.isolated_environment(home="home", prefect_home=False)
 ARG_URL = "http://arg.example:4200/api"
 ENV_URL = "http://env.example:4200/api"
 PROFILE_URL = "http://profile.example:4200/api"
-
-
-@pytest.fixture
-def home(tmp_path: Path) -> Path:
-    """An empty PREFECT_HOME."""
-    path = tmp_path / "prefect-home"
-    path.mkdir()
-    return path
-
-
-def environ(home: Path, **values: str) -> Dict[str, str]:
-    return {"PREFECT_HOME": str(home), **values}
-
-
-def write_profiles(home: Path, text: str) -> Path:
-    path = home / "profiles.toml"
-    path.write_text(text, encoding="utf-8")
-    return path
 
 
 def ca_file(tmp_path: Path, name: str) -> str:

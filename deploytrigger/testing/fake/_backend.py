@@ -240,7 +240,10 @@ class Backend(DeploymentEndpoints, TaskRunAndLogEndpoints):
         tags: List[str],
         labels: Dict[str, str],
     ) -> Answer:
-        """A new run from a create body; the existing one for a known idempotency key."""
+        """A new run from a create body; the existing one for a known idempotency key.
+
+        ``labels`` are the server's own; the body's ``labels`` go over them.
+        """
         key = body.get("idempotency_key")
         if key is not None:
             for run in self.runs.values():
@@ -264,7 +267,7 @@ class Backend(DeploymentEndpoints, TaskRunAndLogEndpoints):
             "deployment_version": deployment.record["version"] if deployment else None,
             "parameters": parameters,
             "tags": tags,
-            "labels": labels,
+            "labels": {**labels, **bodies.mapping(body.get("labels"))},
             "idempotency_key": key,
             "parent_task_run_id": body.get("parent_task_run_id"),
             "work_queue_name": None,

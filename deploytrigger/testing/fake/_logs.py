@@ -71,8 +71,7 @@ class TaskRunAndLogEndpoints:
             task_run_id=task_run_id,
             created=now,
             body={**body, "flow_run_id": flow_run_id},
-            flow_id=run.base["flow_id"],
-            deployment_id=run.base["deployment_id"],
+            flow_run_labels=run.base["labels"],
             state=state,
         )
         self.task_runs[task_run_id] = task_run

@@ -164,11 +164,14 @@ def task_run_json(
     task_run_id: str,
     created: float,
     body: Mapping[str, Any],
-    flow_id: str,
-    deployment_id: Optional[str],
+    flow_run_labels: Mapping[str, Any],
     state: Dict[str, Any],
 ) -> Dict[str, Any]:
-    """A task run created from a ``POST /task_runs/`` body (a placeholder, in practice)."""
+    """A task run created from a ``POST /task_runs/`` body (a placeholder, in practice).
+
+    Its labels are its flow run's, its flow run's id, then the body's own, as
+    the server merges them.
+    """
     policy = {
         "max_retries": 0,
         "retry_delay_seconds": 0.0,
@@ -179,10 +182,11 @@ def task_run_json(
     given_policy = body.get("empirical_policy")
     if isinstance(given_policy, Mapping):
         policy.update({key: value for key, value in given_policy.items() if key in policy})
-    labels = {"prefect.flow.id": flow_id}
-    if deployment_id is not None:
-        labels["prefect.deployment.id"] = deployment_id
+    labels = dict(flow_run_labels)
     labels["prefect.flow-run.id"] = str(body["flow_run_id"])
+    given = body.get("labels")
+    if isinstance(given, Mapping):
+        labels.update(given)
     return {
         "id": task_run_id,
         "created": iso(created),

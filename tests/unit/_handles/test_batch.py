@@ -34,6 +34,7 @@ from deploytrigger import (
     InvalidArgumentError,
     InvalidArgumentTypeError,
 )
+from deploytrigger._services.parents import Link
 from deploytrigger.models import FlowRun
 
 
@@ -307,7 +308,8 @@ def test_run_many_workers_run_under_the_callers_parent(
     parent_id = uuid.uuid4()
     with deploytrigger.parent_run(parent_id):
         # The parent must not be created on the fake server: only check what workers see.
-        monkeypatch.setattr(client._parents, "link", lambda *a, **k: None)
+        unlinked = Link(uuid.uuid4(), {})  # a placeholder the fake does not hold
+        monkeypatch.setattr(client._parents, "link", lambda *a, **k: unlinked)
         client.run_many(["add/add-dep"] * 4, max_workers=4, timeout=0)
     assert len(seen) == 4
     assert all(parent is not None and parent.flow_run_id == parent_id for parent in seen)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Dict
 
 import pytest
+from helpers.profiles import environ, home, write_profiles  # noqa: F401 - the fixture: home
 
 from deploytrigger import Client, ConfigurationError
 from deploytrigger._helpers.profiles import read_profile
@@ -21,24 +22,6 @@ pytestmark = pytest.mark.isolated_environment(home="home", prefect_home=False)
 
 ENV_URL = "http://env.example:4200/api"
 PROFILE_URL = "http://profile.example:4200/api"
-
-
-@pytest.fixture
-def home(tmp_path: Path) -> Path:
-    """An empty PREFECT_HOME."""
-    path = tmp_path / "prefect-home"
-    path.mkdir()
-    return path
-
-
-def environ(home: Path, **values: str) -> Dict[str, str]:
-    return {"PREFECT_HOME": str(home), **values}
-
-
-def write_profiles(home: Path, text: str) -> Path:
-    path = home / "profiles.toml"
-    path.write_text(text, encoding="utf-8")
-    return path
 
 
 # -- any valid TOML, on every Python -------------------------------------------------

@@ -232,13 +232,20 @@ def fake_prefect_context(
     flow_run_id: Optional[uuid.UUID],
     task_run: Optional[Tuple[uuid.UUID, Optional[uuid.UUID], str]] = None,
     detached: bool = False,
+    labels: Optional[Dict[str, Any]] = None,
 ) -> Dict[str, Any]:
-    """Install a stand-in for ``prefect.context`` with the given active contexts."""
+    """Install a stand-in for ``prefect.context`` with the given active contexts.
+
+    The flow run has ``labels`` only when given (Prefect 2's model has none).
+    """
     counters: Dict[str, Any] = {}
     flow_ctx = None
     if flow_run_id is not None:
+        flow_run = types.SimpleNamespace(id=flow_run_id)
+        if labels is not None:
+            flow_run.labels = labels
         flow_ctx = types.SimpleNamespace(
-            flow_run=types.SimpleNamespace(id=flow_run_id),
+            flow_run=flow_run,
             detached=detached,
             task_run_dynamic_keys=counters,
         )
@@ -265,6 +272,23 @@ def test_prefect_flow_run_context_is_the_parent_with_its_counters(
     parent = current_parent()
     assert parent == ParentRun(PARENT)
     assert parent is not None and parent.prefect_keys is counters
+
+
+def test_prefect_flow_run_context_carries_the_parent_s_labels(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    labels = {"__OTEL_TRACEPARENT": "00-" + "1" * 32 + "-" + "2" * 16 + "-01"}
+    fake_prefect_context(monkeypatch, PARENT, labels=labels)
+    parent = current_parent()
+    assert parent is not None and parent.labels == labels
+
+
+def test_prefect_flow_run_without_labels_gives_unknown_labels(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fake_prefect_context(monkeypatch, PARENT)  # a model without the field, as Prefect 2's
+    parent = current_parent()
+    assert parent == ParentRun(PARENT) and parent.labels is None
 
 
 def test_prefect_task_run_in_the_flow_run_is_the_caller(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -310,7 +334,7 @@ def test_parent_run_is_a_frozen_dataclass_that_ignores_prefect_s_counters() -> N
     counters: Dict[str, Any] = {"add-0": 1}
     parent = ParentRun(PARENT, TASK_RUN, prefect_keys=counters)
     names = [f.name for f in dataclasses.fields(ParentRun)]
-    assert names == ["flow_run_id", "task_run_id", "dynamic_key", "prefect_keys"]
+    assert names == ["flow_run_id", "task_run_id", "dynamic_key", "prefect_keys", "labels"]
     assert names == list(typing.get_type_hints(ParentRun)) == list(dataclasses.asdict(parent))
     same = ParentRun(PARENT, TASK_RUN)
     assert parent == same and hash(parent) == hash(same)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterator, Optional, Tuple
 
 import pytest
 import responses
@@ -18,6 +18,7 @@ from helpers.parent_stubs import (  # noqa: F401 - the autouse fixture
     PARENT,
     TASK_RUN,
     no_ambient_parent,
+    sent,
 )
 from helpers.server_json import deployment_json, flow_run_json
 
@@ -49,14 +50,6 @@ def api() -> Iterator[responses.RequestsMock]:
 def client() -> Iterator[Client]:
     with Client(API, sleep=lambda _: None) as shared:
         yield shared
-
-
-def sent(mock: responses.RequestsMock, method: str, path: str) -> List[Dict[str, Any]]:
-    return [
-        json.loads(call.request.body or b"null")
-        for call in mock.calls
-        if call.request.method == method and call.request.url == API + path
-    ]
 
 
 def echo_task_run(request: Any) -> Tuple[int, Dict[str, str], str]:
