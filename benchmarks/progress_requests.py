@@ -8,6 +8,9 @@ counted by endpoint::
 
     python -m benchmarks.progress_requests [--runs 200] [--rounds 3] [--after 4]
 
+Last, what one render costs in this process: the notebook view's HTML and the
+terminal's line for ``--runs`` runs (mean of 200 renders).
+
 With ``progress=True`` outside a notebook the view is the progress line on
 stderr (sent to a buffer here); in a kernel it is the notebook's display,
 rendered from the same calls. A difference of one poll between two rounds is
@@ -22,8 +25,11 @@ import contextlib
 import io
 import re
 import sys
+import timeit
+import uuid
 from collections import Counter
-from typing import Dict, List, Optional, Sequence
+from datetime import datetime, timezone
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from deploytrigger import Client
 from deploytrigger.testing import FakePrefect
@@ -63,7 +69,36 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"progress={progress!s:<5} {sum(counts.values())} requests ({shown})", flush=True)
     for progress, values in totals.items():
         print(f"progress={progress!s:<5} requests per round: {values}")
+    html, line = render_seconds(options.runs)
+    print(f"one render of {options.runs} runs: notebook {html * 1e3:.2f} ms, ", end="")
+    print(f"line {line * 1e3:.2f} ms")
     return 0
+
+
+def render_seconds(runs: int, renders: int = 200) -> Tuple[float, float]:
+    """Mean seconds to build the notebook view's HTML and the terminal line for ``runs`` runs."""
+    from deploytrigger import FlowRun
+    from deploytrigger._progress import notebook, terminal
+    from deploytrigger._progress.snapshot import Snapshot
+
+    states = ("RUNNING", "COMPLETED", "FAILED")
+    shown = tuple(
+        FlowRun.from_json(
+            {
+                "id": str(uuid.uuid4()),
+                "name": f"run-{index}",
+                "flow_id": str(uuid.uuid4()),
+                "state": {"type": states[index % 3], "name": states[index % 3].title()},
+                "start_time": "2026-12-05T18:00:00+00:00",
+            },
+            api_url="http://127.0.0.1:4200/api",
+        )
+        for index in range(runs)
+    )
+    snapshot = Snapshot(shown, 5.0, datetime.now(timezone.utc))
+    html = timeit.timeit(lambda: notebook.view_html(snapshot), number=renders) / renders
+    line = timeit.timeit(lambda: terminal.line(snapshot), number=renders) / renders
+    return html, line
 
 
 if __name__ == "__main__":
