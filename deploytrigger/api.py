@@ -50,6 +50,7 @@ def run_deployment(
     *,
     cancel_on_timeout: bool = False,
     cancel_on_interrupt: bool = False,
+    progress: Optional[bool] = None,
 ) -> FlowRun:
     """Create a flow run of a deployment and return it once final or when time runs out.
 
@@ -63,7 +64,8 @@ def run_deployment(
     positive timeout returns the run in whatever state it has when time runs out,
     unless ``cancel_on_timeout`` (then it is cancelled first); with
     ``cancel_on_interrupt`` a ``KeyboardInterrupt`` while waiting cancels the run
-    before propagating.
+    before propagating; ``progress`` shows the run while waiting (by default a
+    live view in a Jupyter kernel, nothing elsewhere).
 
     Raises:
         DeployTriggerError: see :meth:`Client.run_deployment`.
@@ -82,6 +84,7 @@ def run_deployment(
         job_variables=job_variables,
         cancel_on_timeout=cancel_on_timeout,
         cancel_on_interrupt=cancel_on_interrupt,
+        progress=progress,
     )
 
 

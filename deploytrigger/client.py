@@ -28,6 +28,7 @@ from ._helpers.arguments import (
     PAGE_LIMIT,
     RunOptions,
     as_uuid,
+    check_progress,
     check_wait_arguments,
     unexpected_keywords,
 )
@@ -83,6 +84,7 @@ class Client:
             clock=clock,
             outage_tolerance=options.get("outage_tolerance", DEFAULT_OUTAGE_TOLERANCE),
             wakeups=self._events,
+            progress=self.settings.progress,
         )
         self._transport = Transport(
             self.settings,
@@ -322,6 +324,7 @@ class Client:
         *,
         cancel_on_timeout: bool = False,
         cancel_on_interrupt: bool = False,
+        progress: Optional[bool] = None,
     ) -> FlowRun:
         """Create a flow run of a deployment and return it once final or when time runs out.
 
@@ -345,6 +348,10 @@ class Client:
                 default, as in Prefect: the run keeps going.
             cancel_on_interrupt: on ``KeyboardInterrupt`` (Ctrl-C) while waiting,
                 cancel the run before the interrupt propagates.
+            progress: show the run while waiting: True, False, or None for the
+                client's ``progress`` setting, which by default shows a live view
+                in a Jupyter kernel and nothing elsewhere (guide "Notebooks and
+                progress"). It reads nothing more from the server.
 
         Returns the flow run as last read. Raises ``InvalidArgumentError`` for a
         malformed argument such as a negative timeout (nothing sent),
@@ -352,6 +359,7 @@ class Client:
         ``DeployTriggerError`` for any other failure to create or read the run.
         """
         wait_timeout = check_wait_arguments(timeout, poll_interval)
+        check_progress(progress)
         options = RunOptions(
             parameters=parameters,
             scheduled_time=scheduled_time,
@@ -371,6 +379,7 @@ class Client:
             poll_interval,
             cancel_on_timeout=cancel_on_timeout,
             cancel_on_interrupt=cancel_on_interrupt,
+            progress=progress,
         )
 
     def wait_for_flow_run(
@@ -381,11 +390,12 @@ class Client:
         *,
         cancel_on_timeout: bool = False,
         cancel_on_interrupt: bool = False,
+        progress: Optional[bool] = None,
     ) -> FlowRun:
         """Poll a flow run until it is final or ``timeout`` seconds pass.
 
         Returns the run once final, or as last read when the timeout ran out.
-        The cancel options are those of :meth:`run_deployment`.
+        The cancel options and ``progress`` are those of :meth:`run_deployment`.
         """
         wait_timeout = check_wait_arguments(timeout, poll_interval)
         return self._runs.wait(
@@ -394,6 +404,7 @@ class Client:
             poll_interval,
             cancel_on_timeout=cancel_on_timeout,
             cancel_on_interrupt=cancel_on_interrupt,
+            progress=check_progress(progress),
         )
 
     def flow_run(
@@ -462,6 +473,8 @@ class Client:
         timeout: Optional[float] = None,
         poll_interval: float = 5,
         return_when: str = ALL_COMPLETED,
+        *,
+        progress: Optional[bool] = None,
     ) -> DoneAndNotDone:
         """Wait for many runs, like ``concurrent.futures.wait``, batching the polls.
 
@@ -472,7 +485,8 @@ class Client:
         ``return_when`` is ``ALL_COMPLETED`` or ``FIRST_COMPLETED``. Returns
         ``(done, not_done)`` lists of handles, in the order given, duplicates
         removed: a timeout is not an error. Raises ``FlowRunNotFoundError`` for
-        a run that does not exist.
+        a run that does not exist. ``progress``: as for :meth:`run_deployment`
+        (many runs show a progress bar and a table of runs).
         """
         wait_timeout = check_wait_arguments(timeout, poll_interval)
         from ._handles import batch
@@ -483,23 +497,34 @@ class Client:
             timeout=wait_timeout,
             poll_interval=poll_interval,
             return_when=return_when,
+            progress=check_progress(progress),
         )
 
     def as_completed(
-        self, runs: Iterable[RunRef], timeout: Optional[float] = None, poll_interval: float = 5
+        self,
+        runs: Iterable[RunRef],
+        timeout: Optional[float] = None,
+        poll_interval: float = 5,
+        *,
+        progress: Optional[bool] = None,
     ) -> Iterator[FlowRun]:
         """Yield each run once it is final, as ``concurrent.futures.as_completed`` does.
 
         Runs already final come first; runs seen final by the same poll come
         in the order they ended. Polls are batched as in :meth:`wait_all`. Raises
         ``FlowRunTimeoutError`` (``.not_done``) when ``timeout`` seconds pass
-        with runs still not final, after yielding those that were.
+        with runs still not final, after yielding those that were. ``progress``:
+        as for :meth:`wait_all`.
         """
         wait_timeout = check_wait_arguments(timeout, poll_interval)
         from ._handles import batch
 
         return batch.as_completed(
-            self._runs, runs, timeout=wait_timeout, poll_interval=poll_interval
+            self._runs,
+            runs,
+            timeout=wait_timeout,
+            poll_interval=poll_interval,
+            progress=check_progress(progress),
         )
 
     def run_many(
@@ -508,6 +533,8 @@ class Client:
         max_workers: int = 16,
         timeout: Optional[float] = None,
         poll_interval: float = 5,
+        *,
+        progress: Optional[bool] = None,
     ) -> List[FlowRun]:
         """Trigger many deployments from a thread pool, then wait for all of them.
 
@@ -520,9 +547,11 @@ class Client:
         Returns the runs in the order of ``calls``: final, or as last seen when
         ``timeout`` ran out (0 returns them as created). When calls fail, the
         first failure (in call order) is raised once every call has been tried;
-        the runs the other calls created keep going.
+        the runs the other calls created keep going. ``progress``: as for
+        :meth:`wait_all`, while the runs are waited for.
         """
         wait_timeout = check_wait_arguments(timeout, poll_interval)
+        progress = check_progress(progress)
         from ._handles import batch
 
         return batch.run_many(
@@ -533,6 +562,7 @@ class Client:
             max_workers=max_workers,
             timeout=wait_timeout,
             poll_interval=poll_interval,
+            progress=progress,
         )
 
 

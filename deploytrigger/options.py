@@ -18,8 +18,8 @@ __all__ = ["ClientOptions"]
 class ClientOptions(SettingsOptions, total=False):
     """The keywords that :class:`~deploytrigger.Client` and :func:`~deploytrigger.configure` take.
 
-    Each is optional; the first eight are settings, which fall back on the
-    environment (and, but for ``events``, the active Prefect profile). A value
+    Each is optional; the first nine are settings, which fall back on the
+    environment (and, but for ``events`` and ``progress``, the active Prefect profile). A value
     that cannot be used raises :class:`~deploytrigger.ConfigurationError` naming
     the option, whether it came from an argument or the environment.
 
@@ -45,6 +45,11 @@ class ClientOptions(SettingsOptions, total=False):
             which listens when the extra ``deploytrigger[events]`` is installed,
             the server offers the stream and no ``sleep`` is injected. ``"off"``
             never opens a websocket. See the guide "Waits that listen".
+        progress: ``"auto"``, ``"on"`` or ``"off"``: the default of every wait's
+            ``progress`` (a wait's own ``progress=True``/``False`` wins); else
+            ``DEPLOYTRIGGER_PROGRESS``; else ``"auto"``: a live view in a Jupyter
+            kernel, nothing elsewhere. ``"on"`` also shows a progress line on
+            stderr outside a kernel. See the guide "Notebooks and progress".
         pool_size: connections kept open to the server (32); size it for your threads.
         sleep: how to pause between retries and polls, ``sleep(seconds)``
             (``time.sleep``; a test seam).

@@ -21,7 +21,18 @@ import math
 import os
 import warnings
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Tuple, TypedDict, Union, cast
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Dict,
+    Mapping,
+    Optional,
+    Sequence,
+    Tuple,
+    TypedDict,
+    Union,
+    cast,
+)
 from urllib.parse import urlsplit, urlunsplit
 
 from ._helpers.arguments import unexpected_keywords
@@ -53,9 +64,13 @@ DEFAULT_RETRY_BUDGET = 90.0
 RETRY_BUDGET_VARIABLE = "DEPLOYTRIGGER_RETRY_BUDGET"
 RATE_VARIABLE = "DEPLOYTRIGGER_MAX_REQUESTS_PER_MINUTE"
 EVENTS_VARIABLE = "DEPLOYTRIGGER_EVENTS"
+PROGRESS_VARIABLE = "DEPLOYTRIGGER_PROGRESS"
 
 EVENTS_MODES = ("auto", "on", "off")
 """Whether waits listen to the events stream: when possible, insisting (warn once), never."""
+
+PROGRESS_MODES = ("auto", "on", "off")
+"""Whether waits show their progress: in a Jupyter kernel, always, never."""
 
 _SETTING_NAMES = (
     "PREFECT_API_URL",
@@ -93,6 +108,8 @@ class Settings:
             of this process for this API URL; None: no budget.
         events: ``"auto"``, ``"on"`` or ``"off"``: whether waits listen to the
             server's events stream (see the guide "Waits that listen").
+        progress: ``"auto"``, ``"on"`` or ``"off"``: whether waits show their
+            progress by default (see the guide "Notebooks and progress").
     """
 
     api_url: str = field(repr=False)
@@ -104,13 +121,15 @@ class Settings:
     retry_budget: float = DEFAULT_RETRY_BUDGET
     max_requests_per_minute: Optional[float] = None
     events: str = "auto"
+    progress: str = "auto"
 
     def __repr__(self) -> str:
         return (
             f"Settings(api_url={redact_url(self.api_url)!r}, verify={self.verify!r}, "
             f"request_timeout={self.request_timeout!r}, max_retries={self.max_retries!r}, "
             f"retry_budget={self.retry_budget!r}, "
-            f"max_requests_per_minute={self.max_requests_per_minute!r}, events={self.events!r})"
+            f"max_requests_per_minute={self.max_requests_per_minute!r}, events={self.events!r}, "
+            f"progress={self.progress!r})"
         )
 
     @property
@@ -141,6 +160,7 @@ class SettingsOptions(TypedDict, total=False):
     retry_budget: Optional[float]
     max_requests_per_minute: Optional[float]
     events: Optional[str]
+    progress: Optional[str]
 
 
 def settings_options(options: Mapping[str, Any]) -> SettingsOptions:
@@ -176,6 +196,10 @@ def resolve_settings(
             installed and the server offers it), ``"on"`` (the same, with a
             warning when it cannot) or ``"off"`` (never open a websocket);
             overrides ``DEPLOYTRIGGER_EVENTS``; ``"auto"`` by default.
+        progress: the default of every wait's ``progress``: ``"auto"`` (a live
+            view in a Jupyter kernel, nothing elsewhere), ``"on"`` (also a
+            progress line on stderr outside a kernel) or ``"off"``; overrides
+            ``DEPLOYTRIGGER_PROGRESS``; ``"auto"`` by default.
         environ: the environment to read; ``os.environ`` by default.
 
     Returns:
@@ -259,7 +283,8 @@ def resolve_settings(
         options.get("max_requests_per_minute"), "max_requests_per_minute", RATE_VARIABLE, env
     )
 
-    events = _events_mode(options.get("events"), env)
+    events = _mode("events", EVENTS_MODES, options.get("events"), EVENTS_VARIABLE, env)
+    progress = _mode("progress", PROGRESS_MODES, options.get("progress"), PROGRESS_VARIABLE, env)
 
     return Settings(
         api_url=url,
@@ -271,17 +296,20 @@ def resolve_settings(
         retry_budget=DEFAULT_RETRY_BUDGET if budget is None else budget,
         max_requests_per_minute=rate,
         events=events,
+        progress=progress,
     )
 
 
-def _events_mode(value: Any, env: Mapping[str, str]) -> str:
-    """``events``: the argument, else ``DEPLOYTRIGGER_EVENTS``, else ``"auto"``."""
+def _mode(
+    name: str, modes: Sequence[str], value: Any, variable: str, env: Mapping[str, str]
+) -> str:
+    """A setting of a few words (``events``): the argument, else ``variable``, else ``"auto"``."""
     source = "argument"
     if value is None:
-        value = env.get(EVENTS_VARIABLE, "").strip().lower() or "auto"
-        source = f"environment variable {EVENTS_VARIABLE}"
-    if not isinstance(value, str) or value not in EVENTS_MODES:
-        raise refused("events", f"one of {', '.join(EVENTS_MODES)}", value, source)
+        value = env.get(variable, "").strip().lower() or "auto"
+        source = f"environment variable {variable}"
+    if not isinstance(value, str) or value not in modes:
+        raise refused(name, f"one of {', '.join(modes)}", value, source)
     return value
 
 

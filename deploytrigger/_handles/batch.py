@@ -148,33 +148,38 @@ def _poll_until(
     deadline: Deadline,
     interval: float,
     *,
+    progress: Optional[bool] = None,
     all_final: bool = False,
 ) -> Iterator[bool]:
     """Poll the batch until ``satisfied()`` or the deadline passes; yield after each poll.
 
     ``all_final``: only the final events of all pending runs wake the wait early
     (``engine.Wakeups.watch``), for a wait that needs every one of them.
+    ``progress``: the wait's (``_progress/view.py``); it shows each poll's runs.
 
     Sends nothing when the runs are all known and already satisfy the wait.
     Through an outage the runs stay as last seen (once each is known).
     """
     if batch.resolved() and satisfied():
         return
+    from .._progress.view import open_progress
 
     def fetch() -> bool:
         batch.poll_once(deadline)
+        shown.show([handle.flow_run for handle in batch.handles])
         return satisfied()
 
     known = satisfied() if batch.resolved() else NOTHING
-    yield from batch.reader.poller.rounds(
-        fetch,
-        bool,
-        deadline=deadline,
-        interval=interval,
-        known=known,
-        runs=batch.pending_ids,
-        all_final=all_final,
-    )
+    with open_progress(progress, batch.reader.poller) as shown:
+        yield from batch.reader.poller.rounds(
+            fetch,
+            bool,
+            deadline=deadline,
+            interval=interval,
+            known=known,
+            runs=batch.pending_ids,
+            all_final=all_final,
+        )
 
 
 def wait_all(
@@ -184,11 +189,12 @@ def wait_all(
     timeout: Optional[float] = None,
     poll_interval: float = 5,
     return_when: str = ALL_COMPLETED,
+    progress: Optional[bool] = None,
 ) -> DoneAndNotDone:
     """Wait for runs as ``concurrent.futures.wait`` does; see :meth:`Client.wait_all`.
 
-    ``timeout`` and ``poll_interval`` come checked by the client, as in every
-    function here (``check_wait_arguments``).
+    ``timeout``, ``poll_interval`` and ``progress`` come checked by the client,
+    as in every function here (``check_wait_arguments``, ``check_progress``).
     """
     if return_when not in (FIRST_COMPLETED, ALL_COMPLETED):
         raise InvalidArgumentError(
@@ -204,7 +210,10 @@ def wait_all(
 
     deadline = reader.poller.deadline(timeout)
     every = return_when == ALL_COMPLETED
-    for _ in _poll_until(batch, satisfied, deadline, float(poll_interval), all_final=every):
+    polls = _poll_until(
+        batch, satisfied, deadline, float(poll_interval), progress=progress, all_final=every
+    )
+    for _ in polls:
         pass
     done: List[FlowRunHandle] = []
     not_done: List[FlowRunHandle] = []
@@ -219,6 +228,7 @@ def as_completed(
     *,
     timeout: Optional[float] = None,
     poll_interval: float = 5,
+    progress: Optional[bool] = None,
 ) -> Iterator[FlowRun]:
     """Yield runs as they turn final; see :meth:`Client.as_completed`."""
     batch = _Batch(reader, refs, float(poll_interval))
@@ -240,7 +250,7 @@ def as_completed(
             yield handle.flow_run
 
     yield from release()  # runs already final come first, before any request
-    for _ in _poll_until(batch, all_done, deadline, float(poll_interval)):
+    for _ in _poll_until(batch, all_done, deadline, float(poll_interval), progress=progress):
         yield from release()
     pending = batch.pending()
     if pending:
@@ -294,6 +304,7 @@ def run_many(
     max_workers: int = 16,
     timeout: Optional[float] = None,
     poll_interval: float = 5,
+    progress: Optional[bool] = None,
 ) -> List[FlowRun]:
     """Trigger calls from a thread pool, then batch-wait; see :meth:`Client.run_many`.
 
@@ -307,6 +318,7 @@ def run_many(
         max_workers: threads that create runs.
         timeout: seconds to wait for the runs; 0 returns them as created.
         poll_interval: seconds between polls.
+        progress: show the wait's progress (``_progress/view.py``).
     """
     if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
         raise InvalidArgumentError(f"max_workers must be a positive int, not {max_workers!r}")
@@ -337,5 +349,5 @@ def run_many(
             raise error
         handles.append(future.result())
     if timeout != 0:
-        wait_all(reader, handles, timeout=timeout, poll_interval=poll_interval)
+        wait_all(reader, handles, timeout=timeout, poll_interval=poll_interval, progress=progress)
     return [handle.flow_run for handle in handles]

@@ -21,7 +21,7 @@ import threading
 import uuid
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
-from .._helpers.arguments import check_wait_arguments
+from .._helpers.arguments import check_progress, check_wait_arguments
 from .._helpers.deadline import Deadline
 from .._waits.run_reader import RunReader
 from ..exceptions import FlowRunFailedError, FlowRunNotFoundError, FlowRunTimeoutError
@@ -118,7 +118,11 @@ class FlowRunHandle:
         return self.flow_run
 
     def wait(
-        self, timeout: Optional[float] = None, poll_interval: Optional[float] = None
+        self,
+        timeout: Optional[float] = None,
+        poll_interval: Optional[float] = None,
+        *,
+        progress: Optional[bool] = None,
     ) -> FlowRun:
         """Poll until the run is final or ``timeout`` seconds pass, like ``run_deployment``.
 
@@ -127,6 +131,8 @@ class FlowRunHandle:
         Args:
             timeout: seconds to wait; None waits until the run is final; 0 reads once.
             poll_interval: seconds between polls; the handle's default when None.
+            progress: show the wait's progress (True), or not (False); None: the
+                client's ``progress`` setting (a live view in a Jupyter kernel).
 
         Returns:
             The run once final, or as last seen when the timeout ran out (no exception).
@@ -137,23 +143,28 @@ class FlowRunHandle:
         """
         interval = self.poll_interval if poll_interval is None else poll_interval
         wait_timeout = check_wait_arguments(timeout, interval)
+        check_progress(progress)
         if self.done():
             return self.flow_run
+        from .._progress.view import open_progress
+
         poller = self._reader.poller
         deadline = poller.deadline(wait_timeout)
 
         def fetch() -> FlowRun:
             self._observe(read_existing(self._reader, [self._id], deadline)[self._id])
+            shown.show((self.flow_run,))
             return self.flow_run
 
-        return poller.poll(
-            fetch,
-            FlowRun.is_final,
-            deadline=deadline,
-            interval=float(interval),
-            known=self.flow_run,
-            runs=lambda: () if self.done() else (self._id,),
-        )
+        with open_progress(progress, poller) as shown:
+            return poller.poll(
+                fetch,
+                FlowRun.is_final,
+                deadline=deadline,
+                interval=float(interval),
+                known=self.flow_run,
+                runs=lambda: () if self.done() else (self._id,),
+            )
 
     def result(
         self,
@@ -161,6 +172,7 @@ class FlowRunHandle:
         *,
         poll_interval: Optional[float] = None,
         raise_on_failure: bool = True,
+        progress: Optional[bool] = None,
     ) -> FlowRun:
         """Wait for the final run; raise if it did not finish in time or did not succeed.
 
@@ -171,6 +183,7 @@ class FlowRunHandle:
             timeout: seconds to wait; None waits until the run is final.
             poll_interval: seconds between polls; the handle's default when None.
             raise_on_failure: raise for FAILED, CRASHED and CANCELLED runs.
+            progress: as for :meth:`wait`.
 
         Returns:
             The run in its final state.
@@ -182,7 +195,7 @@ class FlowRunHandle:
                 (with ``raise_on_failure``).
             DeployTriggerError: the run could not be read.
         """
-        run = self.wait(timeout, poll_interval)
+        run = self.wait(timeout, poll_interval, progress=progress)
         if not run.is_final():
             raise FlowRunTimeoutError(
                 f"flow run {run.id} ({run.name}) is still {_state_name(run)} "

@@ -158,6 +158,19 @@ def check_wait_arguments(timeout: Any, poll_interval: Any) -> Optional[float]:
     return float(timeout)
 
 
+def check_progress(progress: Any) -> Optional[bool]:
+    """``progress`` when it is True, False or None (the client's setting decides).
+
+    Raises:
+        InvalidArgumentTypeError: anything else.
+    """
+    if progress is not None and not isinstance(progress, bool):
+        raise InvalidArgumentTypeError(
+            f"`progress` must be True, False or None, not {type(progress).__name__} {progress!r}"
+        )
+    return progress
+
+
 def page_limit(limit: Any) -> int:
     """``limit`` when it is a whole number from 1 to :data:`PAGE_LIMIT`.
 

@@ -1,5 +1,6 @@
 """How a flow run reads to a person: a short ``repr``, a summary, an HTML table;
-and how long a wait lasts, as a person says it (:func:`about`).
+a line for many runs as they go (:func:`runs_summary`); and how long a wait
+lasts, as a person says it (:func:`about`).
 
 Pure functions over anything shaped like a :class:`~deploytrigger.models.FlowRun`
 (:class:`ShownRun`); the model's ``__repr__``, ``summary`` and ``_repr_html_``
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any, List, Mapping, Optional, Protocol, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Protocol, Sequence, Tuple
 
 
 class ShownRun(Protocol):
@@ -62,6 +63,44 @@ def about(seconds: float) -> str:
     if seconds < 90 * 60:
         return f"about {round(seconds / 60)} min"
     return f"about {round(seconds / 3600, 1):g} h"
+
+
+_SUMMARY_ORDER = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED", "CANCELLING", "RUNNING")
+
+
+def state_counts(runs: Iterable[ShownRun]) -> List[Tuple[str, int]]:
+    """``(state name, how many)``: final states first, then the others, each name once."""
+    counts: Dict[Tuple[int, str], int] = {}
+    for run in runs:
+        kind = "" if run.state is None else run.state.type.value
+        name = "Unknown" if run.state is None else run.state.name
+        rank = _SUMMARY_ORDER.index(kind) if kind in _SUMMARY_ORDER else len(_SUMMARY_ORDER)
+        counts[(rank, name)] = counts.get((rank, name), 0) + 1
+    return [(name, count) for (_, name), count in sorted(counts.items())]
+
+
+def runs_summary(runs: Sequence[ShownRun], elapsed: float) -> str:
+    """``3 flow runs  1 Completed, 2 Running  00:12``: one line for many runs, as a
+    terminal shows them while they go on (the command line's ``wait``, a wait's progress)."""
+    counts = ", ".join(f"{count} {name}" for name, count in state_counts(runs))
+    noun = "flow run" if len(runs) == 1 else "flow runs"
+    return f"{len(runs)} {noun}  {counts}  {clock_time(elapsed)}"
+
+
+def clock_time(seconds: float) -> str:
+    """``mm:ss`` (``h:mm:ss`` past an hour) of a number of seconds."""
+    whole = int(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
+
+
+def is_terminal(stream: Any) -> bool:
+    """Whether ``stream`` is a terminal, where a line can be rewritten in place."""
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # no isatty, or a closed stream
+        return False
 
 
 def _when(value: Optional[datetime]) -> str:
@@ -120,6 +159,29 @@ def _json(value: Any) -> str:
         return repr(value)
 
 
+def state_badge_html(run: ShownRun) -> str:
+    """The run's state as a coloured badge (HTML), as the Prefect UI shows it."""
+    import html
+
+    state_type = "UNKNOWN" if run.state is None else run.state.type.value
+    state_name = "Unknown" if run.state is None else run.state.name
+    colour = STATE_COLOURS.get(state_type, "#a1a1aa")
+    return (
+        f'<span class="deploytrigger-state" data-state="{html.escape(state_type)}" '
+        f'style="background:{colour};color:#fff;padding:1px 6px;border-radius:8px">'
+        f"{html.escape(state_name)}</span>"
+    )
+
+
+def ui_link_html(run: ShownRun) -> str:
+    """A link to the run in the Prefect UI (HTML), or an empty string without one."""
+    import html
+
+    if run.ui_url is None:
+        return ""
+    return f'<a href="{html.escape(run.ui_url)}" target="_blank" rel="noopener">open in Prefect</a>'
+
+
 def flow_run_html(run: ShownRun) -> str:
     """A small HTML table for Jupyter: state badge, times, parameters, UI link.
 
@@ -128,15 +190,7 @@ def flow_run_html(run: ShownRun) -> str:
     import html  # only a notebook shows a run as HTML: not loaded before
 
     esc = html.escape
-    state_type = "UNKNOWN" if run.state is None else run.state.type.value
-    state_name = "Unknown" if run.state is None else run.state.name
-    colour = STATE_COLOURS.get(state_type, "#a1a1aa")
-    badge = (
-        f'<span class="deploytrigger-state" data-state="{esc(state_type)}" '
-        f'style="background:{colour};color:#fff;padding:1px 6px;border-radius:8px">'
-        f"{esc(state_name)}</span>"
-    )
-    rows: List[Tuple[str, str]] = [("state", badge)]
+    rows: List[Tuple[str, str]] = [("state", state_badge_html(run))]
     if run.state is not None and run.state.message:
         rows.append(("message", esc(run.state.message)))
     rows.append(("id", f"<code>{esc(str(run.id))}</code>"))
@@ -149,11 +203,8 @@ def flow_run_html(run: ShownRun) -> str:
     rows.append(("parameters", f"<code>{esc(_json(run.parameters))}</code>"))
     if run.tags:
         rows.append(("tags", esc(", ".join(run.tags))))
-    link = run.ui_url
-    if link is not None:
-        rows.append(
-            ("link", f'<a href="{esc(link)}" target="_blank" rel="noopener">open in Prefect</a>')
-        )
+    if run.ui_url is not None:
+        rows.append(("link", ui_link_html(run)))
     body = "".join(
         f'<tr><th style="text-align:left">{esc(key)}</th>'
         f'<td style="text-align:left">{value}</td></tr>'

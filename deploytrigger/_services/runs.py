@@ -362,15 +362,18 @@ class Runs:
         *,
         cancel_on_timeout: bool = False,
         cancel_on_interrupt: bool = False,
+        progress: Optional[bool] = None,
     ) -> FlowRun:
         """Poll a run until it is final or ``timeout`` seconds pass (None: until final).
 
         ``timeout`` and ``poll_interval`` come checked by the client
         (``check_wait_arguments``). A run given as a :class:`FlowRun` is what
         the wait falls back on if the server cannot answer its first poll. See
-        ``Client.run_deployment`` for the cancel options. The wait is our
-        ``deploytrigger.wait`` span when the caller traces.
+        ``Client.run_deployment`` for the cancel options and ``progress``. The
+        wait is our ``deploytrigger.wait`` span when the caller traces.
         """
+        from .._progress.view import open_progress  # on a wait: a trigger never loads it
+
         known: Union[FlowRun, Any] = run if isinstance(run, FlowRun) else NOTHING
         run_id = run.id if isinstance(run, FlowRun) else as_uuid(run, "flow_run_id")
         deadline = self.poller.deadline(timeout)
@@ -382,9 +385,13 @@ class Runs:
             if not isinstance(previous, FlowRun) or previous.state != fresh.state:
                 logger.info("flow run %s (%s) is %s", fresh.id, fresh.name, fresh.state)
             latest[0] = fresh
+            shown.show((fresh,))
             return fresh
 
-        with tracing.client_span(tracing.WAIT_SPAN, {FLOW_RUN_ID: str(run_id)}) as span:
+        span_attributes = {FLOW_RUN_ID: str(run_id)}
+        with tracing.client_span(tracing.WAIT_SPAN, span_attributes) as span, open_progress(
+            progress, self.poller
+        ) as shown:
             try:
                 found = self.poller.poll(
                     fetch,
@@ -397,9 +404,11 @@ class Runs:
             except KeyboardInterrupt:
                 cancel_if_interrupted(self, latest[0], cancel_on_interrupt)
                 raise
-            found = cancel_if_timed_out(self, found, timeout, cancel_on_timeout)
-            tracing.set_attributes(span, run_attributes(found))
-        return found
+            settled = cancel_if_timed_out(self, found, timeout, cancel_on_timeout)
+            if settled is not found:  # cancelled: show the run as read after
+                shown.show((settled,))
+            tracing.set_attributes(span, run_attributes(settled))
+        return settled
 
     def cancel_flow_run(self, flow_run_id: uuid.UUID, message: Optional[str] = None) -> bool:
         """Ask the server to cancel a run; True when it accepted (``Client.cancel_flow_run``)."""

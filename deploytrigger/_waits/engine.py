@@ -147,12 +147,15 @@ class Poller:
         outage_tolerance: seconds of continuous transient failure a wait
             outlives before it raises (see the module docstring).
         wakeups: what wakes a wait early (the events listener); None: plain polling.
+        progress: whether waits show their progress when they are not told:
+            ``"auto"``, ``"on"`` or ``"off"`` (the client's ``progress`` setting).
     """
 
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.monotonic
     outage_tolerance: float = DEFAULT_OUTAGE_TOLERANCE
     wakeups: Optional[Wakeups] = None
+    progress: str = "auto"
 
     def __repr__(self) -> str:
         return (

@@ -31,6 +31,7 @@ from .. import (
     ResultError,
     __version__,
 )
+from .._helpers.display import runs_summary
 from ._following import as_completed_ticking, handles_for
 from ._output import (
     EXIT_CODES,
@@ -50,7 +51,6 @@ from ._output import (
     result_to_json,
     run_line,
     run_to_json,
-    wait_summary,
 )
 from ._parsing import (
     UsageError,
@@ -240,7 +240,7 @@ def _wait_command(args: argparse.Namespace, out: Output, state: Dict[str, Any]) 
         def show_live() -> None:
             if out.tty:
                 current = [handle.flow_run for handle in handles]
-                out.live(wait_summary(current, time.monotonic() - started))
+                out.live(runs_summary(current, time.monotonic() - started))
 
         show_live()
         try:
@@ -263,7 +263,7 @@ def _wait_command(args: argparse.Namespace, out: Output, state: Dict[str, Any]) 
     out.clear_live()
     finished = [runs[handle.id] for handle in handles]
     if not out.json:
-        out.progress(wait_summary(finished, time.monotonic() - started))
+        out.progress(runs_summary(finished, time.monotonic() - started))
     return exit_code_for_runs(finished)
 
 

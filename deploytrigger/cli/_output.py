@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import logging
 from datetime import date, datetime, time, timedelta, timezone
-from typing import Any, Dict, Iterable, List, Optional, TextIO, Tuple, Union
+from typing import Any, Dict, Iterable, Optional, TextIO, Union
 
 from .. import (
     FlowRun,
@@ -21,6 +21,7 @@ from .. import (
     State,
     StateType,
 )
+from .._helpers.display import is_terminal
 from ._parsing import UsageError
 
 EXIT_COMPLETED = 0
@@ -77,35 +78,6 @@ def exit_code_for_runs(runs: Iterable[FlowRun]) -> int:
     """
     codes = {exit_code_for_run(run) for run in runs}
     return next((code for code in _WORST_FIRST if code in codes), EXIT_COMPLETED)
-
-
-_SUMMARY_ORDER = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED", "CANCELLING", "RUNNING")
-
-
-def state_counts(runs: Iterable[FlowRun]) -> List[Tuple[str, int]]:
-    """``(state name, how many)``: final states first, then the others, each name once."""
-    counts: Dict[Tuple[int, str], int] = {}
-    for run in runs:
-        kind = "" if run.state is None else run.state.type.value
-        name = "Unknown" if run.state is None else run.state.name
-        rank = _SUMMARY_ORDER.index(kind) if kind in _SUMMARY_ORDER else len(_SUMMARY_ORDER)
-        counts[(rank, name)] = counts.get((rank, name), 0) + 1
-    return [(name, count) for (_, name), count in sorted(counts.items())]
-
-
-def wait_summary(runs: List[FlowRun], elapsed: float) -> str:
-    """``3 flow runs  1 Completed, 2 Running  00:12``: the live line (and the last) of ``wait``."""
-    counts = ", ".join(f"{count} {name}" for name, count in state_counts(runs))
-    noun = "flow run" if len(runs) == 1 else "flow runs"
-    return f"{len(runs)} {noun}  {counts}  {clock_time(elapsed)}"
-
-
-def clock_time(seconds: float) -> str:
-    """``mm:ss`` (``h:mm:ss`` past an hour) of a number of seconds."""
-    whole = int(seconds)
-    hours, rest = divmod(whole, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
 
 
 def run_line(run: FlowRun) -> str:
@@ -219,7 +191,7 @@ class Output:
         self.json = as_json
         self.stdout = stdout
         self.stderr = stderr
-        self.tty = _isatty(stderr)
+        self.tty = is_terminal(stderr)
         self._live = False
 
     def result(self, text: str) -> None:
@@ -258,13 +230,6 @@ class Output:
             self.stderr.write("\r\x1b[K")
             self.stderr.flush()
             self._live = False
-
-
-def _isatty(stream: TextIO) -> bool:
-    try:
-        return bool(stream.isatty())
-    except (AttributeError, ValueError):
-        return False
 
 
 def error(out: Output, message: str) -> None:

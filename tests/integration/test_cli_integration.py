@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import time
 from pathlib import Path
-from typing import Dict, List
+from typing import Any, Dict, List, NamedTuple, Tuple
 
 import pytest
 from helpers.cli_process import PROCESS_TIMEOUT, cli_environment, deploytrigger
@@ -164,29 +165,85 @@ def test_logs_of_a_finished_run_show_its_printed_line(
     assert followed.stdout == logs.stdout
 
 
-def test_the_example_notebook_runs_headlessly_and_renders_the_run(
-    api_url: str, cli_env: Dict[str, str], tmp_path: Path
-) -> None:
+class ExecutedNotebook(NamedTuple):
+    """The example notebook after a real kernel ran it, and the updates of its displays."""
+
+    notebook: Any
+    updates: List[Tuple[int, str]]  # (cell index, the HTML of an update_display_data message)
+
+
+@pytest.fixture(scope="module")
+def executed_notebook(
+    api_url: str, cli_env: Dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> ExecutedNotebook:
+    """``examples/notebook.ipynb`` run by nbclient in a real kernel against the real server."""
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
     notebook = nbformat.read(EXAMPLES_DIR / "notebook.ipynb", as_version=4)
+    updates: List[Tuple[int, str]] = []
+
+    class Recording(nbclient.NotebookClient):  # type: ignore[misc]
+        def process_message(self, msg: Dict[str, Any], cell: Any, cell_index: int) -> Any:
+            if msg["msg_type"] == "update_display_data":
+                updates.append((cell_index, msg["content"]["data"].get("text/html", "")))
+            return super().process_message(msg, cell, cell_index)
+
     saved = dict(os.environ)
     os.environ.update(cli_env)
     os.environ["PREFECT_API_URL"] = api_url
+    # The kernel imports this checkout's deploytrigger, whichever one the venv points at.
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        [str(EXAMPLES_DIR.parent), *filter(None, [saved.get("PYTHONPATH")])]
+    )
     try:
-        nbclient.NotebookClient(
+        Recording(
             notebook, timeout=PROCESS_TIMEOUT, kernel_name="python3",
-            resources={"metadata": {"path": str(tmp_path)}},
+            resources={"metadata": {"path": str(tmp_path_factory.mktemp("notebook"))}},
         ).execute()  # fmt: skip
     finally:
         os.environ.clear()
         os.environ.update(saved)
-    html = [
+    return ExecutedNotebook(notebook, updates)
+
+
+def html_outputs(cell: Any, output_type: str) -> List[str]:
+    return [
         output["data"]["text/html"]
-        for cell in notebook.cells
         for output in cell.get("outputs", [])
-        if "text/html" in output.get("data", {})
+        if output["output_type"] == output_type and "text/html" in output.get("data", {})
     ]
-    assert len(html) == 1, html
-    assert 'data-state="COMPLETED"' in html[0] and ">Completed<" in html[0]
-    assert "/runs/flow-run/" in html[0]
+
+
+def test_the_example_notebook_runs_headlessly_and_renders_the_run(
+    executed_notebook: ExecutedNotebook,
+) -> None:
+    cells = executed_notebook.notebook.cells
+    single = next(cell for cell in cells if "run_deployment(" in cell.source)
+    # The live view (its last update applied), then the finished run's table.
+    (view,) = html_outputs(single, "display_data")
+    (table,) = html_outputs(single, "execute_result")
+    assert 'class="deploytrigger-progress"' in view and 'data-state="COMPLETED"' in view
+    assert 'data-state="COMPLETED"' in table and ">Completed<" in table
+    assert "/runs/flow-run/" in table and "/runs/flow-run/" in view
+    many = next(cell for cell in cells if "run_many(" in cell.source)
+    (bar,) = html_outputs(many, "display_data")
+    assert 'data-finished="7" data-total="7"' in bar
+    assert "6 Completed, 1 Failed" in bar
+    everything = [html for cell in cells for html in html_outputs(cell, "display_data")]
+    assert len(everything) == 2, everything  # one view per waiting cell, nothing else
+
+
+def test_the_notebooks_views_were_updated_in_place_while_the_runs_went_on(
+    executed_notebook: ExecutedNotebook,
+) -> None:
+    cells = executed_notebook.notebook.cells
+    for marker in ("run_deployment(", "run_many("):
+        index = next(i for i, cell in enumerate(cells) if marker in cell.source)
+        shown = [html for at, html in executed_notebook.updates if at == index]
+        assert len(shown) > 1, (marker, shown)
+        counts = [re.search(r'data-finished="(\d+)" data-total="(\d+)"', html) for html in shown]
+        finished = [(int(m.group(1)), int(m.group(2))) for m in counts if m]
+        assert len(finished) == len(shown), shown
+        # Updated while runs were not final yet; the last update: all final, none running.
+        assert any(done < total for done, total in finished), finished
+        assert finished[-1][0] == finished[-1][1] and 'data-state="RUNNING"' not in shown[-1]

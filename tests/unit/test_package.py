@@ -76,6 +76,9 @@ NOT_FOR_A_FIRST_TRIGGER = (
     "deploytrigger._results.results",
     "deploytrigger._services.placeholders",
     "deploytrigger._parents.executor",
+    "deploytrigger._progress.view",
+    "deploytrigger._progress.notebook",
+    "deploytrigger._progress.terminal",
 )
 
 
@@ -95,16 +98,24 @@ def test_a_first_trigger_loads_no_handles_websocket_logs_results_or_linking() ->
     assert [name for name in loaded if name not in baseline] == ["deploytrigger.models"]
 
 
-def test_a_trigger_and_a_wait_load_no_opentelemetry_when_the_app_did_not() -> None:
+def test_a_wait_in_a_script_loads_no_opentelemetry_no_ipython_and_no_progress_view() -> None:
+    modules = (
+        "opentelemetry",
+        "opentelemetry.trace",
+        "IPython",
+        "deploytrigger._progress.notebook",
+        "deploytrigger._progress.terminal",
+    )
     with FakePrefect(set_environment=False) as api:
         api.add_deployment("add/add-dep")
         env = {**os.environ, "PREFECT_API_URL": api.api_url}
         code = (
             "import deploytrigger\n"
             "run = deploytrigger.run_deployment('add/add-dep', timeout=30, poll_interval=0)\n"
-            "assert run.is_final(), run.state"
+            "assert run.is_final(), run.state\n"
+            "assert 'deploytrigger._progress.view' in sys.modules  # it did wait\n"
         )
-        assert loaded_after(code, ("opentelemetry", "opentelemetry.trace"), env) == []
+        assert loaded_after(code, modules, env) == []
 
 
 RUN_ID = "11111111-2222-3333-4444-555555555555"

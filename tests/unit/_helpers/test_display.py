@@ -8,7 +8,7 @@ from helpers.run_stubs import RUN_ID
 from helpers.server_json import flow_run_json
 
 from deploytrigger import FlowRun
-from deploytrigger._helpers.display import about
+from deploytrigger._helpers import display
 from deploytrigger._helpers.urls import ui_base_url, ui_url
 from deploytrigger.exceptions import DeployTriggerError, FlowRunFailedError
 
@@ -120,4 +120,33 @@ def test_raise_for_state_returns_the_run_when_completed_or_not_final(state_type:
     ],
 )
 def test_about_rounds_a_duration_as_a_person_says_it(seconds: float, said: str) -> None:
-    assert about(seconds) == said
+    assert display.about(seconds) == said
+
+
+def test_the_runs_summary_counts_final_states_first_then_the_others() -> None:
+    runs = [run_of(state) for state in ["SCHEDULED", "RUNNING", "FAILED", "COMPLETED", "RUNNING"]]
+    assert display.runs_summary(runs, 3725) == (
+        "5 flow runs  1 Completed, 1 Failed, 2 Running, 1 Scheduled  1:02:05"
+    )
+    assert display.runs_summary(runs[:1], 5) == "1 flow run  1 Scheduled  00:05"
+
+
+class _Stream:
+    def __init__(self, answer: object) -> None:
+        self.answer = answer
+
+    def isatty(self) -> bool:
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        return bool(self.answer)
+
+
+@pytest.mark.parametrize(
+    "stream, expected",
+    [(_Stream(True), True), (_Stream(False), False), (_Stream(ValueError("closed")), False)],
+)
+def test_is_terminal_is_false_for_a_closed_stream_or_one_without_isatty(
+    stream: object, expected: bool
+) -> None:
+    assert display.is_terminal(stream) is expected
+    assert display.is_terminal(object()) is False

@@ -313,16 +313,6 @@ def test_the_live_line_ticks_while_no_run_ends(
     assert err.count("1 flow run  1 Running") >= 5
 
 
-def test_summary_orders_final_states_first() -> None:
-    runs = [
-        FlowRun.from_json(run_json(run_id, state))
-        for run_id, state in zip(ids(5), ["SCHEDULED", "RUNNING", "FAILED", "COMPLETED", "RUNNING"])
-    ]
-    assert _output.wait_summary(runs, 3725) == (
-        "5 flow runs  1 Completed, 1 Failed, 2 Running, 1 Scheduled  1:02:05"
-    )
-
-
 def test_help_documents_the_exit_codes() -> None:
     out = io.StringIO()
     with pytest.raises(SystemExit), contextlib.redirect_stdout(out):
