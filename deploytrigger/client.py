@@ -203,7 +203,7 @@ class Client:
     def read_all_logs(self, flow_run_id: Union[uuid.UUID, str]) -> List[LogRecord]:
         """Every line a run has logged so far, oldest first, each once (page by page)."""
         run = self.read_flow_run(flow_run_id)  # a clear error for an unknown run
-        from ._handles import logs as _logs
+        from ._waits import logs as _logs
 
         return _logs.read_all(self._runs, run.id)
 
@@ -223,7 +223,7 @@ class Client:
         """
         run_id = as_uuid(flow_run_id, "flow_run_id")
         wait_timeout = check_wait_arguments(timeout, poll_interval)
-        from ._handles import logs as _logs
+        from ._waits import logs as _logs
 
         return _logs.follow(
             self._runs, run_id, poll_interval=float(poll_interval), timeout=wait_timeout
@@ -253,7 +253,7 @@ class Client:
         known = flow_run if isinstance(flow_run, FlowRun) else None
         run_id = known.id if known is not None else as_uuid(flow_run, "flow_run")
         wait_timeout = check_wait_arguments(timeout, poll_interval)
-        from ._handles import logs as _logs
+        from ._waits import logs as _logs
 
         return _logs.watch(
             self._runs,

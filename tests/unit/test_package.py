@@ -72,7 +72,7 @@ NOT_FOR_A_FIRST_TRIGGER = (
     "deploytrigger._handles.handles",
     "deploytrigger._handles.batch",
     "websocket",  # the events listener's module loads with a client; its websocket, on a wait
-    "deploytrigger._handles.logs",
+    "deploytrigger._waits.logs",
     "deploytrigger._results.results",
     "deploytrigger._services.placeholders",
     "deploytrigger._parents.executor",

@@ -30,8 +30,8 @@ from typing import (
 )
 
 from .._helpers.arguments import PAGE_LIMIT
-from .._waits.run_reader import RunReader, cancel_if_interrupted, cancel_if_timed_out
 from ..models import FlowRun, LogRecord
+from .run_reader import RunReader, cancel_if_interrupted, cancel_if_timed_out
 
 DEFAULT_LOOKBACK = 5.0
 """Seconds each read looks back for lines that reached the server late."""

@@ -31,7 +31,7 @@ from helpers.server_json import deployment_json, flow_run_json
 
 import deploytrigger
 from deploytrigger import Client, FlowRunNotFoundError, InvalidArgumentError, StateType
-from deploytrigger._handles.logs import LogCursor, LogRecord
+from deploytrigger._waits.logs import LogCursor, LogRecord
 
 pytestmark = pytest.mark.isolated_environment
 
