@@ -51,6 +51,7 @@ def run_deployment(
     cancel_on_timeout: bool = False,
     cancel_on_interrupt: bool = False,
     progress: Optional[bool] = None,
+    logs: bool = False,
 ) -> FlowRun:
     """Create a flow run of a deployment and return it once final or when time runs out.
 
@@ -65,7 +66,8 @@ def run_deployment(
     unless ``cancel_on_timeout`` (then it is cancelled first); with
     ``cancel_on_interrupt`` a ``KeyboardInterrupt`` while waiting cancels the run
     before propagating; ``progress`` shows the run while waiting (by default a
-    live view in a Jupyter kernel, nothing elsewhere).
+    live view in a Jupyter kernel, nothing elsewhere); ``logs=True`` shows the
+    run's log lines as they arrive.
 
     Raises:
         DeployTriggerError: see :meth:`Client.run_deployment`.
@@ -85,6 +87,7 @@ def run_deployment(
         cancel_on_timeout=cancel_on_timeout,
         cancel_on_interrupt=cancel_on_interrupt,
         progress=progress,
+        logs=logs,
     )
 
 

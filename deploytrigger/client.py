@@ -28,6 +28,7 @@ from ._helpers.arguments import (
     PAGE_LIMIT,
     RunOptions,
     as_uuid,
+    check_logs,
     check_progress,
     check_wait_arguments,
     unexpected_keywords,
@@ -325,6 +326,7 @@ class Client:
         cancel_on_timeout: bool = False,
         cancel_on_interrupt: bool = False,
         progress: Optional[bool] = None,
+        logs: bool = False,
     ) -> FlowRun:
         """Create a flow run of a deployment and return it once final or when time runs out.
 
@@ -352,6 +354,11 @@ class Client:
                 client's ``progress`` setting, which by default shows a live view
                 in a Jupyter kernel and nothing elsewhere (guide "Notebooks and
                 progress"). It reads nothing more from the server.
+            logs: also show the run's log lines as they arrive while waiting
+                (in a notebook the cell's output, below the view; else stderr,
+                above the progress line when there is one). The wait
+                then reads the run's new lines at each poll, and returns once
+                the run is final and its last lines have come (a few seconds).
 
         Returns the flow run as last read. Raises ``InvalidArgumentError`` for a
         malformed argument such as a negative timeout (nothing sent),
@@ -360,6 +367,7 @@ class Client:
         """
         wait_timeout = check_wait_arguments(timeout, poll_interval)
         check_progress(progress)
+        check_logs(logs)
         options = RunOptions(
             parameters=parameters,
             scheduled_time=scheduled_time,
@@ -380,6 +388,7 @@ class Client:
             cancel_on_timeout=cancel_on_timeout,
             cancel_on_interrupt=cancel_on_interrupt,
             progress=progress,
+            logs=logs,
         )
 
     def wait_for_flow_run(
@@ -391,11 +400,12 @@ class Client:
         cancel_on_timeout: bool = False,
         cancel_on_interrupt: bool = False,
         progress: Optional[bool] = None,
+        logs: bool = False,
     ) -> FlowRun:
         """Poll a flow run until it is final or ``timeout`` seconds pass.
 
         Returns the run once final, or as last read when the timeout ran out.
-        The cancel options and ``progress`` are those of :meth:`run_deployment`.
+        The cancel options, ``progress`` and ``logs`` are those of :meth:`run_deployment`.
         """
         wait_timeout = check_wait_arguments(timeout, poll_interval)
         return self._runs.wait(
@@ -405,6 +415,7 @@ class Client:
             cancel_on_timeout=cancel_on_timeout,
             cancel_on_interrupt=cancel_on_interrupt,
             progress=check_progress(progress),
+            logs=check_logs(logs),
         )
 
     def flow_run(

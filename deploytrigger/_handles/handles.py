@@ -21,7 +21,7 @@ import threading
 import uuid
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
-from .._helpers.arguments import check_progress, check_wait_arguments
+from .._helpers.arguments import check_logs, check_progress, check_wait_arguments
 from .._helpers.deadline import Deadline
 from .._waits.run_reader import RunReader
 from ..exceptions import FlowRunFailedError, FlowRunNotFoundError, FlowRunTimeoutError
@@ -123,6 +123,7 @@ class FlowRunHandle:
         poll_interval: Optional[float] = None,
         *,
         progress: Optional[bool] = None,
+        logs: bool = False,
     ) -> FlowRun:
         """Poll until the run is final or ``timeout`` seconds pass, like ``run_deployment``.
 
@@ -133,6 +134,10 @@ class FlowRunHandle:
             poll_interval: seconds between polls; the handle's default when None.
             progress: show the wait's progress (True), or not (False); None: the
                 client's ``progress`` setting (a live view in a Jupyter kernel).
+            logs: also show the run's log lines as they arrive, as
+                ``run_deployment(logs=True)`` does (a run seen final already
+                returns at once: :meth:`Client.read_all_logs
+                <deploytrigger.Client.read_all_logs>` reads its lines).
 
         Returns:
             The run once final, or as last seen when the timeout ran out (no exception).
@@ -144,6 +149,7 @@ class FlowRunHandle:
         interval = self.poll_interval if poll_interval is None else poll_interval
         wait_timeout = check_wait_arguments(timeout, interval)
         check_progress(progress)
+        check_logs(logs)
         if self.done():
             return self.flow_run
         from .._progress.view import open_progress
@@ -151,12 +157,29 @@ class FlowRunHandle:
         poller = self._reader.poller
         deadline = poller.deadline(wait_timeout)
 
-        def fetch() -> FlowRun:
-            self._observe(read_existing(self._reader, [self._id], deadline)[self._id])
+        def seen(run: FlowRun) -> None:
+            self._observe(run)
             shown.show((self.flow_run,))
+
+        def fetch() -> FlowRun:
+            seen(read_existing(self._reader, [self._id], deadline)[self._id])
             return self.flow_run
 
         with open_progress(progress, poller) as shown:
+            if logs:
+                from .._waits.logs import wait_with_logs
+
+                shown.show((self.flow_run,))  # the view first, the run's lines below it
+                wait_with_logs(
+                    self._reader,
+                    self._id,
+                    seen,
+                    shown.log,
+                    poll_interval=float(interval),
+                    timeout=wait_timeout,
+                    known=self.flow_run,
+                )
+                return self.flow_run
             return poller.poll(
                 fetch,
                 FlowRun.is_final,
@@ -173,6 +196,7 @@ class FlowRunHandle:
         poll_interval: Optional[float] = None,
         raise_on_failure: bool = True,
         progress: Optional[bool] = None,
+        logs: bool = False,
     ) -> FlowRun:
         """Wait for the final run; raise if it did not finish in time or did not succeed.
 
@@ -183,7 +207,7 @@ class FlowRunHandle:
             timeout: seconds to wait; None waits until the run is final.
             poll_interval: seconds between polls; the handle's default when None.
             raise_on_failure: raise for FAILED, CRASHED and CANCELLED runs.
-            progress: as for :meth:`wait`.
+            progress, logs: as for :meth:`wait`.
 
         Returns:
             The run in its final state.
@@ -195,7 +219,7 @@ class FlowRunHandle:
                 (with ``raise_on_failure``).
             DeployTriggerError: the run could not be read.
         """
-        run = self.wait(timeout, poll_interval, progress=progress)
+        run = self.wait(timeout, poll_interval, progress=progress, logs=logs)
         if not run.is_final():
             raise FlowRunTimeoutError(
                 f"flow run {run.id} ({run.name}) is still {_state_name(run)} "

@@ -171,6 +171,19 @@ def check_progress(progress: Any) -> Optional[bool]:
     return progress
 
 
+def check_logs(logs: Any) -> bool:
+    """``logs`` when it is True or False.
+
+    Raises:
+        InvalidArgumentTypeError: anything else.
+    """
+    if not isinstance(logs, bool):
+        raise InvalidArgumentTypeError(
+            f"`logs` must be True or False, not {type(logs).__name__} {logs!r}"
+        )
+    return logs
+
+
 def page_limit(limit: Any) -> int:
     """``limit`` when it is a whole number from 1 to :data:`PAGE_LIMIT`.
 

@@ -1,5 +1,6 @@
 """How a flow run reads to a person: a short ``repr``, a summary, an HTML table;
-a line for many runs as they go (:func:`runs_summary`); and how long a wait
+a line for many runs as they go (:func:`runs_summary`), a run's log line
+(:func:`log_line`); and how long a wait
 lasts, as a person says it (:func:`about`).
 
 Pure functions over anything shaped like a :class:`~deploytrigger.models.FlowRun`
@@ -12,7 +13,7 @@ from the run as last read.
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Protocol, Sequence, Tuple
 
 
@@ -93,6 +94,31 @@ def clock_time(seconds: float) -> str:
     hours, rest = divmod(whole, 3600)
     minutes, secs = divmod(rest, 60)
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
+
+
+class ShownLine(Protocol):
+    """What is shown of a run's log line (a :class:`~deploytrigger.models.LogRecord` has it)."""
+
+    @property
+    def timestamp(self) -> datetime: ...
+
+    @property
+    def level_name(self) -> str: ...
+
+    @property
+    def message(self) -> str: ...
+
+
+def local_stamp(when: Optional[datetime] = None) -> str:
+    """``2026-12-06 00:21:30``: a moment (now when None) in this machine's time zone."""
+    moment = (when or datetime.now(timezone.utc)).astimezone()
+    return moment.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def log_line(record: ShownLine) -> str:
+    """``<time> INFO     message``: a run's log line, as the command line and a wait with
+    ``logs=True`` write it; a multi-line message keeps its lines."""
+    return f"{local_stamp(record.timestamp)} {record.level_name:<8} {record.message}"
 
 
 def is_terminal(stream: Any) -> bool:

@@ -5,6 +5,7 @@ IPython's own display handles (``display(..., display_id=True)``, then
 with no widget to install. One run shows its state badge (the colours of the
 run's HTML table), how long it has run and its link to the UI; many runs a
 progress bar of the finished ones, by final state, and a short table of runs.
+A wait's log lines (``logs=True``) are printed below it, as the cell's output.
 IPython is imported when the first view renders, never before: only a kernel,
 where it is loaded already, gets here.
 """
@@ -12,7 +13,8 @@ where it is loaded already, gets here.
 from __future__ import annotations
 
 import html
-from typing import Any, List, Optional
+import sys
+from typing import Any, List, Optional, Sequence
 
 from .._helpers.display import STATE_COLOURS, clock_time, state_badge_html, ui_link_html
 from ..models import FlowRun
@@ -59,6 +61,11 @@ class NotebookView:
             self._handle = display(shown, display_id=True)  # type: ignore[no-untyped-call]
         else:
             self._handle.update(shown)
+
+    def lines(self, texts: Sequence[str]) -> None:
+        """Print log lines to the cell's output, below the view."""
+        sys.stdout.write("".join(text + "\n" for text in texts))
+        sys.stdout.flush()
 
 
 def view_html(snapshot: Snapshot) -> str:

@@ -5,12 +5,13 @@ rewritten with ``\\r`` and "erase to the end of the line" at each poll; when
 stderr is a file or a pipe (a log, a cron job's mail), a plain line now and
 then (:data:`PLAIN_EVERY`) and the last one, so that a log is not flooded.
 Shown only when asked (``progress=True``): a script that does not ask gets nothing.
+A wait's log lines (``logs=True``) are written above the live line.
 """
 
 from __future__ import annotations
 
 import sys
-from typing import Optional, TextIO
+from typing import Optional, Sequence, TextIO
 
 from .._helpers.display import is_terminal, runs_summary
 from .snapshot import Snapshot
@@ -40,12 +41,22 @@ class TerminalView:
         self._stream = sys.stderr if stream is None else stream
         self._live = is_terminal(self._stream)
         self.every = LIVE_EVERY if self._live else PLAIN_EVERY
+        self._current: Optional[str] = None  # the live line on screen, not ended yet
 
     def render(self, snapshot: Snapshot, *, last: bool) -> None:
         """Write the line for ``snapshot``; ``last``: the wait is over (end the line)."""
         text = line(snapshot)
         if self._live:
             self._stream.write(ERASE_LINE + text + ("\n" if last else ""))
+            self._current = None if last else text
         else:
             self._stream.write(text + "\n")
+        self._stream.flush()
+
+    def lines(self, texts: Sequence[str]) -> None:
+        """Write log lines above the progress line, which is written again below them."""
+        written = "".join(text + "\n" for text in texts)
+        if self._current is not None:
+            written = ERASE_LINE + written + self._current
+        self._stream.write(written)
         self._stream.flush()

@@ -4,7 +4,8 @@
 live view in a Jupyter kernel, nothing elsewhere; ``"on"``; ``"off"``); True
 shows the live view in a kernel and the line on stderr elsewhere; False
 shows nothing. The wait calls :meth:`Progress.show` with the runs each poll
-read (no request of its own) and ends with :meth:`Progress.close`, which
+read (no request of its own), a wait with ``logs=True`` also calls
+:meth:`Progress.log` with each new line, and it ends with :meth:`Progress.close`, which
 renders the last state even when the wait was interrupted. Renders are at
 least a view's ``every`` seconds apart, but for the last.
 """
@@ -15,8 +16,9 @@ import sys
 from datetime import datetime, timezone
 from typing import Callable, Optional, Protocol, Sequence, Tuple, Type
 
+from .._helpers.display import log_line
 from .._waits.engine import Poller
-from ..models import FlowRun
+from ..models import FlowRun, LogRecord
 from .snapshot import Snapshot
 
 
@@ -28,6 +30,10 @@ class View(Protocol):
 
     def render(self, snapshot: Snapshot, *, last: bool) -> None:
         """Show ``snapshot``; ``last``: the wait is over."""
+        ...
+
+    def lines(self, texts: Sequence[str]) -> None:
+        """Show a run's new log lines (a wait with ``logs=True``), below the view."""
         ...
 
 
@@ -89,6 +95,20 @@ class Progress:
         now = self._clock()
         if self._rendered_at is None or now - self._rendered_at >= self.view.every:
             self._render(last=False)
+
+    def log(self, record: LogRecord) -> None:
+        """A new log line of the run (a wait with ``logs=True``): written at once.
+
+        Below the view when there is one; else on stdout in a Jupyter kernel (the
+        cell's output) and on stderr elsewhere.
+        """
+        text = log_line(record)
+        if self.view is not None:
+            self.view.lines((text,))
+            return
+        stream = sys.stdout if in_kernel() else sys.stderr
+        stream.write(text + "\n")
+        stream.flush()
 
     def close(self, interrupted: bool = False) -> None:
         """The wait is over: render the last runs seen (if any were)."""

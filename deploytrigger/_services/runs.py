@@ -363,50 +363,71 @@ class Runs:
         cancel_on_timeout: bool = False,
         cancel_on_interrupt: bool = False,
         progress: Optional[bool] = None,
+        logs: bool = False,
     ) -> FlowRun:
         """Poll a run until it is final or ``timeout`` seconds pass (None: until final).
 
         ``timeout`` and ``poll_interval`` come checked by the client
         (``check_wait_arguments``). A run given as a :class:`FlowRun` is what
         the wait falls back on if the server cannot answer its first poll. See
-        ``Client.run_deployment`` for the cancel options and ``progress``. The
-        wait is our ``deploytrigger.wait`` span when the caller traces.
+        ``Client.run_deployment`` for the cancel options, ``progress`` and
+        ``logs``. The wait is our ``deploytrigger.wait`` span when the caller traces.
         """
         from .._progress.view import open_progress  # on a wait: a trigger never loads it
 
         known: Union[FlowRun, Any] = run if isinstance(run, FlowRun) else NOTHING
         run_id = run.id if isinstance(run, FlowRun) else as_uuid(run, "flow_run_id")
-        deadline = self.poller.deadline(timeout)
         latest: List[Any] = [known]
+        deadline = self.poller.deadline(timeout)
 
-        def fetch() -> FlowRun:
-            fresh = self.read_flow_run(run_id, deadline=deadline)
+        def seen(fresh: FlowRun) -> None:
             previous = latest[0]
             if not isinstance(previous, FlowRun) or previous.state != fresh.state:
                 logger.info("flow run %s (%s) is %s", fresh.id, fresh.name, fresh.state)
             latest[0] = fresh
             shown.show((fresh,))
+
+        def fetch() -> FlowRun:
+            fresh = self.read_flow_run(run_id, deadline=deadline)
+            seen(fresh)
             return fresh
 
         span_attributes = {FLOW_RUN_ID: str(run_id)}
         with tracing.client_span(tracing.WAIT_SPAN, span_attributes) as span, open_progress(
             progress, self.poller
         ) as shown:
-            try:
-                found = self.poller.poll(
-                    fetch,
-                    FlowRun.is_final,
-                    deadline=deadline,
-                    interval=float(poll_interval),
-                    known=known,
-                    runs=lambda: () if _final(latest[0]) else (run_id,),
+            if logs:
+                from .._waits.logs import wait_with_logs
+
+                if isinstance(known, FlowRun):
+                    shown.show((known,))  # the view first, the run's lines below it
+                settled = wait_with_logs(
+                    self,
+                    run_id,
+                    seen,
+                    shown.log,
+                    poll_interval=float(poll_interval),
+                    timeout=timeout,
+                    known=known if isinstance(known, FlowRun) else None,
+                    cancel_on_timeout=cancel_on_timeout,
+                    cancel_on_interrupt=cancel_on_interrupt,
                 )
-            except KeyboardInterrupt:
-                cancel_if_interrupted(self, latest[0], cancel_on_interrupt)
-                raise
-            settled = cancel_if_timed_out(self, found, timeout, cancel_on_timeout)
-            if settled is not found:  # cancelled: show the run as read after
-                shown.show((settled,))
+            else:
+                try:
+                    found = self.poller.poll(
+                        fetch,
+                        FlowRun.is_final,
+                        deadline=deadline,
+                        interval=float(poll_interval),
+                        known=known,
+                        runs=lambda: () if _final(latest[0]) else (run_id,),
+                    )
+                except KeyboardInterrupt:
+                    cancel_if_interrupted(self, latest[0], cancel_on_interrupt)
+                    raise
+                settled = cancel_if_timed_out(self, found, timeout, cancel_on_timeout)
+                if settled is not found:  # cancelled: show the run as read after
+                    shown.show((settled,))
             tracing.set_attributes(span, run_attributes(settled))
         return settled
 

@@ -253,3 +253,40 @@ def follow(
     ):
         if isinstance(event, LogRecord):
             yield event
+
+
+def wait_with_logs(
+    reader: RunReader,
+    flow_run_id: uuid.UUID,
+    on_run: Callable[[FlowRun], None],
+    on_line: Callable[[LogRecord], None],
+    *,
+    poll_interval: float,
+    timeout: Optional[float],
+    known: Optional[FlowRun] = None,
+    cancel_on_timeout: bool = False,
+    cancel_on_interrupt: bool = False,
+) -> FlowRun:
+    """A wait with ``logs=True``: :func:`watch`, handing each read of the run to ``on_run``
+    and each new line to ``on_line``; the run as last read.
+
+    It returns once the run is final and its last lines have come (:data:`DEFAULT_DRAIN`),
+    or when ``timeout`` runs out; the cancel options are the wait's.
+    """
+    last = known
+    for event in watch(
+        reader,
+        flow_run_id,
+        poll_interval=poll_interval,
+        timeout=timeout,
+        known=known,
+        cancel_on_timeout=cancel_on_timeout,
+        cancel_on_interrupt=cancel_on_interrupt,
+    ):
+        if isinstance(event, LogRecord):
+            on_line(event)
+        else:
+            last = event
+            on_run(event)
+    assert last is not None, "watch yields the run at least once"
+    return last

@@ -31,7 +31,7 @@ from .. import (
     ResultError,
     __version__,
 )
-from .._helpers.display import runs_summary
+from .._helpers.display import log_line, runs_summary
 from ._following import as_completed_ticking, handles_for
 from ._output import (
     EXIT_CODES,
@@ -45,7 +45,6 @@ from ._output import (
     exit_code_for_error,
     exit_code_for_run,
     exit_code_for_runs,
-    log_line,
     log_to_json,
     one_line,
     result_to_json,

@@ -17,7 +17,8 @@ from datetime import datetime, timedelta
 from typing import Any, Callable, Dict, Generator, Iterator, List, Optional, Set, Tuple, Union
 
 from .. import APIError, Client, FlowRun, FlowRunHandle, LogRecord, State
-from ._output import Output, log_line, state_line
+from .._helpers.display import log_line
+from ._output import Output, state_line
 
 DRAIN_QUIET = 3.0
 """Seconds without a new log line after which ``run --watch`` takes a final run's logs as

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date, datetime, time, timedelta
 from typing import Any, Dict, Iterable, Optional, TextIO, Union
 
 from .. import (
@@ -21,7 +21,7 @@ from .. import (
     State,
     StateType,
 )
-from .._helpers.display import is_terminal
+from .._helpers.display import is_terminal, local_stamp
 from ._parsing import UsageError
 
 EXIT_COMPLETED = 0
@@ -166,22 +166,12 @@ def one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
-def _stamp(when: Optional[datetime] = None) -> str:
-    moment = (when or datetime.now(timezone.utc)).astimezone()
-    return moment.strftime("%Y-%m-%d %H:%M:%S")
-
-
 def state_line(run: Union[FlowRun, State], when: Optional[datetime] = None) -> str:
     """``<time> state    Running: message`` (of a run's state) for a plain, timestamped stream."""
     entered = run.state if isinstance(run, FlowRun) else run
     shown = "Unknown" if entered is None else str(entered)
     stamp = when or (entered.timestamp if entered is not None else None)
-    return f"{_stamp(stamp)} {'STATE':<8} {one_line(shown)}"
-
-
-def log_line(record: LogRecord) -> str:
-    """``<time> INFO     message``; a multi-line message keeps its lines."""
-    return f"{_stamp(record.timestamp)} {record.level_name:<8} {record.message}"
+    return f"{local_stamp(stamp)} {'STATE':<8} {one_line(shown)}"
 
 
 class Output:

@@ -44,6 +44,8 @@ class FakePrefect:
         self._new_script = ["SCHEDULED", "RUNNING", "COMPLETED"]
         self.outage: List[Optional[int]] = []  # what the next reads do (see fail_next)
         self.outage_answers = 0
+        self.log_lines: List[Tuple[int, Dict[str, Any]]] = []  # (reads before it shows, line)
+        self.new_run_logs: List[Tuple[str, float, int]] = []  # add_log's, for each run added
         self._lock = threading.Lock()
         mock.add_callback(
             responses.POST, f"{API}/flow_runs/filter", callback=self._filter, content_type=None
@@ -83,10 +85,26 @@ class FakePrefect:
             self.reads[run_id] = 0
             if end_offset is not None:
                 self.end_offsets[run_id] = end_offset
+        for message, at, shown_after in self.new_run_logs:
+            self.add_log(run_id, message, at, shown_after=shown_after)
         return run_id
 
     def add_runs(self, count: int, *script: str) -> List[str]:
         return [self.add_run(*script) for _ in range(count)]
+
+    def add_log(self, run_id: str, message: str, at: float, *, shown_after: int = 0) -> None:
+        """A log line of ``run_id`` stamped ``at`` seconds after the epoch, which
+        ``POST /logs/filter`` answers once the run has been read ``shown_after`` times."""
+        line = {
+            "id": str(uuid.uuid4()),
+            "flow_run_id": run_id,
+            "timestamp": (EPOCH + timedelta(seconds=at)).isoformat(),
+            "level": 20,
+            "message": message,
+            "name": "prefect.flow_runs",
+        }
+        with self._lock:
+            self.log_lines.append((shown_after, line))
 
     def script_for_new_runs(self, *script: str) -> None:
         """The script that runs created through ``create_flow_run`` follow."""
@@ -141,7 +159,24 @@ class FakePrefect:
     # -- endpoints ---------------------------------------------------------------------
 
     def _logs(self, request: Any) -> Tuple[int, Dict[str, str], str]:
-        return self._down() or (200, {}, "[]")
+        down = self._down()
+        if down:
+            return down
+        body = json.loads(request.body)
+        ids = body["logs"]["flow_run_id"]["any_"]
+        after = body["logs"].get("timestamp", {}).get("after_")
+        with self._lock:
+            shown = [
+                line
+                for reads, line in self.log_lines
+                if line["flow_run_id"] in ids and self.reads.get(line["flow_run_id"], 0) >= reads
+            ]
+        if after is not None:
+            since = datetime.fromisoformat(after)
+            shown = [line for line in shown if datetime.fromisoformat(line["timestamp"]) >= since]
+        shown.sort(key=lambda line: line["timestamp"])
+        offset = body.get("offset", 0)
+        return 200, {}, json.dumps(shown[offset : offset + body["limit"]])
 
     def _filter(self, request: Any) -> Tuple[int, Dict[str, str], str]:
         down = self._down()

@@ -197,6 +197,20 @@ def test_wait_for_flow_run_follows_a_run_to_its_final_state(client: Client) -> N
     assert client.read_flow_run(str(created.id)).state == done.state
 
 
+def test_logs_true_writes_the_runs_printed_line_on_stderr_before_returning(
+    client: Client, capfd: pytest.CaptureFixture[str]
+) -> None:
+    run = client.run_deployment(
+        "add/add-dep", parameters={"x": 32}, poll_interval=0.5, logs=True, progress=False
+    )
+    assert run.state is not None and run.state.type is StateType.COMPLETED
+    out, err = capfd.readouterr()
+    assert out == ""
+    printed = [line for line in err.splitlines() if line.endswith(" INFO     sum is 42")]
+    assert len(printed) == 1, err  # once, and before the wait returned
+    assert [record.message for record in client.read_all_logs(run.id)].count("sum is 42") == 1
+
+
 def test_negative_timeout_is_refused_before_any_run_is_created(
     client: Client, api_url: str
 ) -> None:

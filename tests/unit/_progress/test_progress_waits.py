@@ -175,13 +175,15 @@ def test_a_200_run_run_many_sends_the_same_requests_with_the_view_as_without(
     assert len(without) == 1 + 200 + 3
 
 
-def test_a_handle_refuses_a_progress_that_is_not_a_bool_before_polling(
+def test_a_handle_refuses_a_progress_or_logs_that_is_not_a_bool_before_polling(
     client: Client, fake: FakePrefect
 ) -> None:
     handle = client.submit("add/add-dep")
     before = len(fake.mock.calls)
     with pytest.raises(InvalidArgumentTypeError, match="progress"):
         handle.wait(progress=1)  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgumentTypeError, match="logs"):
+        handle.result(logs=None)  # type: ignore[arg-type]
     assert len(fake.mock.calls) == before
 
 
@@ -198,3 +200,82 @@ def test_an_interrupted_wait_shows_where_each_run_was_and_cancels_nothing(
     last = kernel.handles[0].html()[-1]
     assert "interrupted; the runs go on" in last and last.count('data-state="RUNNING"') == 2
     assert fake.set_state_bodies == []
+
+
+SINGLE_WAITS = ["run_deployment", "deploytrigger.run_deployment", "wait_for_flow_run"]
+SINGLE_WAITS += ["handle.wait", "handle.result"]
+RUN_LINES = [("starting", 0.5, 1), ("adding 32 and 10", 1.2, 2), ("done: 42", 1.8, 3)]
+
+
+@pytest.mark.parametrize("name", SINGLE_WAITS)
+@pytest.mark.usefixtures("no_ipython")
+def test_logs_true_writes_the_runs_lines_on_stderr_once_each_in_order_as_they_come(
+    client: Client, fake: FakePrefect, name: str, capfd: pytest.CaptureFixture[str]
+) -> None:
+    fake.new_run_logs = RUN_LINES
+    run = WAITS[name](client, fake, logs=True)
+    assert run.state.type.value == "COMPLETED"
+    out, err = capfd.readouterr()
+    assert out == ""
+    messages = [line.split(" INFO     ")[1] for line in err.splitlines()]
+    assert messages == [message for message, _, _ in RUN_LINES]
+
+
+def test_logs_true_in_a_kernel_prints_the_lines_to_the_cell_beside_the_view(
+    client: Client, fake: FakePrefect, kernel: FakeKernel, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake.new_run_logs = RUN_LINES
+    _run_deployment(client, fake, logs=True)
+    out, err = capsys.readouterr()
+    assert [line.split(" INFO     ")[1] for line in out.splitlines()] == [
+        "starting",
+        "adding 32 and 10",
+        "done: 42",
+    ]
+    assert err == ""
+    assert len(kernel.handles) == 1
+    assert 'data-state="COMPLETED"' in kernel.handles[0].html()[-1]
+
+
+@pytest.mark.usefixtures("no_ipython")
+def test_logs_true_with_progress_true_puts_the_lines_above_the_progress_line(
+    client: Client, fake: FakePrefect, capfd: pytest.CaptureFixture[str]
+) -> None:
+    fake.new_run_logs = RUN_LINES
+    _run_deployment(client, fake, logs=True, progress=True)
+    lines = capfd.readouterr().err.splitlines()  # stderr is no terminal here: plain lines
+    assert "1 Scheduled" in lines[0] and "1 Completed" in lines[-1]
+    assert next(line for line in lines if " INFO " in line).endswith("starting")
+
+
+@pytest.mark.usefixtures("no_ipython")
+def test_logs_true_with_a_timeout_returns_the_run_as_last_read_and_its_lines_so_far(
+    client: Client, fake: FakePrefect, capfd: pytest.CaptureFixture[str]
+) -> None:
+    fake.script_for_new_runs("SCHEDULED", "RUNNING")
+    fake.new_run_logs = RUN_LINES[:1]
+    run = client.run_deployment("add/add-dep", timeout=10, poll_interval=2, logs=True)
+    assert run.state.type.value == "RUNNING"
+    assert capfd.readouterr().err.endswith(" INFO     starting\n")
+
+
+@pytest.mark.parametrize("name", SINGLE_WAITS[:3])
+def test_a_logs_that_is_not_a_bool_is_refused_before_anything_is_sent(
+    client: Client, fake: FakePrefect, name: str
+) -> None:
+    before = len(fake.mock.calls)
+    with pytest.raises(InvalidArgumentTypeError, match="`logs` must be True or False"):
+        WAITS[name](client, fake, logs="yes")
+    sent = [call.request.url for call in fake.mock.calls[before:]]
+    assert not any("create_flow_run" in url or "/logs/" in url for url in sent), sent
+
+
+@pytest.mark.usefixtures("no_ipython")
+def test_a_handle_seen_final_returns_at_once_even_with_logs(
+    client: Client, fake: FakePrefect, capfd: pytest.CaptureFixture[str]
+) -> None:
+    handle = client.submit("add/add-dep")
+    handle.wait(poll_interval=2)
+    before = len(fake.mock.calls)
+    assert handle.wait(logs=True) is handle.flow_run
+    assert len(fake.mock.calls) == before and capfd.readouterr().err == ""

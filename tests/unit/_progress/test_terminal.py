@@ -55,3 +55,26 @@ def test_elsewhere_plain_lines_come_at_most_every_ten_seconds() -> None:
     view.render(snapshot("COMPLETED"), last=True)
     assert stream.getvalue() == "1 flow run  1 Running  01:05\n1 flow run  1 Completed  01:05\n"
     assert "\r" not in stream.getvalue() and "\x1b" not in stream.getvalue()
+
+
+def test_log_lines_go_above_the_live_line_which_is_written_again_below_them() -> None:
+    stream = Terminal()
+    view = terminal.TerminalView(stream)
+    view.lines(["first"])  # no line on screen yet
+    view.render(snapshot("RUNNING"), last=False)
+    view.lines(["second", "third"])
+    view.render(snapshot("COMPLETED"), last=True)
+    view.lines(["fourth"])  # the line was ended: nothing to erase or write again
+    running = "1 flow run  1 Running  01:05"
+    assert stream.getvalue() == (
+        f"first\n\r\x1b[K{running}\r\x1b[Ksecond\nthird\n{running}"
+        "\r\x1b[K1 flow run  1 Completed  01:05\nfourth\n"
+    )
+
+
+def test_elsewhere_log_lines_are_plain_lines_between_the_progress_lines() -> None:
+    stream = io.StringIO()
+    view = terminal.TerminalView(stream)
+    view.render(snapshot("RUNNING"), last=False)
+    view.lines(["adding"])
+    assert stream.getvalue() == "1 flow run  1 Running  01:05\nadding\n"

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import sys
 import types
+import uuid
 from datetime import datetime, timezone
-from typing import List, Optional, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import pytest
 from helpers.fake_kernel import FakeKernel, kernel, no_ipython  # noqa: F401 - the fixtures
 from helpers.fake_time import FakeTime
 from helpers.server_json import flow_run_json
 
-from deploytrigger import FlowRun
+from deploytrigger import FlowRun, LogRecord
+from deploytrigger._helpers.display import log_line
 from deploytrigger._progress import view
 from deploytrigger._progress.notebook import NotebookView
 from deploytrigger._progress.snapshot import Snapshot
@@ -31,9 +33,13 @@ class Recorder:
     def __init__(self, every: float) -> None:
         self.every = every
         self.renders: List[Tuple[int, float, bool, bool]] = []
+        self.lines_written: List[str] = []
 
     def render(self, snapshot: Snapshot, *, last: bool) -> None:
         self.renders.append((snapshot.finished, snapshot.elapsed, last, snapshot.interrupted))
+
+    def lines(self, texts: Sequence[str]) -> None:
+        self.lines_written.extend(texts)
 
 
 @pytest.mark.usefixtures("no_ipython")
@@ -115,3 +121,32 @@ def test_a_wait_that_saw_no_run_renders_nothing_and_no_view_renders_nothing() ->
     assert shown.renders == []
     with view.Progress(None, FakeTime().clock) as progress:
         progress.show(runs("RUNNING"))  # no view: nothing to do
+
+
+LINE = LogRecord(uuid.uuid4(), NOW, 20, "adding 32 and 10")
+
+
+def test_a_log_line_goes_to_the_view_at_once_however_recent_the_last_render() -> None:
+    shown = Recorder(every=0.25)
+    with view.Progress(shown, FakeTime().clock, now=lambda: NOW) as progress:
+        progress.show(runs("RUNNING"))
+        progress.log(LINE)
+        progress.log(LINE)
+    assert shown.lines_written == [log_line(LINE)] * 2
+    assert log_line(LINE).endswith(" INFO     adding 32 and 10")
+
+
+@pytest.mark.usefixtures("no_ipython")
+def test_with_no_view_a_log_line_goes_to_stderr_outside_a_kernel(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    view.Progress(None, FakeTime().clock).log(LINE)
+    assert capsys.readouterr() == ("", log_line(LINE) + "\n")
+
+
+def test_with_no_view_a_log_line_goes_to_the_cells_output_in_a_kernel(
+    kernel: FakeKernel, capsys: pytest.CaptureFixture[str]
+) -> None:
+    view.Progress(None, FakeTime().clock).log(LINE)
+    assert capsys.readouterr() == (log_line(LINE) + "\n", "")
+    assert kernel.handles == []
