@@ -230,7 +230,7 @@ def test_the_example_notebook_runs_headlessly_and_renders_the_run(
     assert 'data-finished="7" data-total="7"' in bar
     assert "6 Completed, 1 Failed" in bar
     everything = [html for cell in cells for html in html_outputs(cell, "display_data")]
-    assert len(everything) == 2, everything  # one view per waiting cell, nothing else
+    assert len(everything) == 3, everything  # one view per waiting cell, nothing else
 
 
 def test_the_notebooks_views_were_updated_in_place_while_the_runs_went_on(

@@ -80,6 +80,6 @@ def test_notebook_reads_prefect_api_url_and_its_logs_cell_shows_the_lines(
     finally:
         os.environ.clear()
         os.environ.update(saved)
-    logs_cell = next(cell for cell in notebook.cells if "follow_logs" in cell.source)
+    logs_cell = next(cell for cell in notebook.cells if "logs=True" in cell.source)
     printed = "".join(output.get("text", "") for output in logs_cell.outputs)
-    assert "INFO sum is 42" in printed, printed
+    assert printed.count(" INFO     sum is 42\n") == 1, printed

@@ -238,5 +238,7 @@ def test_the_committed_notebook_shows_its_outputs() -> None:
     notebook = json.loads(NOTEBOOK.read_text())
     code = [cell for cell in notebook["cells"] if cell["cell_type"] == "code"]
     assert all(cell["outputs"] for cell in code[:-1]), "run the notebook and commit its outputs"
-    logs_cell = next(cell for cell in code if "follow_logs" in "".join(cell["source"]))
-    assert "sum is" in "".join("".join(o.get("text", "")) for o in logs_cell["outputs"])
+    logs_cell = next(cell for cell in code if "logs=True" in "".join(cell["source"]))
+    assert " INFO     sum is 42\n" in "".join(
+        "".join(o.get("text", "")) for o in logs_cell["outputs"]
+    )
