@@ -279,3 +279,19 @@ def test_a_handle_seen_final_returns_at_once_even_with_logs(
     before = len(fake.mock.calls)
     assert handle.wait(logs=True) is handle.flow_run
     assert len(fake.mock.calls) == before and capfd.readouterr().err == ""
+
+
+@pytest.mark.parametrize("cancel", [False, True])
+def test_an_interrupted_logs_wait_shows_where_the_run_was_and_cancels_only_when_asked(
+    fake: FakePrefect, kernel: FakeKernel, cancel: bool
+) -> None:
+    def interrupt(seconds: float) -> None:
+        raise KeyboardInterrupt
+
+    fake.new_run_logs = RUN_LINES
+    client = Client(API, sleep=interrupt, clock=FakeTime().clock)
+    with client, pytest.raises(KeyboardInterrupt):
+        client.run_deployment("add/add-dep", logs=True, cancel_on_interrupt=cancel)
+    last = kernel.handles[0].html()[-1]
+    assert "interrupted; the runs go on" in last and 'data-state="RUNNING"' in last
+    assert len(fake.set_state_bodies) == (1 if cancel else 0)
