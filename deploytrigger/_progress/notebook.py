@@ -19,7 +19,7 @@ from typing import Any, List, Optional, Sequence
 from .._helpers.display import STATE_COLOURS, clock_time, state_badge_html, ui_link_html
 from ..models import FlowRun
 from .snapshot import Snapshot, running_for
-from .terminal import INTERRUPTED, line
+from .terminal import interruption, line
 
 EVERY = 0.25
 """Seconds at least between two updates of the display (4 per second), the last one always."""
@@ -72,7 +72,7 @@ def view_html(snapshot: Snapshot) -> str:
     """The view of one run or of many, as HTML (every value escaped)."""
     body = one_run_html(snapshot) if len(snapshot.runs) == 1 else many_runs_html(snapshot)
     if snapshot.interrupted:
-        body += f'<div style="color:#71717a">{html.escape(INTERRUPTED)}</div>'
+        body += f'<div style="color:#71717a">{html.escape(interruption(snapshot))}</div>'
     return (
         f'<div class="deploytrigger-progress" data-finished="{snapshot.finished}" '
         f'data-total="{len(snapshot.runs)}">{body}</div>'

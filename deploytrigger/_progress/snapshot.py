@@ -27,12 +27,15 @@ class Snapshot:
         elapsed: seconds since the wait began.
         now: the time now (UTC), for how long a run has been running.
         interrupted: the wait was interrupted (the runs go on).
+        cancelling: the wait was interrupted and asked the server to cancel its
+            run (``cancel_on_interrupt``).
     """
 
     runs: Tuple[FlowRun, ...]
     elapsed: float
     now: datetime
     interrupted: bool = False
+    cancelling: bool = False
 
     @property
     def finished(self) -> int:

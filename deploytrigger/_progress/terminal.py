@@ -26,12 +26,18 @@ ERASE_LINE = "\r\x1b[K"
 """Back to the start of the line, and erase it."""
 
 INTERRUPTED = "interrupted; the runs go on"
+CANCELLING = "interrupted; the run was asked to cancel"
+
+
+def interruption(snapshot: Snapshot) -> str:
+    """What an interrupted wait says of its runs: they go on, or one was asked to cancel."""
+    return CANCELLING if snapshot.cancelling else INTERRUPTED
 
 
 def line(snapshot: Snapshot) -> str:
     """The progress line: runs by state and the time waited (and the interruption)."""
     text = runs_summary(snapshot.runs, snapshot.elapsed)
-    return f"{text}  ({INTERRUPTED})" if snapshot.interrupted else text
+    return f"{text}  ({interruption(snapshot)})" if snapshot.interrupted else text
 
 
 class TerminalView:

@@ -71,7 +71,8 @@ class Progress:
     """One wait's progress: the runs each poll read, rendered by a view (or by none).
 
     Use it as a context manager around the wait: on the way out it renders the
-    last runs seen, marked interrupted on ``KeyboardInterrupt``.
+    last runs seen, marked interrupted on ``KeyboardInterrupt`` (and, with
+    ``cancels_on_interrupt``, that the run was asked to cancel).
     """
 
     def __init__(
@@ -79,8 +80,11 @@ class Progress:
         view: Optional[View],
         clock: Callable[[], float],
         now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+        *,
+        cancels_on_interrupt: bool = False,
     ) -> None:
         self.view = view
+        self._cancels_on_interrupt = cancels_on_interrupt
         self._clock = clock
         self._now = now
         self._started = clock()
@@ -119,7 +123,11 @@ class Progress:
         assert self.view is not None
         self._rendered_at = self._clock()
         snapshot = Snapshot(
-            self._runs, self._rendered_at - self._started, self._now(), interrupted=interrupted
+            self._runs,
+            self._rendered_at - self._started,
+            self._now(),
+            interrupted=interrupted,
+            cancelling=interrupted and self._cancels_on_interrupt,
         )
         self.view.render(snapshot, last=last)
 
@@ -130,6 +138,11 @@ class Progress:
         self.close(interrupted=kind is not None and issubclass(kind, KeyboardInterrupt))
 
 
-def open_progress(asked: Optional[bool], poller: Poller) -> Progress:
-    """The progress of a wait paced by ``poller`` (its clock, the client's setting)."""
-    return Progress(choose(asked, poller.progress), poller.clock)
+def open_progress(
+    asked: Optional[bool], poller: Poller, *, cancels_on_interrupt: bool = False
+) -> Progress:
+    """The progress of a wait paced by ``poller`` (its clock, the client's setting);
+    ``cancels_on_interrupt``: an interrupt cancels the wait's run (it says so)."""
+    return Progress(
+        choose(asked, poller.progress), poller.clock, cancels_on_interrupt=cancels_on_interrupt
+    )

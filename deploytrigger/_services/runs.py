@@ -394,7 +394,7 @@ class Runs:
 
         span_attributes = {FLOW_RUN_ID: str(run_id)}
         with tracing.client_span(tracing.WAIT_SPAN, span_attributes) as span, open_progress(
-            progress, self.poller
+            progress, self.poller, cancels_on_interrupt=cancel_on_interrupt
         ) as shown:
             if logs:
                 from .._waits.logs import wait_with_logs

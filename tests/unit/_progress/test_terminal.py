@@ -78,3 +78,8 @@ def test_elsewhere_log_lines_are_plain_lines_between_the_progress_lines() -> Non
     view.render(snapshot("RUNNING"), last=False)
     view.lines(["adding"])
     assert stream.getvalue() == "1 flow run  1 Running  01:05\nadding\n"
+
+
+def test_an_interrupted_wait_that_cancelled_its_run_says_so() -> None:
+    cancelled = Snapshot(snapshot("RUNNING").runs, 65.0, NOW, interrupted=True, cancelling=True)
+    assert terminal.line(cancelled).endswith("  (interrupted; the run was asked to cancel)")
