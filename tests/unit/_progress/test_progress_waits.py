@@ -67,6 +67,11 @@ WAITS: Dict[str, Wait] = {
 }
 
 
+SINGLE_WAITS = [name for name in WAITS if name not in ("wait_all", "as_completed", "run_many")]
+RUN_LINES = [("starting", 0.5, 1), ("adding 32 and 10", 1.2, 2), ("done: 42", 1.8, 3)]
+"""(message, seconds after the epoch, reads of the run before the server shows it)"""
+
+
 @pytest.fixture(params=list(WAITS))
 def wait(request: pytest.FixtureRequest) -> Wait:
     return WAITS[request.param]
@@ -141,17 +146,25 @@ def test_an_unknown_progress_setting_is_a_configuration_error(
         Client(API)
 
 
-@pytest.mark.parametrize(
-    "name", ["run_deployment", "wait_for_flow_run", "wait_all", "as_completed", "run_many"]
-)
-def test_a_progress_that_is_not_a_bool_is_refused_before_anything_is_sent(
-    client: Client, fake: FakePrefect, name: str
+# A handle's wait is refused after its submit: see the handle's own test below.
+NOT_A_BOOL = [
+    *[(name, "progress", "`progress` must be True, False or None") for name in WAITS],
+    *[(name, "logs", "`logs` must be True or False") for name in SINGLE_WAITS],
+]
+NOT_A_BOOL = [case for case in NOT_A_BOOL if not case[0].startswith("handle.")]
+
+
+@pytest.mark.parametrize(("name", "keyword", "said"), NOT_A_BOOL)
+def test_a_progress_or_logs_that_is_not_a_bool_is_refused_before_anything_is_sent(
+    client: Client, fake: FakePrefect, name: str, keyword: str, said: str
 ) -> None:
     before = len(fake.mock.calls)
-    with pytest.raises(InvalidArgumentTypeError, match="progress"):
-        WAITS[name](client, fake, progress="yes")
+    with pytest.raises(InvalidArgumentTypeError, match=said):
+        WAITS[name](client, fake, **{keyword: "yes"})
     sent = [call.request.url for call in fake.mock.calls[before:]]
-    assert not any("create_flow_run" in url or "/flow_runs/" in url for url in sent), sent
+    assert not any(
+        part in url for url in sent for part in ("create_flow_run", "/flow_runs/", "/logs/")
+    ), sent
 
 
 def _requests_of_run_many(fake: FakePrefect, time: FakeTime, progress: bool) -> List[str]:
@@ -200,11 +213,6 @@ def test_an_interrupted_wait_shows_where_each_run_was_and_cancels_nothing(
     last = kernel.handles[0].html()[-1]
     assert "interrupted; the runs go on" in last and last.count('data-state="RUNNING"') == 2
     assert fake.set_state_bodies == []
-
-
-SINGLE_WAITS = ["run_deployment", "deploytrigger.run_deployment", "wait_for_flow_run"]
-SINGLE_WAITS += ["handle.wait", "handle.result"]
-RUN_LINES = [("starting", 0.5, 1), ("adding 32 and 10", 1.2, 2), ("done: 42", 1.8, 3)]
 
 
 @pytest.mark.parametrize("name", SINGLE_WAITS)
@@ -257,17 +265,6 @@ def test_logs_true_with_a_timeout_returns_the_run_as_last_read_and_its_lines_so_
     run = client.run_deployment("add/add-dep", timeout=10, poll_interval=2, logs=True)
     assert run.state.type.value == "RUNNING"
     assert capfd.readouterr().err.endswith(" INFO     starting\n")
-
-
-@pytest.mark.parametrize("name", SINGLE_WAITS[:3])
-def test_a_logs_that_is_not_a_bool_is_refused_before_anything_is_sent(
-    client: Client, fake: FakePrefect, name: str
-) -> None:
-    before = len(fake.mock.calls)
-    with pytest.raises(InvalidArgumentTypeError, match="`logs` must be True or False"):
-        WAITS[name](client, fake, logs="yes")
-    sent = [call.request.url for call in fake.mock.calls[before:]]
-    assert not any("create_flow_run" in url or "/logs/" in url for url in sent), sent
 
 
 @pytest.mark.usefixtures("no_ipython")
