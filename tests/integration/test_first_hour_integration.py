@@ -80,6 +80,7 @@ def test_notebook_reads_prefect_api_url_and_its_logs_cell_shows_the_lines(
     finally:
         os.environ.clear()
         os.environ.update(saved)
-    logs_cell = next(cell for cell in notebook.cells if "logs=True" in cell.source)
+    code = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    logs_cell = next(cell for cell in code if "logs=True" in cell.source)
     printed = "".join(output.get("text", "") for output in logs_cell.outputs)
     assert printed.count(" INFO     sum is 42\n") == 1, printed
